@@ -1,0 +1,568 @@
+//! The allowlist document (SPEC §2): YAML model, validation, and compilation into the
+//! lookup indexes the engine uses. Parsing is pure: callers pass the text in.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::decision::Mode;
+use super::duration::Duration;
+use super::host::{self, HostPattern};
+use super::matcher::{CidrIndex, HostIndex, HostMatch, PortRule};
+
+/// The example allowlist shipped in the binary, used when no source is configured.
+pub const EXAMPLE: &str = include_str!("../../examples/allowlist.yaml");
+
+/// An allowlist that failed to load.
+#[derive(Debug, thiserror::Error)]
+pub enum AllowlistError {
+    /// YAML syntax, an unknown field or a bad value; the message names field and line.
+    #[error("invalid allowlist: {0}")]
+    Invalid(String),
+}
+
+/// Which VirtualService routes get a default timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeoutScope {
+    /// Only routes with at least one destination outside the mesh.
+    #[default]
+    External,
+    /// Every http route.
+    All,
+}
+
+// === YAML model ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Doc {
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    default_timeout: Option<FromStrValue<Duration>>,
+    #[serde(default)]
+    timeout_scope: TimeoutScope,
+    #[serde(default)]
+    strict: bool,
+    #[serde(default)]
+    exempt_namespaces: Vec<FromStrValue<NamespaceName>>,
+    #[serde(default)]
+    internal_domains: Option<Vec<FromStrValue<Domain>>>,
+    #[serde(default)]
+    egress_gateway_selectors: Vec<BTreeMap<String, String>>,
+    #[serde(default)]
+    hosts: Vec<HostEntry>,
+    #[serde(default)]
+    cidrs: Vec<FromStrValue<IpNet>>,
+    #[serde(default)]
+    namespaces: BTreeMap<FromStrValue<NamespaceName>, NamespaceDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NamespaceDoc {
+    #[serde(default)]
+    hosts: Vec<HostEntry>,
+    #[serde(default)]
+    cidrs: Vec<FromStrValue<IpNet>>,
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    default_timeout: Option<FromStrValue<Duration>>,
+    #[serde(default)]
+    allow_any_outbound: bool,
+}
+
+/// A YAML scalar parsed through `FromStr`, so a bad value fails inside serde and the
+/// error carries the YAML path and line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct FromStrValue<T>(T);
+
+impl<'de, T> Deserialize<'de> for FromStrValue<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<T: FromStr> Visitor<'_> for V<T>
+        where
+            T::Err: fmt::Display,
+        {
+            type Value = FromStrValue<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                s.parse().map(FromStrValue).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                self.visit_str(&n.to_string())
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A Kubernetes namespace name (DNS-1123 label).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NamespaceName(String);
+
+impl FromStr for NamespaceName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        host::check_label(s)
+            .map(|()| Self(s.to_owned()))
+            .map_err(|e| format!("invalid namespace name {s:?}: {e}"))
+    }
+}
+
+/// An internal domain suffix such as `cluster.local`.
+#[derive(Debug, Clone)]
+struct Domain(Box<str>);
+
+impl FromStr for Domain {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.parse::<HostPattern>() {
+            Ok(HostPattern::Exact(d)) => Ok(Self(d)),
+            Ok(_) => Err(format!("internal domain {s:?} must not be a wildcard")),
+            Err(e) => Err(format!("invalid internal domain {s:?}: {e}")),
+        }
+    }
+}
+
+/// An allowed host: a string, or `{host, ports}` to restrict it to ServiceEntry ports.
+#[derive(Debug)]
+struct HostEntry {
+    host: HostPattern,
+    ports: PortRule,
+}
+
+fn parse_entry_host<E: de::Error>(s: &str) -> Result<HostPattern, E> {
+    match s.parse::<HostPattern>() {
+        Ok(HostPattern::Partial { .. }) => Err(E::custom(format!(
+            "invalid host {s:?}: partial wildcards are not allowed in the allowlist, use \"*.domain\""
+        ))),
+        Ok(p) => Ok(p),
+        Err(host::HostError::IpAddress) => Err(E::custom(format!(
+            "invalid host {s:?}: IP addresses belong in `cidrs`"
+        ))),
+        Err(e) => Err(E::custom(format!("invalid host {s:?}: {e}"))),
+    }
+}
+
+impl<'de> Deserialize<'de> for HostEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct WithPorts {
+            host: String,
+            ports: Vec<u16>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HostEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a host string or {host, ports}")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<HostEntry, E> {
+                Ok(HostEntry {
+                    host: parse_entry_host(s)?,
+                    ports: PortRule::Any,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<HostEntry, A::Error> {
+                let w = WithPorts::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                if w.ports.is_empty() {
+                    return Err(de::Error::custom(format!(
+                        "host {:?}: `ports` must not be empty (omit it to allow every port)",
+                        w.host
+                    )));
+                }
+                if w.ports.contains(&0) {
+                    return Err(de::Error::custom(format!(
+                        "host {:?}: port 0 is not a valid port",
+                        w.host
+                    )));
+                }
+                let mut ports = w.ports;
+                ports.sort_unstable();
+                ports.dedup();
+                Ok(HostEntry {
+                    host: parse_entry_host(&w.host)?,
+                    ports: PortRule::Only(ports.into()),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// === compiled form ===
+
+/// Hosts and networks granted at one level (global or one namespace).
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Host entries.
+    pub hosts: HostIndex,
+    /// CIDR entries.
+    pub cidrs: CidrIndex,
+}
+
+impl Grants {
+    fn build(hosts: Vec<HostEntry>, cidrs: Vec<FromStrValue<IpNet>>) -> Self {
+        let mut g = Grants::default();
+        for e in hosts {
+            g.hosts.insert(&e.host, e.ports);
+        }
+        for c in cidrs {
+            g.cidrs.insert(c.0);
+        }
+        g
+    }
+
+    fn len(&self) -> usize {
+        self.hosts.len() + self.cidrs.len()
+    }
+}
+
+/// Overrides and grants for one namespace.
+#[derive(Debug, Clone, Default)]
+pub struct NamespacePolicy {
+    /// Extra hosts and networks, usable only by objects in this namespace.
+    pub grants: Grants,
+    /// Overrides the global mode.
+    pub mode: Option<Mode>,
+    /// Overrides the global default timeout; `Some(None)` turns it off here.
+    pub default_timeout: Option<Option<Duration>>,
+    /// May a Sidecar here set `ALLOW_ANY` or `egressProxy`.
+    pub allow_any_outbound: bool,
+}
+
+/// A validated, compiled allowlist. Built once per load, shared read-only.
+#[derive(Debug, Clone, Default)]
+pub struct Allowlist {
+    /// Global mode.
+    pub mode: Mode,
+    /// Global default route timeout; `None` = off.
+    pub default_timeout: Option<Duration>,
+    /// Which routes get the default timeout.
+    pub timeout_scope: TimeoutScope,
+    /// Treat Istio's outage-prone warnings as denials.
+    pub strict: bool,
+    /// Namespaces allowed without checks.
+    pub exempt_namespaces: HashSet<String>,
+    /// Domains inside the mesh, never checked against the allowlist.
+    pub internal_domains: Vec<Box<str>>,
+    /// Gateway selectors that mark a Gateway as an egress gateway.
+    pub egress_gateway_selectors: Vec<BTreeMap<String, String>>,
+    /// Grants for every namespace.
+    pub global: Grants,
+    /// Per-namespace grants and overrides.
+    pub namespaces: HashMap<String, NamespacePolicy>,
+    /// Things worth logging at load time (e.g. a `*` entry).
+    pub warnings: Vec<String>,
+}
+
+/// Where a reference's permission came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// A global entry.
+    Global,
+    /// Only an entry of the object's own namespace.
+    Namespace,
+}
+
+/// A lookup result across global and namespace grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Allowed, and by which level.
+    Allowed(Grant),
+    /// Not covered at any level.
+    NotCovered,
+    /// Covered, but not on these ports.
+    PortsDenied(Vec<u16>),
+}
+
+impl Allowlist {
+    /// Parses and compiles an allowlist document.
+    pub fn from_yaml(text: &str) -> Result<Self, AllowlistError> {
+        let doc: Doc = if text.trim().is_empty() {
+            return Err(AllowlistError::Invalid("the document is empty".into()));
+        } else {
+            serde_norway::from_str(text).map_err(|e| AllowlistError::Invalid(e.to_string()))?
+        };
+        Ok(Self::compile(doc))
+    }
+
+    fn compile(doc: Doc) -> Self {
+        let mut warnings = Vec::new();
+        if doc.hosts.iter().any(|e| e.host == HostPattern::Any) {
+            warnings.push("hosts contains \"*\": every host is allowed".to_owned());
+        }
+        let internal_domains = doc.internal_domains.map_or_else(
+            || vec!["cluster.local".into()],
+            |ds| ds.into_iter().map(|d| d.0.0).collect(),
+        );
+        let namespaces = doc
+            .namespaces
+            .into_iter()
+            .map(|(name, ns)| {
+                if ns.hosts.iter().any(|e| e.host == HostPattern::Any) {
+                    warnings.push(format!(
+                        "namespaces.{}.hosts contains \"*\": every host is allowed there",
+                        name.0.0
+                    ));
+                }
+                let policy = NamespacePolicy {
+                    grants: Grants::build(ns.hosts, ns.cidrs),
+                    mode: ns.mode,
+                    default_timeout: ns.default_timeout.map(|d| non_zero(d.0)),
+                    allow_any_outbound: ns.allow_any_outbound,
+                };
+                (name.0.0, policy)
+            })
+            .collect();
+        Allowlist {
+            mode: doc.mode,
+            default_timeout: doc.default_timeout.and_then(|d| non_zero(d.0)),
+            timeout_scope: doc.timeout_scope,
+            strict: doc.strict,
+            exempt_namespaces: doc.exempt_namespaces.into_iter().map(|n| n.0.0).collect(),
+            internal_domains,
+            egress_gateway_selectors: doc.egress_gateway_selectors,
+            global: Grants::build(doc.hosts, doc.cidrs),
+            namespaces,
+            warnings,
+        }
+    }
+
+    /// Total host and CIDR entries, global and per namespace.
+    pub fn entries(&self) -> usize {
+        self.global.len() + self.namespaces.values().map(|n| n.grants.len()).sum::<usize>()
+    }
+
+    /// The namespace's policy, if it has one.
+    pub fn namespace(&self, ns: &str) -> Option<&NamespacePolicy> {
+        self.namespaces.get(ns)
+    }
+
+    /// The mode in force for a namespace.
+    pub fn mode_for(&self, ns: &str) -> Mode {
+        self.namespace(ns).and_then(|n| n.mode).unwrap_or(self.mode)
+    }
+
+    /// The default timeout in force for a namespace.
+    pub fn default_timeout_for(&self, ns: &str) -> Option<Duration> {
+        match self.namespace(ns).and_then(|n| n.default_timeout) {
+            Some(over) => over,
+            None => self.default_timeout,
+        }
+    }
+
+    /// True when the host stays inside the mesh: a short name or an internal domain.
+    pub fn is_internal(&self, host: &HostPattern) -> bool {
+        let name = match host {
+            HostPattern::Any => return false,
+            HostPattern::Exact(h) => &**h,
+            HostPattern::Wildcard(s) | HostPattern::Partial { suffix: s, .. } => &**s,
+        };
+        (matches!(host, HostPattern::Exact(_)) && !name.contains('.'))
+            || self
+                .internal_domains
+                .iter()
+                .any(|d| name == &**d || host::is_strict_subdomain(name, d))
+    }
+
+    /// Looks a host up globally, then in the namespace's own grants.
+    pub fn lookup_host(&self, ns: &str, host: &HostPattern, ports: &[u16]) -> Lookup {
+        let global = self.global.hosts.lookup(host, ports);
+        if global == HostMatch::Allowed {
+            return Lookup::Allowed(Grant::Global);
+        }
+        let local = self
+            .namespace(ns)
+            .map_or(HostMatch::NotCovered, |n| n.grants.hosts.lookup(host, ports));
+        match (global, local) {
+            (_, HostMatch::Allowed) => Lookup::Allowed(Grant::Namespace),
+            (HostMatch::PortsDenied(p), _) | (_, HostMatch::PortsDenied(p)) => {
+                Lookup::PortsDenied(p)
+            }
+            _ => Lookup::NotCovered,
+        }
+    }
+
+    /// Checks an address or network against global, then namespace CIDRs.
+    pub fn lookup_net(&self, ns: &str, net: &IpNet) -> Lookup {
+        if self.global.cidrs.contains_net(net) {
+            Lookup::Allowed(Grant::Global)
+        } else if self
+            .namespace(ns)
+            .is_some_and(|n| n.grants.cidrs.contains_net(net))
+        {
+            Lookup::Allowed(Grant::Namespace)
+        } else {
+            Lookup::NotCovered
+        }
+    }
+
+    /// True when a Gateway with this selector is an egress gateway.
+    pub fn is_egress_selector(&self, selector: &BTreeMap<String, String>) -> bool {
+        self.egress_gateway_selectors
+            .iter()
+            .any(|want| !want.is_empty() && want.iter().all(|(k, v)| selector.get(k) == Some(v)))
+    }
+}
+
+fn non_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Allowlist {
+        Allowlist::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn load_err(yaml: &str) -> String {
+        Allowlist::from_yaml(yaml)
+            .expect_err("allowlist should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn example_allowlist_loads() {
+        let a = load(EXAMPLE);
+        assert!(a.entries() > 5);
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+    }
+
+    #[test]
+    fn spec_example_loads_with_every_field() {
+        let a = load(
+            r#"
+mode: enforce
+defaultTimeout: 15s
+timeoutScope: external
+strict: true
+exemptNamespaces: [istio-system]
+internalDomains: [svc.cluster.local, cluster.local]
+egressGatewaySelectors:
+  - {istio: egressgateway}
+hosts:
+  - api.github.com
+  - "*.googleapis.com"
+  - {host: db.example.com, ports: [5432]}
+cidrs: [203.0.113.0/24, "2001:db8::/32"]
+namespaces:
+  payments:
+    hosts: [api.stripe.com]
+    cidrs: []
+    mode: audit
+    defaultTimeout: 5s
+    allowAnyOutbound: false
+"#,
+        );
+        assert_eq!(a.mode, Mode::Enforce);
+        assert_eq!(a.mode_for("payments"), Mode::Audit);
+        assert_eq!(a.default_timeout_for("default"), Some(Duration::from_millis(15_000)));
+        assert_eq!(a.default_timeout_for("payments"), Some(Duration::from_millis(5_000)));
+        assert!(a.strict);
+        assert!(a.exempt_namespaces.contains("istio-system"));
+        assert_eq!(a.entries(), 6);
+        let stripe: HostPattern = "api.stripe.com".parse().unwrap();
+        assert_eq!(
+            a.lookup_host("payments", &stripe, &[]),
+            Lookup::Allowed(Grant::Namespace)
+        );
+        assert_eq!(a.lookup_host("default", &stripe, &[]), Lookup::NotCovered);
+        let db: HostPattern = "db.example.com".parse().unwrap();
+        assert_eq!(a.lookup_host("x", &db, &[5432]), Lookup::Allowed(Grant::Global));
+        assert_eq!(a.lookup_host("x", &db, &[3306]), Lookup::PortsDenied(vec![3306]));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let a = load("hosts: [api.github.com]\n");
+        assert_eq!(a.mode, Mode::Enforce);
+        assert_eq!(a.default_timeout, None);
+        assert_eq!(a.timeout_scope, TimeoutScope::External);
+        assert!(!a.strict);
+        assert!(a.is_internal(&"reviews".parse().unwrap()));
+        assert!(a.is_internal(&"reviews.default.svc.cluster.local".parse().unwrap()));
+        assert!(!a.is_internal(&"api.github.com".parse().unwrap()));
+    }
+
+    #[test]
+    fn zero_timeout_turns_the_default_off() {
+        let a = load("defaultTimeout: 0s\nnamespaces:\n  a: {defaultTimeout: 0s}\n  b: {defaultTimeout: 2s}\n");
+        assert_eq!(a.default_timeout_for("x"), None);
+        assert_eq!(a.default_timeout_for("a"), None);
+        assert_eq!(a.default_timeout_for("b"), Some(Duration::from_millis(2_000)));
+        let b = load("defaultTimeout: 3s\nnamespaces:\n  a: {defaultTimeout: 0s}\n");
+        assert_eq!(b.default_timeout_for("a"), None);
+        assert_eq!(b.default_timeout_for("z"), Some(Duration::from_millis(3_000)));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_line() {
+        let cases = [
+            ("mode: enforce\nbogus: 1\n", &["bogus", "line 2"][..]),
+            ("hosts:\n  - api.github.com\n  - \"-bad.example.com\"\n", &["hosts[1]", "line 3", "-bad.example.com"]),
+            ("cidrs: [10.0.0.0/33]\n", &["cidrs[0]", "line 1"]),
+            ("mode: block\n", &["mode", "line 1", "enforce"]),
+            ("defaultTimeout: soon\n", &["defaultTimeout", "line 1"]),
+            ("namespaces:\n  payments:\n    hosts: [ok.example]\n    allowAny: true\n", &["allowAny", "line 4"]),
+            ("namespaces:\n  Bad_NS: {}\n", &["Bad_NS"]),
+            ("hosts:\n  - {host: db.example.com, ports: [70000]}\n", &["hosts[0]", "line 2"]),
+            ("hosts:\n  - {host: db.example.com, ports: []}\n", &["hosts[0]", "ports"]),
+            ("hosts:\n  - {host: db.example.com, port: [1]}\n", &["port", "line 2"]),
+            ("hosts: [\"*foo.example.com\"]\n", &["partial wildcard"]),
+            ("hosts: [10.0.0.1]\n", &["cidrs"]),
+            ("hosts: [\"a.*.example.com\"]\n", &["hosts[0]", "wildcard"]),
+            ("internalDomains: [\"*.local\"]\n", &["internalDomains[0]"]),
+            ("hosts: api.github.com\n", &["hosts"]),
+            ("", &["empty"]),
+            ("mode: [\n", &["line"]),
+        ];
+        for (yaml, needles) in cases {
+            let err = load_err(yaml);
+            for n in needles {
+                assert!(err.contains(n), "error for {yaml:?} should mention {n:?}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn star_entry_loads_with_a_warning() {
+        let a = load("hosts: [\"*\"]\n");
+        assert_eq!(a.warnings.len(), 1);
+        assert_eq!(
+            a.lookup_host("x", &"anything.example".parse().unwrap(), &[]),
+            Lookup::Allowed(Grant::Global)
+        );
+    }
+
+    #[test]
+    fn egress_selectors_match_as_label_subsets() {
+        let a = load("egressGatewaySelectors:\n  - {istio: egressgateway}\n");
+        let sel = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert!(a.is_egress_selector(&sel(&[("istio", "egressgateway"), ("app", "x")])));
+        assert!(!a.is_egress_selector(&sel(&[("istio", "ingressgateway")])));
+        assert!(!a.is_egress_selector(&sel(&[])));
+    }
+}

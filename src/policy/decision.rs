@@ -1,0 +1,309 @@
+//! What the engine returns: violations with stable codes, warnings, the effective mode
+//! and the mutation patch. Edges (webhook, `check`, `audit`) only render this.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// How violations are acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Violations deny the request.
+    #[default]
+    Enforce,
+    /// Violations are reported as warnings; the request is allowed.
+    Audit,
+}
+
+impl Mode {
+    /// The lowercase name used in YAML, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+/// Stable violation codes: `EG1xx` allowlist, `EG2xx` Istio validity, `EG3xx` bypass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Code {
+    /// A host is not covered by the allowlist.
+    HostNotAllowed,
+    /// A wildcard host matches more than any allowlist entry covers.
+    WildcardTooBroad,
+    /// An IP address or CIDR lies outside every allowed CIDR.
+    AddressNotAllowed,
+    /// The host is allowed, but not on these ServiceEntry ports.
+    PortNotAllowed,
+    /// A namespace-only grant on a ServiceEntry exported beyond that namespace.
+    GrantExported,
+    /// Host syntax: empty, too long, bad label, numeric TLD, misplaced wildcard.
+    InvalidHost,
+    /// A partial wildcard such as `*foo.example.com`.
+    PartialWildcard,
+    /// A wildcard where the field forbids one.
+    WildcardNotAllowed,
+    /// An IP address where a host name is required.
+    IpAsHost,
+    /// Port number out of range or bad port name.
+    InvalidPort,
+    /// Two ports share a number or name.
+    DuplicatePort,
+    /// Unrecognised port protocol.
+    InvalidProtocol,
+    /// A `resolution` constraint is violated.
+    ResolutionConflict,
+    /// An endpoint address does not fit the resolution.
+    InvalidEndpoint,
+    /// A duration below 1ms, not whole milliseconds, or unparsable.
+    InvalidDuration,
+    /// A required field is missing or empty.
+    MissingField,
+    /// An `exportTo` value is invalid.
+    InvalidExportTo,
+    /// A gateway reference or a Gateway server host's namespace part is invalid.
+    InvalidGatewayRef,
+    /// A ServiceEntry address is neither an IP nor a CIDR.
+    InvalidAddress,
+    /// `workloadSelector` and `endpoints` are both set.
+    SelectorWithEndpoints,
+    /// A DestinationRule subset is unnamed, badly named or duplicated.
+    InvalidSubset,
+    /// A Sidecar egress host is not `namespace/host`.
+    InvalidSidecarHost,
+    /// `egressProxy` without `ALLOW_ANY`.
+    EgressProxyWithoutAllowAny,
+    /// The spec does not decode (a field has the wrong type).
+    InvalidSpec,
+    /// A Sidecar opens egress to any destination with `ALLOW_ANY`.
+    AllowAnyOutbound,
+    /// A Sidecar routes unknown egress through an `egressProxy`.
+    EgressProxy,
+}
+
+impl Code {
+    /// Every code, in table order.
+    pub const ALL: [Code; 26] = [
+        Code::HostNotAllowed,
+        Code::WildcardTooBroad,
+        Code::AddressNotAllowed,
+        Code::PortNotAllowed,
+        Code::GrantExported,
+        Code::InvalidHost,
+        Code::PartialWildcard,
+        Code::WildcardNotAllowed,
+        Code::IpAsHost,
+        Code::InvalidPort,
+        Code::DuplicatePort,
+        Code::InvalidProtocol,
+        Code::ResolutionConflict,
+        Code::InvalidEndpoint,
+        Code::InvalidDuration,
+        Code::MissingField,
+        Code::InvalidExportTo,
+        Code::InvalidGatewayRef,
+        Code::InvalidAddress,
+        Code::SelectorWithEndpoints,
+        Code::InvalidSubset,
+        Code::InvalidSidecarHost,
+        Code::EgressProxyWithoutAllowAny,
+        Code::InvalidSpec,
+        Code::AllowAnyOutbound,
+        Code::EgressProxy,
+    ];
+
+    /// The stable code, e.g. `EG101`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HostNotAllowed => "EG101",
+            Self::WildcardTooBroad => "EG102",
+            Self::AddressNotAllowed => "EG103",
+            Self::PortNotAllowed => "EG104",
+            Self::GrantExported => "EG105",
+            Self::InvalidHost => "EG201",
+            Self::PartialWildcard => "EG202",
+            Self::WildcardNotAllowed => "EG203",
+            Self::IpAsHost => "EG204",
+            Self::InvalidPort => "EG205",
+            Self::DuplicatePort => "EG206",
+            Self::InvalidProtocol => "EG207",
+            Self::ResolutionConflict => "EG208",
+            Self::InvalidEndpoint => "EG209",
+            Self::InvalidDuration => "EG210",
+            Self::MissingField => "EG211",
+            Self::InvalidExportTo => "EG212",
+            Self::InvalidGatewayRef => "EG213",
+            Self::InvalidAddress => "EG214",
+            Self::SelectorWithEndpoints => "EG215",
+            Self::InvalidSubset => "EG216",
+            Self::InvalidSidecarHost => "EG217",
+            Self::EgressProxyWithoutAllowAny => "EG218",
+            Self::InvalidSpec => "EG219",
+            Self::AllowAnyOutbound => "EG301",
+            Self::EgressProxy => "EG302",
+        }
+    }
+
+    /// A one-line description for docs and `--explain`-style output.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Self::HostNotAllowed => "host is not in the allowlist",
+            Self::WildcardTooBroad => "wildcard host matches more than the allowlist covers",
+            Self::AddressNotAllowed => "IP address or CIDR is outside every allowed CIDR",
+            Self::PortNotAllowed => "host is allowed only on other ports",
+            Self::GrantExported => "namespace-only grant used by a ServiceEntry exported beyond it",
+            Self::InvalidHost => "invalid host name",
+            Self::PartialWildcard => "partial wildcard host (Istio warns; denied when strict)",
+            Self::WildcardNotAllowed => "wildcard host where the field forbids it",
+            Self::IpAsHost => "IP address where a host name is required",
+            Self::InvalidPort => "invalid port number or name",
+            Self::DuplicatePort => "duplicate port number or name",
+            Self::InvalidProtocol => "unrecognised port protocol",
+            Self::ResolutionConflict => "resolution constraint violated",
+            Self::InvalidEndpoint => "endpoint address does not fit the resolution",
+            Self::InvalidDuration => "duration below 1ms, not whole milliseconds, or unparsable",
+            Self::MissingField => "required field missing or empty",
+            Self::InvalidExportTo => "invalid exportTo value",
+            Self::InvalidGatewayRef => "invalid gateway reference or server host namespace",
+            Self::InvalidAddress => "address is neither an IP nor a CIDR",
+            Self::SelectorWithEndpoints => "workloadSelector and endpoints are exclusive",
+            Self::InvalidSubset => "invalid or duplicate subset name",
+            Self::InvalidSidecarHost => "Sidecar egress host is not namespace/host",
+            Self::EgressProxyWithoutAllowAny => "egressProxy requires outboundTrafficPolicy ALLOW_ANY",
+            Self::InvalidSpec => "spec does not decode",
+            Self::AllowAnyOutbound => "Sidecar ALLOW_ANY opens egress to every destination",
+            Self::EgressProxy => "Sidecar egressProxy sends unknown egress around the allowlist",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One problem with one field of one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Stable code.
+    pub code: Code,
+    /// Field path, e.g. `spec.http[2].route[0].destination.host`.
+    pub path: String,
+    /// The offending value as written.
+    pub value: String,
+    /// A short reason, lowercase, no trailing period.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}={:?}: {}",
+            self.code, self.path, self.value, self.message
+        )
+    }
+}
+
+/// Why an object was let through without checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Skip {
+    /// DELETE (and CONNECT) are always allowed.
+    Delete,
+    /// The namespace is in `exemptNamespaces`.
+    ExemptNamespace,
+    /// Not one of the five Istio networking kinds.
+    NotIstio,
+}
+
+/// The verdict for one object under one allowlist.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    /// Effective mode for the object's namespace.
+    pub mode: Mode,
+    /// Set when no checks ran.
+    pub skipped: Option<Skip>,
+    /// Set on an UPDATE whose spec did not change: violations become warnings.
+    pub spec_unchanged: bool,
+    /// Everything wrong with the object.
+    pub violations: Vec<Violation>,
+    /// Non-fatal findings (Istio warnings, allowed partial wildcards, opt-outs).
+    pub warnings: Vec<String>,
+    /// RFC 6902 operations adding default timeouts; empty when nothing to add.
+    pub patch: json_patch::Patch,
+    /// Field paths of the routes the patch adds a timeout to.
+    pub patched_routes: Vec<String>,
+    /// The timeout the patch adds.
+    pub default_timeout: Option<super::duration::Duration>,
+}
+
+impl Decision {
+    /// A decision that ran no checks.
+    pub fn skip(reason: Skip) -> Self {
+        Self {
+            skipped: Some(reason),
+            ..Self::default()
+        }
+    }
+
+    /// True when the request may proceed: no violations, or they are only reported.
+    pub fn allowed(&self) -> bool {
+        self.violations.is_empty() || self.mode == Mode::Audit || self.spec_unchanged
+    }
+
+    /// True when violations were found but let through (audit mode or unchanged spec).
+    pub fn audited(&self) -> bool {
+        !self.violations.is_empty() && self.allowed()
+    }
+
+    /// The patch, or `None` when there is nothing to change.
+    pub fn patch(&self) -> Option<&json_patch::Patch> {
+        (!self.patch.0.is_empty()).then_some(&self.patch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_banded() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            assert!(seen.insert(code.as_str()), "duplicate {code}");
+            let band = &code.as_str()[..3];
+            assert!(["EG1", "EG2", "EG3"].contains(&band), "{code}");
+            assert!(!code.summary().ends_with('.'));
+        }
+    }
+
+    #[test]
+    fn audit_and_unchanged_spec_allow_violations() {
+        let v = Violation {
+            code: Code::HostNotAllowed,
+            path: "spec.hosts[0]".into(),
+            value: "x.example".into(),
+            message: "not allowed".into(),
+        };
+        let mut d = Decision {
+            violations: vec![v],
+            ..Decision::default()
+        };
+        assert!(!d.allowed());
+        d.mode = Mode::Audit;
+        assert!(d.allowed() && d.audited());
+        d.mode = Mode::Enforce;
+        d.spec_unchanged = true;
+        assert!(d.allowed());
+    }
+}

@@ -1,0 +1,182 @@
+//! The pure policy engine: `evaluate(request, allowlist) -> Decision`.
+//!
+//! No async, no I/O, no clock, no logging: the webhook, `check`, `audit` and the
+//! benchmarks all call [`evaluate`], so their verdicts agree by construction. This
+//! module must not import anything from the server, sources or CLI.
+
+pub mod allowlist;
+pub mod decision;
+pub mod duration;
+pub mod host;
+pub mod istio;
+pub mod kinds;
+pub mod matcher;
+pub mod timeouts;
+
+use serde_json::value::RawValue;
+
+pub use allowlist::{Allowlist, AllowlistError};
+pub use decision::{Code, Decision, Mode, Skip, Violation};
+pub use kinds::Kind;
+
+use allowlist::{Grant, Lookup};
+use kinds::{Context, EgressRef, Target};
+
+/// The admission operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// A new object.
+    Create,
+    /// A change to an existing object.
+    Update,
+    /// A deletion: always allowed.
+    Delete,
+    /// A connect (exec, proxy): never relevant, always allowed.
+    Connect,
+}
+
+/// One object to judge, borrowed from wherever it was decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The Istio kind, or `None` for anything else.
+    pub kind: Option<Kind>,
+    /// The operation.
+    pub operation: Operation,
+    /// The object's namespace.
+    pub namespace: &'a str,
+    /// The object's name (may be empty on CREATE with `generateName`).
+    pub name: &'a str,
+    /// The object's `spec` as JSON; `None` is judged as an empty spec.
+    pub spec: Option<&'a RawValue>,
+    /// The `egress-guard.io/default-timeout` annotation, if set.
+    pub timeout_annotation: Option<&'a str>,
+    /// On UPDATE, the stored object's `spec`.
+    pub old_spec: Option<&'a RawValue>,
+}
+
+/// Judges one object under one allowlist.
+pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist) -> Decision {
+    if matches!(req.operation, Operation::Delete | Operation::Connect) {
+        return Decision::skip(Skip::Delete);
+    }
+    let Some(kind) = req.kind else {
+        return Decision::skip(Skip::NotIstio);
+    };
+    if allowlist.exempt_namespaces.contains(req.namespace) {
+        return Decision::skip(Skip::ExemptNamespace);
+    }
+
+    let empty = empty_spec();
+    let spec = req.spec.unwrap_or(empty);
+    let cx = Context {
+        allowlist,
+        namespace: req.namespace,
+    };
+    let findings = kinds::inspect(kind, spec, &cx);
+
+    let mut decision = Decision {
+        mode: allowlist.mode_for(req.namespace),
+        violations: findings.violations,
+        warnings: findings.warnings,
+        ..Decision::default()
+    };
+    for r in &findings.refs {
+        if let Some(v) = check_ref(r, req.namespace, allowlist) {
+            decision.violations.push(v);
+        }
+    }
+
+    if req.operation == Operation::Update
+        && !decision.violations.is_empty()
+        && req.old_spec.is_some_and(|old| same_json(old, spec))
+    {
+        decision.spec_unchanged = true;
+    }
+
+    if kind == Kind::VirtualService {
+        plan_timeouts(req, allowlist, &findings.http_routes, &mut decision);
+    }
+    decision
+}
+
+/// Matches one egress reference against the allowlist.
+fn check_ref(r: &EgressRef, ns: &str, allowlist: &Allowlist) -> Option<Violation> {
+    let lookup = match &r.target {
+        Target::Host(h) => allowlist.lookup_host(ns, h, &r.ports),
+        Target::Net(n) => allowlist.lookup_net(ns, n),
+    };
+    let (code, message) = match lookup {
+        Lookup::Allowed(Grant::Global) => return None,
+        Lookup::Allowed(Grant::Namespace) if !r.exported_beyond_namespace => return None,
+        Lookup::Allowed(Grant::Namespace) => (
+            Code::GrantExported,
+            format!("granted only to namespace {ns}; set exportTo: [\".\"] so the grant does not leak to the mesh"),
+        ),
+        Lookup::PortsDenied(ports) => (
+            Code::PortNotAllowed,
+            format!("not allowed on port(s) {}", join_ports(&ports)),
+        ),
+        Lookup::NotCovered => match &r.target {
+            Target::Net(_) => (Code::AddressNotAllowed, format!("not inside an allowed CIDR for namespace {ns}")),
+            Target::Host(h) if h.is_wildcard() => (
+                Code::WildcardTooBroad,
+                format!("wildcard matches hosts the allowlist does not cover for namespace {ns}"),
+            ),
+            Target::Host(_) => (Code::HostNotAllowed, format!("not in the allowlist for namespace {ns}")),
+        },
+    };
+    Some(Violation {
+        code,
+        path: r.path.clone(),
+        value: r.value.clone(),
+        message,
+    })
+}
+
+fn join_ports(ports: &[u16]) -> String {
+    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Adds the default-timeout patch for a VirtualService, honouring the annotation.
+fn plan_timeouts(req: &Request<'_>, allowlist: &Allowlist, routes: &[kinds::HttpRouteInfo], decision: &mut Decision) {
+    let default = allowlist.default_timeout_for(req.namespace);
+    let timeout = match req.timeout_annotation.map(timeouts::parse_override) {
+        None => default,
+        Some(Ok(timeouts::Override::OptOut)) => None,
+        Some(Ok(timeouts::Override::Timeout(d))) => Some(d),
+        Some(Err(e)) => {
+            decision.warnings.push(format!(
+                "metadata.annotations[{}]: {e}; using the default timeout",
+                timeouts::ANNOTATION
+            ));
+            default
+        }
+    };
+    if let Some(t) = timeout {
+        let (patch, paths) = timeouts::plan(routes, t, allowlist.timeout_scope);
+        decision.patch = patch;
+        decision.patched_routes = paths;
+        decision.default_timeout = Some(t);
+    }
+}
+
+/// Spec equality for "UPDATE left spec unchanged": byte-equal JSON is the fast path
+/// (the apiserver encodes both the same way), structural equality the fallback.
+fn same_json(a: &RawValue, b: &RawValue) -> bool {
+    if a.get() == b.get() {
+        return true;
+    }
+    match (
+        serde_json::from_str::<serde_json::Value>(a.get()),
+        serde_json::from_str::<serde_json::Value>(b.get()),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+#[allow(clippy::expect_used)]
+fn empty_spec() -> &'static RawValue {
+    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| RawValue::from_string("{}".to_owned()).expect("`{}` is valid JSON"))
+}
