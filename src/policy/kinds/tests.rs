@@ -1,0 +1,399 @@
+//! Per-kind extraction and decision tests: every egress reference is found with its
+//! field path, internal hosts are skipped, and the timeout patch is idempotent.
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::policy::{self, Allowlist, Code, Decision, Kind, Mode, Operation, Request};
+
+const ALLOWLIST: &str = r#"
+defaultTimeout: 15s
+egressGatewaySelectors: [{istio: egressgateway}]
+exemptNamespaces: [istio-system]
+hosts:
+  - api.github.com
+  - "*.googleapis.com"
+  - {host: db.example.com, ports: [5432]}
+cidrs: [203.0.113.0/24, "2001:db8::/32"]
+namespaces:
+  payments:
+    hosts: [api.stripe.com]
+    cidrs: [198.51.100.0/28]
+    mode: audit
+    defaultTimeout: 5s
+  open:
+    allowAnyOutbound: true
+"#;
+
+fn mk_allowlist(extra: &str) -> Allowlist {
+    Allowlist::from_yaml(&format!("{ALLOWLIST}{extra}")).unwrap()
+}
+
+fn mk_spec(yaml: &str) -> Box<RawValue> {
+    let v: Value = serde_norway::from_str(yaml).unwrap();
+    serde_json::value::to_raw_value(&v).unwrap()
+}
+
+fn eval_with(a: &Allowlist, kind: Kind, ns: &str, spec: &str) -> Decision {
+    let spec = mk_spec(spec);
+    let req = Request {
+        kind: Some(kind),
+        operation: Operation::Create,
+        namespace: ns,
+        name: "t",
+        spec: Some(&spec),
+        timeout_annotation: None,
+        old_spec: None,
+    };
+    policy::evaluate(&req, a)
+}
+
+fn eval(kind: Kind, ns: &str, spec: &str) -> Decision {
+    eval_with(&mk_allowlist(""), kind, ns, spec)
+}
+
+/// `(code, path)` pairs, sorted, for compact assertions.
+fn codes(d: &Decision) -> Vec<(&'static str, String)> {
+    let mut v: Vec<_> = d.violations.iter().map(|v| (v.code.as_str(), v.path.clone())).collect();
+    v.sort();
+    v
+}
+
+fn cp(code: &'static str, path: &str) -> (&'static str, String) {
+    (code, path.to_owned())
+}
+
+#[test]
+fn service_entry_checks_hosts_addresses_and_endpoints() {
+    let d = eval(
+        Kind::ServiceEntry,
+        "default",
+        r#"
+hosts: [api.github.com, upload.evil.example.org, "*.github.com", "*.storage.googleapis.com", API.GitHub.com.]
+addresses: [203.0.113.7, 203.0.112.0/23, "2001:db8:1::/48"]
+ports: [{number: 443, name: https, protocol: TLS}]
+location: MESH_INTERNAL
+resolution: STATIC
+endpoints: [{address: 203.0.113.9}, {address: 192.0.2.1}]
+"#,
+    );
+    assert_eq!(
+        codes(&d),
+        [
+            cp("EG101", "spec.hosts[1]"),
+            cp("EG102", "spec.hosts[2]"),
+            cp("EG103", "spec.addresses[1]"),
+            cp("EG103", "spec.endpoints[1].address"),
+        ]
+    );
+    assert!(!d.allowed());
+    assert_eq!(d.violations[0].value, "upload.evil.example.org");
+}
+
+#[test]
+fn service_entry_port_restrictions() {
+    let ok = eval(Kind::ServiceEntry, "default", "hosts: [db.example.com]\nports: [{number: 5432, name: pg, protocol: TCP}]\nresolution: DNS\n");
+    assert!(ok.violations.is_empty(), "{:?}", ok.violations);
+    let bad = eval(
+        Kind::ServiceEntry,
+        "default",
+        "hosts: [db.example.com]\nports: [{number: 5432, name: pg, protocol: TCP}, {number: 3306, name: mysql, protocol: TCP}]\nresolution: DNS\n",
+    );
+    assert_eq!(codes(&bad), [cp("EG104", "spec.hosts[0]")]);
+    assert!(bad.violations[0].message.contains("3306"));
+}
+
+#[test]
+fn namespace_grants_stay_in_their_namespace() {
+    let se = |export: &str| format!("hosts: [api.stripe.com]\nresolution: DNS\nports: [{{number: 443, name: https, protocol: TLS}}]\n{export}");
+    let a = mk_allowlist("");
+    for (export, want) in [
+        ("exportTo: [\".\"]", vec![]),
+        ("exportTo: [payments]", vec![]),
+        ("", vec![cp("EG105", "spec.hosts[0]")]),
+        ("exportTo: [\"*\"]", vec![cp("EG105", "spec.hosts[0]")]),
+        ("exportTo: [\".\", other]", vec![cp("EG105", "spec.hosts[0]")]),
+    ] {
+        let d = eval_with(&a, Kind::ServiceEntry, "payments", &se(export));
+        assert_eq!(codes(&d), want, "{export}");
+    }
+    let elsewhere = eval_with(&a, Kind::ServiceEntry, "default", &se("exportTo: [\".\"]"));
+    assert_eq!(codes(&elsewhere), [cp("EG101", "spec.hosts[0]")]);
+    let cidr = eval_with(&a, Kind::ServiceEntry, "payments", "hosts: [pay.internal.example]\naddresses: [198.51.100.4]\nresolution: STATIC\nendpoints: [{address: 198.51.100.4}]\nexportTo: [\".\"]\n");
+    assert_eq!(codes(&cidr), [cp("EG101", "spec.hosts[0]")]);
+}
+
+#[test]
+fn virtual_service_paths_cover_every_destination_and_mirror() {
+    let d = eval(
+        Kind::VirtualService,
+        "default",
+        r#"
+hosts: [reviews, evil.example.org]
+http:
+  - route:
+      - destination: {host: reviews}
+      - destination: {host: reviews.default.svc.cluster.local}
+  - route:
+      - destination: {host: api.github.com}
+      - destination: {host: leak.example.net}
+    mirror: {host: mirror.example.net}
+    mirrors:
+      - destination: {host: mirror2.example.net}
+    timeout: 3s
+tcp:
+  - route: [{destination: {host: 198.51.100.1}}]
+tls:
+  - route: [{destination: {host: tls.example.net}}]
+"#,
+    );
+    assert_eq!(
+        codes(&d),
+        [
+            cp("EG101", "spec.hosts[1]"),
+            cp("EG101", "spec.http[1].mirror.host"),
+            cp("EG101", "spec.http[1].mirrors[0].destination.host"),
+            cp("EG101", "spec.http[1].route[1].destination.host"),
+            cp("EG101", "spec.tls[0].route[0].destination.host"),
+            cp("EG103", "spec.tcp[0].route[0].destination.host"),
+        ]
+    );
+}
+
+#[test]
+fn virtual_service_hosts_only_count_when_bound_to_the_mesh() {
+    let gw_only = eval(Kind::VirtualService, "default", "hosts: [evil.example.org]\ngateways: [istio-system/ingress]\nhttp: [{route: [{destination: {host: web}}]}]\n");
+    assert!(gw_only.violations.is_empty(), "{:?}", gw_only.violations);
+    let with_mesh = eval(Kind::VirtualService, "default", "hosts: [evil.example.org]\ngateways: [mesh, istio-system/ingress]\nhttp: [{route: [{destination: {host: web}}]}]\n");
+    assert_eq!(codes(&with_mesh), [cp("EG101", "spec.hosts[0]")]);
+}
+
+#[test]
+fn destination_rule_checks_host_and_every_sni() {
+    let d = eval(
+        Kind::DestinationRule,
+        "default",
+        r#"
+host: api.github.com
+trafficPolicy:
+  tls: {mode: SIMPLE, sni: evil.example.org}
+  portLevelSettings:
+    - port: {number: 443}
+      tls: {mode: SIMPLE, sni: api.github.com}
+    - port: {number: 8443}
+      tls: {mode: SIMPLE, sni: other.example.org}
+subsets:
+  - name: v1
+    trafficPolicy: {tls: {sni: sub.example.org}}
+"#,
+    );
+    assert_eq!(
+        codes(&d),
+        [
+            cp("EG101", "spec.subsets[0].trafficPolicy.tls.sni"),
+            cp("EG101", "spec.trafficPolicy.portLevelSettings[1].tls.sni"),
+            cp("EG101", "spec.trafficPolicy.tls.sni"),
+        ]
+    );
+}
+
+#[test]
+fn gateway_hosts_count_only_on_egress_gateways() {
+    let spec = |selector: &str| format!("selector: {{{selector}}}\nservers:\n  - port: {{number: 443, name: tls, protocol: TLS}}\n    hosts: [\"./evil.example.org\", api.github.com, \"*/storage.googleapis.com\"]\n    tls: {{mode: PASSTHROUGH}}\n");
+    let egress = eval(Kind::Gateway, "default", &spec("istio: egressgateway, app: gw"));
+    assert_eq!(codes(&egress), [cp("EG101", "spec.servers[0].hosts[0]")]);
+    assert_eq!(egress.violations[0].value, "evil.example.org");
+    let ingress = eval(Kind::Gateway, "default", &spec("istio: ingressgateway"));
+    assert!(ingress.violations.is_empty(), "{:?}", ingress.violations);
+}
+
+#[test]
+fn sidecar_allow_any_and_egress_proxy_are_bypasses_unless_granted() {
+    let allow_any = "outboundTrafficPolicy: {mode: ALLOW_ANY}\n";
+    assert_eq!(codes(&eval(Kind::Sidecar, "default", allow_any)), [cp("EG301", "spec.outboundTrafficPolicy.mode")]);
+    assert!(eval(Kind::Sidecar, "open", allow_any).violations.is_empty());
+    let proxy = "outboundTrafficPolicy:\n  mode: ALLOW_ANY\n  egressProxy: {host: squid.proxy.svc.cluster.local, port: {number: 3128}}\n";
+    assert_eq!(
+        codes(&eval(Kind::Sidecar, "default", proxy)),
+        [cp("EG301", "spec.outboundTrafficPolicy.mode"), cp("EG302", "spec.outboundTrafficPolicy.egressProxy")]
+    );
+    assert!(eval(Kind::Sidecar, "open", proxy).violations.is_empty());
+    let registry_only = "outboundTrafficPolicy: {mode: REGISTRY_ONLY}\negress: [{hosts: [\"./*\", \"istio-system/*\"]}]\n";
+    assert!(eval(Kind::Sidecar, "default", registry_only).violations.is_empty());
+}
+
+#[test]
+fn audit_mode_and_exempt_namespaces() {
+    let d = eval(Kind::ServiceEntry, "payments", "hosts: [evil.example.org]\nresolution: DNS\n");
+    assert_eq!(d.mode, Mode::Audit);
+    assert!(d.allowed() && d.audited());
+    let exempt = eval(Kind::ServiceEntry, "istio-system", "hosts: [evil.example.org]\n");
+    assert_eq!(exempt.skipped, Some(policy::Skip::ExemptNamespace));
+    assert!(exempt.violations.is_empty());
+}
+
+#[test]
+fn delete_and_unchanged_updates_are_allowed() {
+    let a = mk_allowlist("");
+    let spec = mk_spec("hosts: [evil.example.org]\nresolution: DNS\n");
+    let mut req = Request {
+        kind: Some(Kind::ServiceEntry),
+        operation: Operation::Delete,
+        namespace: "default",
+        name: "t",
+        spec: None,
+        timeout_annotation: None,
+        old_spec: Some(&spec),
+    };
+    assert!(policy::evaluate(&req, &a).allowed());
+    req.operation = Operation::Update;
+    req.spec = Some(&spec);
+    let same = mk_spec("resolution: DNS\nhosts: [evil.example.org]\n");
+    req.old_spec = Some(&same);
+    let d = policy::evaluate(&req, &a);
+    assert!(d.spec_unchanged && d.allowed() && !d.violations.is_empty());
+    let changed = mk_spec("hosts: [other.example.org]\nresolution: DNS\n");
+    req.old_spec = Some(&changed);
+    assert!(!policy::evaluate(&req, &a).allowed());
+}
+
+#[test]
+fn wrong_types_become_a_violation_with_the_field_path() {
+    let d = eval(Kind::ServiceEntry, "default", "hosts: [a.example]\nports: [{number: \"443\"}]\n");
+    assert_eq!(codes(&d), [cp("EG219", "spec.ports[0].number")]);
+    let d = eval(Kind::VirtualService, "default", "hosts: 7\n");
+    assert_eq!(d.violations[0].code, Code::InvalidSpec);
+}
+
+#[test]
+fn unknown_kinds_are_skipped() {
+    let spec = mk_spec("{}");
+    let req = Request {
+        kind: Kind::from_group_kind("apps", "Deployment"),
+        operation: Operation::Create,
+        namespace: "default",
+        name: "web",
+        spec: Some(&spec),
+        timeout_annotation: None,
+        old_spec: None,
+    };
+    assert_eq!(policy::evaluate(&req, &mk_allowlist("")).skipped, Some(policy::Skip::NotIstio));
+    assert_eq!(Kind::from_group_kind("networking.istio.io", "WorkloadEntry"), None);
+    assert_eq!(Kind::from_api_version("networking.istio.io/v1alpha3", "Sidecar"), Some(Kind::Sidecar));
+}
+
+// === timeout mutation ===
+
+const VS_TWO_ROUTES: &str = r#"
+hosts: [api.github.com]
+http:
+  - match: [{uri: {prefix: /repos}}]
+    route: [{destination: {host: api.github.com, port: {number: 443}}}]
+  - route: [{destination: {host: api.github.com}}]
+    timeout: 30s
+  - route: [{destination: {host: reviews}}]
+  - redirect: {uri: /elsewhere}
+"#;
+
+fn apply_patch(spec_yaml: &str, d: &Decision) -> String {
+    let mut obj = serde_json::json!({ "spec": serde_norway::from_str::<Value>(spec_yaml).unwrap() });
+    json_patch::patch(&mut obj, &d.patch.0).unwrap();
+    serde_norway::to_string(&obj["spec"]).unwrap()
+}
+
+#[test]
+fn timeout_patch_is_added_and_idempotent() {
+    let d = eval(Kind::VirtualService, "default", VS_TWO_ROUTES);
+    assert_eq!(d.patched_routes, ["spec.http[0]"]);
+    let patched = apply_patch(VS_TWO_ROUTES, &d);
+    let v: Value = serde_norway::from_str(&patched).unwrap();
+    assert_eq!(v["http"][0]["timeout"], "15s");
+    assert_eq!(v["http"][1]["timeout"], "30s", "existing timeouts are never changed");
+    let again = eval(Kind::VirtualService, "default", &patched);
+    assert!(again.patch().is_none(), "second pass patched {:?}", again.patch);
+}
+
+#[test]
+fn timeout_scope_namespace_default_and_annotation() {
+    let all = mk_allowlist("timeoutScope: all\n");
+    assert_eq!(eval_with(&all, Kind::VirtualService, "default", VS_TWO_ROUTES).patched_routes, ["spec.http[0]", "spec.http[2]"]);
+    let ns = eval(Kind::VirtualService, "payments", VS_TWO_ROUTES);
+    assert_eq!(ns.patch.0.len(), 1);
+    assert_eq!(apply_patch(VS_TWO_ROUTES, &ns).matches("timeout: 5s").count(), 1);
+
+    let a = mk_allowlist("");
+    let spec = mk_spec(VS_TWO_ROUTES);
+    let with_annotation = |value: &'static str| {
+        let req = Request {
+            kind: Some(Kind::VirtualService),
+            operation: Operation::Create,
+            namespace: "default",
+            name: "t",
+            spec: Some(&spec),
+            timeout_annotation: Some(value),
+            old_spec: None,
+        };
+        policy::evaluate(&req, &a)
+    };
+    assert!(with_annotation("none").patch().is_none());
+    let custom = with_annotation("2.5s");
+    assert_eq!(serde_json::to_value(&custom.patch).unwrap()[0]["value"], "2.5s");
+    let invalid = with_annotation("soon");
+    assert_eq!(invalid.patch.0.len(), 1);
+    assert!(invalid.warnings.iter().any(|w| w.contains("egress-guard.io/default-timeout")));
+}
+
+// === the real apiserver bodies ===
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/admission/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn eval_fixture(name: &str, a: &Allowlist) -> Decision {
+    let review = fixture(name);
+    let req = &review["request"];
+    let object = if req["object"].is_null() { &req["oldObject"] } else { &req["object"] };
+    let spec = serde_json::value::to_raw_value(&object["spec"]).unwrap();
+    let old = (!req["oldObject"].is_null()).then(|| serde_json::value::to_raw_value(&req["oldObject"]["spec"]).unwrap());
+    let op = match req["operation"].as_str().unwrap() {
+        "CREATE" => Operation::Create,
+        "UPDATE" => Operation::Update,
+        _ => Operation::Delete,
+    };
+    let r = Request {
+        kind: Kind::from_group_kind(req["kind"]["group"].as_str().unwrap(), req["kind"]["kind"].as_str().unwrap()),
+        operation: op,
+        namespace: req["namespace"].as_str().unwrap(),
+        name: req["name"].as_str().unwrap(),
+        spec: Some(&spec),
+        timeout_annotation: None,
+        old_spec: old.as_deref(),
+    };
+    policy::evaluate(&r, a)
+}
+
+#[test]
+fn fixtures_get_the_expected_verdicts() {
+    let a = Allowlist::from_yaml(policy::allowlist::EXAMPLE).unwrap();
+    let cases = [
+        ("validate-create-serviceentry-v1-github-api", true, 0),
+        ("validate-create-serviceentry-v1-exfil", false, 1),
+        ("validate-create-serviceentry-v1-dryrun-exfil", false, 1),
+        ("validate-create-serviceentry-v1-review-v1beta1-exfil", false, 1),
+        ("validate-create-destinationrule-v1-github-api", true, 0),
+        ("validate-create-gateway-v1-egress", true, 0),
+        ("validate-create-sidecar-v1-default", true, 0),
+        ("validate-create-virtualservice-v1-github-api", true, 0),
+        ("validate-create-virtualservice-v1alpha3-reviews", true, 0),
+        ("validate-delete-serviceentry-v1-github-api", true, 0),
+        ("validate-update-serviceentry-v1-github-api", true, 0),
+    ];
+    for (name, allowed, violations) in cases {
+        let d = eval_fixture(name, &a);
+        assert_eq!(d.allowed(), allowed, "{name}: {:?}", d.violations);
+        assert_eq!(d.violations.len(), violations, "{name}: {:?}", d.violations);
+    }
+    let vs = eval_fixture("mutate-create-virtualservice-v1-github-api", &a);
+    assert_eq!(vs.patched_routes, ["spec.http[0]"]);
+}
