@@ -168,7 +168,10 @@ impl Report {
             }
             s.patched += usize::from(o.patch.is_some());
         }
-        Self { objects, summary: s }
+        Self {
+            objects,
+            summary: s,
+        }
     }
 
     /// The process exit code for this report.
@@ -184,7 +187,8 @@ impl Report {
     pub fn render(&self, format: OutputFormat) -> String {
         match format {
             OutputFormat::Json => {
-                let mut s = serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+                let mut s = serde_json::to_string_pretty(self)
+                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
                 s.push('\n');
                 s
             }
@@ -195,7 +199,14 @@ impl Report {
     fn render_text(&self) -> String {
         let mut out = String::new();
         for o in &self.objects {
-            let _ = write!(out, "{:<5} {} {}/{}", o.verdict(), o.kind, o.namespace, o.name);
+            let _ = write!(
+                out,
+                "{:<5} {} {}/{}",
+                o.verdict(),
+                o.kind,
+                o.namespace,
+                o.name
+            );
             if o.verdict() == "SKIP" {
                 let _ = write!(out, " ({})", o.mode.trim_start_matches("skipped: "));
             } else if o.mode == "audit" {
@@ -203,13 +214,21 @@ impl Report {
             }
             let _ = writeln!(out, "  [{}]", o.source);
             for v in &o.violations {
-                let _ = writeln!(out, "      {} {} = {:?}: {}", v.code, v.path, v.value, v.message);
+                let _ = writeln!(
+                    out,
+                    "      {} {} = {:?}: {}",
+                    v.code, v.path, v.value, v.message
+                );
             }
             for w in &o.warnings {
                 let _ = writeln!(out, "      warning: {w}");
             }
             if let Some(p) = &o.patch {
-                let _ = writeln!(out, "      patch: {}", serde_json::to_string(p).unwrap_or_default());
+                let _ = writeln!(
+                    out,
+                    "      patch: {}",
+                    serde_json::to_string(p).unwrap_or_default()
+                );
             }
         }
         let s = &self.summary;
@@ -242,7 +261,8 @@ pub fn load_allowlist(path: Option<&Path>) -> anyhow::Result<Allowlist> {
     match path {
         None => Ok(Allowlist::from_yaml(policy::allowlist::EXAMPLE)?),
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading allowlist {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading allowlist {}", p.display()))?;
             Allowlist::from_yaml(&text).with_context(|| format!("allowlist {}", p.display()))
         }
     }
@@ -315,10 +335,17 @@ pub fn read_path(path: &Path, default_ns: &str) -> Result<Vec<Manifest>, Vec<Inp
                 Ok(mut ms) => manifests.append(&mut ms),
                 Err(e) => errors.push(e),
             },
-            Err(source) => errors.push(InputError::Io { path: label, source }),
+            Err(source) => errors.push(InputError::Io {
+                path: label,
+                source,
+            }),
         }
     }
-    if errors.is_empty() { Ok(manifests) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(manifests)
+    } else {
+        Err(errors)
+    }
 }
 
 fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -347,7 +374,11 @@ fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Parses JSON (one object, a `List`, or an array) or multi-document YAML.
-pub fn parse_manifests(text: &str, source: &str, default_ns: &str) -> Result<Vec<Manifest>, InputError> {
+pub fn parse_manifests(
+    text: &str,
+    source: &str,
+    default_ns: &str,
+) -> Result<Vec<Manifest>, InputError> {
     let parse_err = |message: String| InputError::Parse {
         path: source.to_owned(),
         message,
@@ -369,7 +400,12 @@ pub fn parse_manifests(text: &str, source: &str, default_ns: &str) -> Result<Vec
     Ok(out)
 }
 
-fn flatten(doc: Value, source: &str, default_ns: &str, out: &mut Vec<Manifest>) -> Result<(), String> {
+fn flatten(
+    doc: Value,
+    source: &str,
+    default_ns: &str,
+    out: &mut Vec<Manifest>,
+) -> Result<(), String> {
     match doc {
         Value::Null => Ok(()),
         Value::Array(items) => {
@@ -379,19 +415,27 @@ fn flatten(doc: Value, source: &str, default_ns: &str, out: &mut Vec<Manifest>) 
             Ok(())
         }
         Value::Object(mut obj) => {
-            let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
-            if kind.ends_with("List") {
-                if let Some(Value::Array(items)) = obj.remove("items") {
-                    for (i, item) in items.into_iter().enumerate() {
-                        flatten(item, &format!("{source}.items[{i}]"), default_ns, out)?;
-                    }
-                    return Ok(());
+            let kind = obj
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if kind.ends_with("List")
+                && let Some(Value::Array(items)) = obj.remove("items")
+            {
+                for (i, item) in items.into_iter().enumerate() {
+                    flatten(item, &format!("{source}.items[{i}]"), default_ns, out)?;
                 }
+                return Ok(());
             }
             if kind.is_empty() {
                 return Err(format!("{source}: object has no `kind`"));
             }
-            let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let api_version = obj
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let meta = obj.get("metadata");
             let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
             let timeout_annotation = meta
@@ -400,7 +444,10 @@ fn flatten(doc: Value, source: &str, default_ns: &str, out: &mut Vec<Manifest>) 
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             let spec = match obj.get("spec") {
-                Some(s) => Some(serde_json::value::to_raw_value(s).map_err(|e| format!("{source}: spec: {e}"))?),
+                Some(s) => Some(
+                    serde_json::value::to_raw_value(s)
+                        .map_err(|e| format!("{source}: spec: {e}"))?,
+                ),
                 None => None,
             };
             out.push(Manifest {
@@ -426,25 +473,49 @@ mod tests {
     fn parses_multi_document_yaml_and_lists() {
         let text = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a, namespace: x}\nspec: {hosts: [a.example]}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: networking.istio.io/v1beta1, kind: Sidecar, metadata: {name: b}, spec: {}}\n- {apiVersion: apps/v1, kind: Deployment, metadata: {name: c}}\n";
         let ms = parse_manifests(text, "t.yaml", "default").unwrap();
-        let names: Vec<_> = ms.iter().map(|m| (m.kind.as_str(), m.namespace.as_str(), m.name.as_str())).collect();
-        assert_eq!(names, [("ServiceEntry", "x", "a"), ("Sidecar", "default", "b"), ("Deployment", "default", "c")]);
+        let names: Vec<_> = ms
+            .iter()
+            .map(|m| (m.kind.as_str(), m.namespace.as_str(), m.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("ServiceEntry", "x", "a"),
+                ("Sidecar", "default", "b"),
+                ("Deployment", "default", "c")
+            ]
+        );
         assert_eq!(ms[1].source, "t.yaml#2.items[0]");
     }
 
     #[test]
     fn parses_json_objects_and_arrays() {
-        let ms = parse_manifests(r#"[{"kind":"Gateway","apiVersion":"networking.istio.io/v1","metadata":{"name":"g"}}]"#, "t.json", "ns").unwrap();
+        let ms = parse_manifests(
+            r#"[{"kind":"Gateway","apiVersion":"networking.istio.io/v1","metadata":{"name":"g"}}]"#,
+            "t.json",
+            "ns",
+        )
+        .unwrap();
         assert_eq!(ms.len(), 1);
         assert!(ms[0].spec.is_none());
     }
 
     #[test]
     fn reports_parse_errors_with_location() {
-        let err = parse_manifests("kind: [\n", "bad.yaml", "default").unwrap_err().to_string();
-        assert!(err.starts_with("bad.yaml:") && err.contains("line"), "{err}");
-        let err = parse_manifests("{\"kind\": ", "bad.json", "default").unwrap_err().to_string();
+        let err = parse_manifests("kind: [\n", "bad.yaml", "default")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("bad.yaml:") && err.contains("line"),
+            "{err}"
+        );
+        let err = parse_manifests("{\"kind\": ", "bad.json", "default")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.json") && err.contains("line"), "{err}");
-        let err = parse_manifests("metadata: {name: x}\n", "nokind.yaml", "default").unwrap_err().to_string();
+        let err = parse_manifests("metadata: {name: x}\n", "nokind.yaml", "default")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no `kind`"), "{err}");
     }
 }

@@ -65,10 +65,12 @@ impl FromStr for ObjectRef {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once('/') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(Self {
-                namespace: ns.to_owned(),
-                name: name.to_owned(),
-            }),
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(Self {
+                    namespace: ns.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
             _ => Err(format!("expected NAMESPACE/NAME, got {s:?}")),
         }
     }
@@ -96,13 +98,25 @@ impl FromStr for DurationArg {
 #[derive(Debug, Clone, Args)]
 pub struct AllowlistArgs {
     /// Allowlist YAML file, watched for changes (works with kubelet's ConfigMap symlink swap).
-    #[arg(long, env = "EGRESS_GUARD_ALLOWLIST_FILE", conflicts_with = "allowlist_configmap")]
+    #[arg(
+        long,
+        env = "EGRESS_GUARD_ALLOWLIST_FILE",
+        conflicts_with = "allowlist_configmap"
+    )]
     pub allowlist_file: Option<PathBuf>,
     /// ConfigMap holding the allowlist, watched through the Kubernetes API.
-    #[arg(long, env = "EGRESS_GUARD_ALLOWLIST_CONFIGMAP", value_name = "NAMESPACE/NAME")]
+    #[arg(
+        long,
+        env = "EGRESS_GUARD_ALLOWLIST_CONFIGMAP",
+        value_name = "NAMESPACE/NAME"
+    )]
     pub allowlist_configmap: Option<ObjectRef>,
     /// Key of the allowlist in the ConfigMap.
-    #[arg(long, env = "EGRESS_GUARD_ALLOWLIST_KEY", default_value = "allowlist.yaml")]
+    #[arg(
+        long,
+        env = "EGRESS_GUARD_ALLOWLIST_KEY",
+        default_value = "allowlist.yaml"
+    )]
     pub allowlist_key: String,
 }
 
@@ -113,7 +127,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EGRESS_GUARD_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
     /// Plain-HTTP address for /metrics, /healthz and /readyz.
-    #[arg(long, env = "EGRESS_GUARD_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(
+        long,
+        env = "EGRESS_GUARD_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
     pub metrics_listen: SocketAddr,
     /// Serving certificate chain (PEM). Reloaded when the file changes.
     #[arg(long, env = "EGRESS_GUARD_TLS_CERT", requires = "tls_key")]
@@ -212,7 +230,10 @@ mod tests {
     fn parses_object_refs() {
         assert_eq!(
             "egress-guard/allowlist".parse::<ObjectRef>(),
-            Ok(ObjectRef { namespace: "egress-guard".into(), name: "allowlist".into() })
+            Ok(ObjectRef {
+                namespace: "egress-guard".into(),
+                name: "allowlist".into()
+            })
         );
         for bad in ["x", "/x", "x/", "a/b/c"] {
             assert!(bad.parse::<ObjectRef>().is_err(), "{bad}");

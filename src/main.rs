@@ -8,12 +8,33 @@ use egress_guard::cli::{Cli, Command};
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    egress_guard::install_crypto_provider();
     let cli = Cli::parse();
-    match &cli.command {
-        Command::Check(args) => ExitCode::from(egress_guard::check::run(args)),
-        _ => {
-            eprintln!("not yet");
+    egress_guard::init_tracing(cli.log_format, &cli.log_level);
+    let result = match cli.command {
+        Command::Check(args) => return ExitCode::from(egress_guard::check::run(&args)),
+        Command::Certs(args) => egress_guard::certs::run(&args),
+        Command::Serve(args) => {
+            runtime().and_then(|rt| rt.block_on(egress_guard::server::run(args)))
+        }
+        Command::Audit(args) => {
+            match runtime().and_then(|rt| rt.block_on(egress_guard::audit::run(&args))) {
+                Ok(code) => return ExitCode::from(code),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

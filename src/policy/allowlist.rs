@@ -7,8 +7,8 @@ use std::marker::PhantomData;
 use std::str::FromStr;
 
 use ipnet::IpNet;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use super::decision::Mode;
 use super::duration::Duration;
@@ -346,7 +346,12 @@ impl Allowlist {
 
     /// Total host and CIDR entries, global and per namespace.
     pub fn entries(&self) -> usize {
-        self.global.len() + self.namespaces.values().map(|n| n.grants.len()).sum::<usize>()
+        self.global.len()
+            + self
+                .namespaces
+                .values()
+                .map(|n| n.grants.len())
+                .sum::<usize>()
     }
 
     /// The namespace's policy, if it has one.
@@ -387,9 +392,9 @@ impl Allowlist {
         if global == HostMatch::Allowed {
             return Lookup::Allowed(Grant::Global);
         }
-        let local = self
-            .namespace(ns)
-            .map_or(HostMatch::NotCovered, |n| n.grants.hosts.lookup(host, ports));
+        let local = self.namespace(ns).map_or(HostMatch::NotCovered, |n| {
+            n.grants.hosts.lookup(host, ports)
+        });
         match (global, local) {
             (_, HostMatch::Allowed) => Lookup::Allowed(Grant::Namespace),
             (HostMatch::PortsDenied(p), _) | (_, HostMatch::PortsDenied(p)) => {
@@ -474,8 +479,14 @@ namespaces:
         );
         assert_eq!(a.mode, Mode::Enforce);
         assert_eq!(a.mode_for("payments"), Mode::Audit);
-        assert_eq!(a.default_timeout_for("default"), Some(Duration::from_millis(15_000)));
-        assert_eq!(a.default_timeout_for("payments"), Some(Duration::from_millis(5_000)));
+        assert_eq!(
+            a.default_timeout_for("default"),
+            Some(Duration::from_millis(15_000))
+        );
+        assert_eq!(
+            a.default_timeout_for("payments"),
+            Some(Duration::from_millis(5_000))
+        );
         assert!(a.strict);
         assert!(a.exempt_namespaces.contains("istio-system"));
         assert_eq!(a.entries(), 6);
@@ -486,8 +497,14 @@ namespaces:
         );
         assert_eq!(a.lookup_host("default", &stripe, &[]), Lookup::NotCovered);
         let db: HostPattern = "db.example.com".parse().unwrap();
-        assert_eq!(a.lookup_host("x", &db, &[5432]), Lookup::Allowed(Grant::Global));
-        assert_eq!(a.lookup_host("x", &db, &[3306]), Lookup::PortsDenied(vec![3306]));
+        assert_eq!(
+            a.lookup_host("x", &db, &[5432]),
+            Lookup::Allowed(Grant::Global)
+        );
+        assert_eq!(
+            a.lookup_host("x", &db, &[3306]),
+            Lookup::PortsDenied(vec![3306])
+        );
     }
 
     #[test]
@@ -504,28 +521,51 @@ namespaces:
 
     #[test]
     fn zero_timeout_turns_the_default_off() {
-        let a = load("defaultTimeout: 0s\nnamespaces:\n  a: {defaultTimeout: 0s}\n  b: {defaultTimeout: 2s}\n");
+        let a = load(
+            "defaultTimeout: 0s\nnamespaces:\n  a: {defaultTimeout: 0s}\n  b: {defaultTimeout: 2s}\n",
+        );
         assert_eq!(a.default_timeout_for("x"), None);
         assert_eq!(a.default_timeout_for("a"), None);
-        assert_eq!(a.default_timeout_for("b"), Some(Duration::from_millis(2_000)));
+        assert_eq!(
+            a.default_timeout_for("b"),
+            Some(Duration::from_millis(2_000))
+        );
         let b = load("defaultTimeout: 3s\nnamespaces:\n  a: {defaultTimeout: 0s}\n");
         assert_eq!(b.default_timeout_for("a"), None);
-        assert_eq!(b.default_timeout_for("z"), Some(Duration::from_millis(3_000)));
+        assert_eq!(
+            b.default_timeout_for("z"),
+            Some(Duration::from_millis(3_000))
+        );
     }
 
     #[test]
     fn errors_name_the_field_and_line() {
         let cases = [
             ("mode: enforce\nbogus: 1\n", &["bogus", "line 2"][..]),
-            ("hosts:\n  - api.github.com\n  - \"-bad.example.com\"\n", &["hosts[1]", "line 3", "-bad.example.com"]),
+            (
+                "hosts:\n  - api.github.com\n  - \"-bad.example.com\"\n",
+                &["hosts[1]", "line 3", "-bad.example.com"],
+            ),
             ("cidrs: [10.0.0.0/33]\n", &["cidrs[0]", "line 1"]),
             ("mode: block\n", &["mode", "line 1", "enforce"]),
             ("defaultTimeout: soon\n", &["defaultTimeout", "line 1"]),
-            ("namespaces:\n  payments:\n    hosts: [ok.example]\n    allowAny: true\n", &["allowAny", "line 4"]),
+            (
+                "namespaces:\n  payments:\n    hosts: [ok.example]\n    allowAny: true\n",
+                &["allowAny", "line 4"],
+            ),
             ("namespaces:\n  Bad_NS: {}\n", &["Bad_NS"]),
-            ("hosts:\n  - {host: db.example.com, ports: [70000]}\n", &["hosts[0]", "line 2"]),
-            ("hosts:\n  - {host: db.example.com, ports: []}\n", &["hosts[0]", "ports"]),
-            ("hosts:\n  - {host: db.example.com, port: [1]}\n", &["port", "line 2"]),
+            (
+                "hosts:\n  - {host: db.example.com, ports: [70000]}\n",
+                &["hosts[0]", "line 2"],
+            ),
+            (
+                "hosts:\n  - {host: db.example.com, ports: []}\n",
+                &["hosts[0]", "ports"],
+            ),
+            (
+                "hosts:\n  - {host: db.example.com, port: [1]}\n",
+                &["port", "line 2"],
+            ),
             ("hosts: [\"*foo.example.com\"]\n", &["partial wildcard"]),
             ("hosts: [10.0.0.1]\n", &["cidrs"]),
             ("hosts: [\"a.*.example.com\"]\n", &["hosts[0]", "wildcard"]),
@@ -537,7 +577,10 @@ namespaces:
         for (yaml, needles) in cases {
             let err = load_err(yaml);
             for n in needles {
-                assert!(err.contains(n), "error for {yaml:?} should mention {n:?}: {err}");
+                assert!(
+                    err.contains(n),
+                    "error for {yaml:?} should mention {n:?}: {err}"
+                );
             }
         }
     }

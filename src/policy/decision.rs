@@ -171,7 +171,9 @@ impl Code {
             Self::SelectorWithEndpoints => "workloadSelector and endpoints are exclusive",
             Self::InvalidSubset => "invalid or duplicate subset name",
             Self::InvalidSidecarHost => "Sidecar egress host is not namespace/host",
-            Self::EgressProxyWithoutAllowAny => "egressProxy requires outboundTrafficPolicy ALLOW_ANY",
+            Self::EgressProxyWithoutAllowAny => {
+                "egressProxy requires outboundTrafficPolicy ALLOW_ANY"
+            }
             Self::InvalidSpec => "spec does not decode",
             Self::AllowAnyOutbound => "Sidecar ALLOW_ANY opens egress to every destination",
             Self::EgressProxy => "Sidecar egressProxy sends unknown egress around the allowlist",

@@ -40,7 +40,7 @@ impl Duration {
     pub fn check_istio(self) -> Result<(), &'static str> {
         if self.nanos < NANOS_PER_MILLI {
             Err("duration must be at least 1ms")
-        } else if self.nanos % NANOS_PER_MILLI != 0 {
+        } else if !self.nanos.is_multiple_of(NANOS_PER_MILLI) {
             Err("only whole milliseconds are supported")
         } else {
             Ok(())

@@ -280,15 +280,15 @@ mod tests {
             let err = input
                 .parse::<HostPattern>()
                 .expect_err(&format!("{input:?} should be rejected"));
-            let matches = match (kind, &err) {
-                (&"empty", HostError::Empty) => true,
-                (&"misplaced", HostError::MisplacedWildcard) => true,
-                (&"label", HostError::Label { .. }) => true,
-                (&"numeric", HostError::NumericTld(_)) => true,
-                (&"ip", HostError::IpAddress) => true,
-                (&"long", HostError::TooLong) => true,
-                _ => false,
-            };
+            let matches = matches!(
+                (*kind, &err),
+                ("empty", HostError::Empty)
+                    | ("misplaced", HostError::MisplacedWildcard)
+                    | ("label", HostError::Label { .. })
+                    | ("numeric", HostError::NumericTld(_))
+                    | ("ip", HostError::IpAddress)
+                    | ("long", HostError::TooLong)
+            );
             assert!(matches, "{input:?}: expected {kind}, got {err:?}");
         }
     }

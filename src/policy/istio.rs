@@ -88,7 +88,10 @@ pub fn partial_wildcard(pattern: &HostPattern) -> bool {
 pub fn port_number(n: i64) -> Result<u16, Failure> {
     match u16::try_from(n) {
         Ok(p) if p > 0 => Ok(p),
-        _ => fail(Code::InvalidPort, "port number must be in the range 1..65535"),
+        _ => fail(
+            Code::InvalidPort,
+            "port number must be in the range 1..65535",
+        ),
     }
 }
 
@@ -103,8 +106,18 @@ pub fn port_name(name: &str) -> Result<(), Failure> {
 /// A port protocol (`ValidateProtocol` over `protocol.Parse`): empty means sniffing.
 pub fn protocol(raw: &str) -> Result<(), Failure> {
     const KNOWN: [&str; 12] = [
-        "tcp", "udp", "grpc", "grpc-web", "http", "http_proxy", "http2", "https", "tls",
-        "mongo", "redis", "mysql",
+        "tcp",
+        "udp",
+        "grpc",
+        "grpc-web",
+        "http",
+        "http_proxy",
+        "http2",
+        "https",
+        "tls",
+        "mongo",
+        "redis",
+        "mysql",
     ];
     if raw.is_empty() || KNOWN.iter().any(|k| k.eq_ignore_ascii_case(raw)) {
         Ok(())
@@ -118,8 +131,12 @@ pub fn address(raw: &str) -> Result<IpNet, Failure> {
     if let Ok(ip) = raw.parse::<IpAddr>() {
         return Ok(IpNet::from(ip));
     }
-    raw.parse::<IpNet>()
-        .map_err(|_| (Code::InvalidAddress, "address must be an IP or a CIDR".to_owned()))
+    raw.parse::<IpNet>().map_err(|_| {
+        (
+            Code::InvalidAddress,
+            "address must be an IP or a CIDR".to_owned(),
+        )
+    })
 }
 
 /// A duration (`ValidateDuration`): parsable, at least 1ms, whole milliseconds.
@@ -127,7 +144,8 @@ pub fn duration(raw: &str) -> Result<Duration, Failure> {
     let d: Duration = raw
         .parse()
         .map_err(|e: super::duration::DurationError| (Code::InvalidDuration, e.to_string()))?;
-    d.check_istio().map_err(|r| (Code::InvalidDuration, r.to_owned()))?;
+    d.check_istio()
+        .map_err(|r| (Code::InvalidDuration, r.to_owned()))?;
     Ok(d)
 }
 
@@ -160,11 +178,18 @@ pub fn gateway_ref(raw: &str) -> Result<(), Failure> {
         None => (None, raw),
     };
     if let Some(ns) = ns {
-        host::check_label(ns)
-            .map_err(|e| (Code::InvalidGatewayRef, format!("invalid gateway namespace: {e}")))?;
+        host::check_label(ns).map_err(|e| {
+            (
+                Code::InvalidGatewayRef,
+                format!("invalid gateway namespace: {e}"),
+            )
+        })?;
     }
     if name.is_empty() || name.contains('/') {
-        return fail(Code::InvalidGatewayRef, "gateway must be `name` or `namespace/name`");
+        return fail(
+            Code::InvalidGatewayRef,
+            "gateway must be `name` or `namespace/name`",
+        );
     }
     // Gateway names may be dotted FQDNs (`name.namespace.svc.cluster.local`).
     host::check_labels(name)
@@ -172,7 +197,12 @@ pub fn gateway_ref(raw: &str) -> Result<(), Failure> {
             HostError::NumericTld(_) => Ok(()),
             e => Err(e),
         })
-        .map_err(|e| (Code::InvalidGatewayRef, format!("invalid gateway name: {e}")))
+        .map_err(|e| {
+            (
+                Code::InvalidGatewayRef,
+                format!("invalid gateway name: {e}"),
+            )
+        })
 }
 
 /// A STATIC endpoint address (`validateWorkloadEntry` with STATIC resolution): an IP
@@ -195,8 +225,14 @@ pub fn dns_endpoint(raw: &str) -> Result<(), Failure> {
     }
     match raw.parse::<HostPattern>() {
         Ok(HostPattern::Exact(_)) => Ok(()),
-        Ok(_) => fail(Code::InvalidEndpoint, "endpoint address must not be a wildcard"),
-        Err(e) => fail(Code::InvalidEndpoint, format!("invalid endpoint address: {e}")),
+        Ok(_) => fail(
+            Code::InvalidEndpoint,
+            "endpoint address must not be a wildcard",
+        ),
+        Err(e) => fail(
+            Code::InvalidEndpoint,
+            format!("invalid endpoint address: {e}"),
+        ),
     }
 }
 
@@ -235,11 +271,17 @@ mod tests {
 
     #[test]
     fn virtual_service_hosts() {
-        assert_eq!(code(virtual_service_host("*", true)), Some(Code::WildcardNotAllowed));
+        assert_eq!(
+            code(virtual_service_host("*", true)),
+            Some(Code::WildcardNotAllowed)
+        );
         assert_eq!(code(virtual_service_host("*", false)), None);
         assert_eq!(code(virtual_service_host("10.1.2.3", true)), None);
         assert_eq!(code(virtual_service_host("*.x.com", true)), None);
-        assert_eq!(code(virtual_service_host("x..com", true)), Some(Code::InvalidHost));
+        assert_eq!(
+            code(virtual_service_host("x..com", true)),
+            Some(Code::InvalidHost)
+        );
     }
 
     #[test]
@@ -286,11 +328,20 @@ mod tests {
         assert_eq!(code(address("10.0.0.0/40")), Some(Code::InvalidAddress));
         assert!(static_endpoint("10.0.0.1").is_ok());
         assert!(static_endpoint("unix:///var/run/sock").is_ok());
-        assert_eq!(code(static_endpoint("db.example.com")), Some(Code::InvalidEndpoint));
-        assert_eq!(code(static_endpoint("unix://relative")), Some(Code::InvalidEndpoint));
+        assert_eq!(
+            code(static_endpoint("db.example.com")),
+            Some(Code::InvalidEndpoint)
+        );
+        assert_eq!(
+            code(static_endpoint("unix://relative")),
+            Some(Code::InvalidEndpoint)
+        );
         assert!(dns_endpoint("db.example.com").is_ok());
         assert!(dns_endpoint("10.0.0.1").is_ok());
-        assert_eq!(code(dns_endpoint("*.example.com")), Some(Code::InvalidEndpoint));
+        assert_eq!(
+            code(dns_endpoint("*.example.com")),
+            Some(Code::InvalidEndpoint)
+        );
     }
 
     #[test]
@@ -308,11 +359,20 @@ mod tests {
             assert!(export_to_entry(ok).is_ok(), "{ok}");
         }
         assert_eq!(code(export_to_entry("Bad_NS")), Some(Code::InvalidExportTo));
-        for ok in ["mesh", "my-gw", "istio-system/egress", "gw.ns.svc.cluster.local"] {
+        for ok in [
+            "mesh",
+            "my-gw",
+            "istio-system/egress",
+            "gw.ns.svc.cluster.local",
+        ] {
             assert!(gateway_ref(ok).is_ok(), "{ok}");
         }
         for bad in ["", "a/b/c", "ns/", "/gw", "Bad/gw", "gw_x"] {
-            assert_eq!(code(gateway_ref(bad)), Some(Code::InvalidGatewayRef), "{bad:?}");
+            assert_eq!(
+                code(gateway_ref(bad)),
+                Some(Code::InvalidGatewayRef),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -173,11 +173,7 @@ fn mask(bits: u128, len: u8, width: u8) -> u128 {
 
 fn to_bits(net: &IpNet) -> (u128, u8, u8) {
     match net {
-        IpNet::V4(n) => (
-            u128::from(u32::from(n.network())),
-            n.prefix_len(),
-            32,
-        ),
+        IpNet::V4(n) => (u128::from(u32::from(n.network())), n.prefix_len(), 32),
         IpNet::V6(n) => (u128::from(n.network()), n.prefix_len(), 128),
     }
 }
@@ -186,7 +182,11 @@ impl CidrIndex {
     /// Adds an allowed network (host bits are ignored).
     pub fn insert(&mut self, net: IpNet) {
         let (bits, len, width) = to_bits(&net.trunc());
-        let sets = if width == 32 { &mut self.v4 } else { &mut self.v6 };
+        let sets = if width == 32 {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        };
         sets.insert(len, bits);
     }
 
@@ -251,10 +251,18 @@ mod tests {
             ("*.com", &[], HostMatch::NotCovered),
             ("*", &[], HostMatch::NotCovered),
             ("db.example.com", &[5432], HostMatch::Allowed),
-            ("db.example.com", &[5432, 3306], HostMatch::PortsDenied(vec![3306])),
+            (
+                "db.example.com",
+                &[5432, 3306],
+                HostMatch::PortsDenied(vec![3306]),
+            ),
             ("db.example.com", &[], HostMatch::Allowed),
             ("x.corp.example", &[80], HostMatch::Allowed),
-            ("x.corp.example", &[8080], HostMatch::PortsDenied(vec![8080])),
+            (
+                "x.corp.example",
+                &[8080],
+                HostMatch::PortsDenied(vec![8080]),
+            ),
         ];
         for (host, ports, want) in cases {
             assert_eq!(&idx.lookup(&p(host), ports), want, "{host} {ports:?}");
@@ -268,7 +276,10 @@ mod tests {
             ("*.example.com", Some(&[3306])),
             ("db.example.com", Some(&[6432])),
         ]);
-        assert_eq!(idx.lookup(&p("db.example.com"), &[5432, 3306, 6432]), HostMatch::Allowed);
+        assert_eq!(
+            idx.lookup(&p("db.example.com"), &[5432, 3306, 6432]),
+            HostMatch::Allowed
+        );
         assert_eq!(idx.len(), 2);
         let any = index(&[("db.example.com", Some(&[5432])), ("*", None)]);
         assert_eq!(any.lookup(&p("db.example.com"), &[1]), HostMatch::Allowed);
@@ -285,7 +296,12 @@ mod tests {
     #[test]
     fn cidr_containment() {
         let mut idx = CidrIndex::default();
-        for net in ["203.0.113.0/24", "10.1.0.0/16", "2001:db8::/32", "192.0.2.7/32"] {
+        for net in [
+            "203.0.113.0/24",
+            "10.1.0.0/16",
+            "2001:db8::/32",
+            "192.0.2.7/32",
+        ] {
             idx.insert(net.parse().unwrap());
         }
         let cases = [

@@ -110,19 +110,27 @@ fn check_ref(r: &EgressRef, ns: &str, allowlist: &Allowlist) -> Option<Violation
         Lookup::Allowed(Grant::Namespace) if !r.exported_beyond_namespace => return None,
         Lookup::Allowed(Grant::Namespace) => (
             Code::GrantExported,
-            format!("granted only to namespace {ns}; set exportTo: [\".\"] so the grant does not leak to the mesh"),
+            format!(
+                "granted only to namespace {ns}; set exportTo: [\".\"] so the grant does not leak to the mesh"
+            ),
         ),
         Lookup::PortsDenied(ports) => (
             Code::PortNotAllowed,
             format!("not allowed on port(s) {}", join_ports(&ports)),
         ),
         Lookup::NotCovered => match &r.target {
-            Target::Net(_) => (Code::AddressNotAllowed, format!("not inside an allowed CIDR for namespace {ns}")),
+            Target::Net(_) => (
+                Code::AddressNotAllowed,
+                format!("not inside an allowed CIDR for namespace {ns}"),
+            ),
             Target::Host(h) if h.is_wildcard() => (
                 Code::WildcardTooBroad,
                 format!("wildcard matches hosts the allowlist does not cover for namespace {ns}"),
             ),
-            Target::Host(_) => (Code::HostNotAllowed, format!("not in the allowlist for namespace {ns}")),
+            Target::Host(_) => (
+                Code::HostNotAllowed,
+                format!("not in the allowlist for namespace {ns}"),
+            ),
         },
     };
     Some(Violation {
@@ -134,11 +142,20 @@ fn check_ref(r: &EgressRef, ns: &str, allowlist: &Allowlist) -> Option<Violation
 }
 
 fn join_ports(ports: &[u16]) -> String {
-    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Adds the default-timeout patch for a VirtualService, honouring the annotation.
-fn plan_timeouts(req: &Request<'_>, allowlist: &Allowlist, routes: &[kinds::HttpRouteInfo], decision: &mut Decision) {
+fn plan_timeouts(
+    req: &Request<'_>,
+    allowlist: &Allowlist,
+    routes: &[kinds::HttpRouteInfo],
+    decision: &mut Decision,
+) {
     let default = allowlist.default_timeout_for(req.namespace);
     let timeout = match req.timeout_annotation.map(timeouts::parse_override) {
         None => default,

@@ -34,7 +34,11 @@ pub fn parse_override(raw: &str) -> Result<Override, String> {
 }
 
 /// The routes that get `timeout` and the patch that adds it.
-pub fn plan(routes: &[HttpRouteInfo], timeout: Duration, scope: TimeoutScope) -> (Patch, Vec<String>) {
+pub fn plan(
+    routes: &[HttpRouteInfo],
+    timeout: Duration,
+    scope: TimeoutScope,
+) -> (Patch, Vec<String>) {
     let value = Value::String(timeout.to_string());
     let mut ops = Vec::new();
     let mut paths = Vec::new();
@@ -61,7 +65,12 @@ mod tests {
     use super::*;
 
     fn route(index: usize, has_timeout: bool, forwards: bool, external: bool) -> HttpRouteInfo {
-        HttpRouteInfo { index, has_timeout, forwards, external }
+        HttpRouteInfo {
+            index,
+            has_timeout,
+            forwards,
+            external,
+        }
     }
 
     #[test]
@@ -87,7 +96,10 @@ mod tests {
     fn parses_overrides() {
         assert_eq!(parse_override("none"), Ok(Override::OptOut));
         assert_eq!(parse_override(" None "), Ok(Override::OptOut));
-        assert_eq!(parse_override("3s"), Ok(Override::Timeout(Duration::from_millis(3000))));
+        assert_eq!(
+            parse_override("3s"),
+            Ok(Override::Timeout(Duration::from_millis(3000)))
+        );
         assert!(parse_override("0s").is_err());
         assert!(parse_override("soon").is_err());
         assert!(parse_override("0.5ms").is_err());

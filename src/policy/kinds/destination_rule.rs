@@ -53,8 +53,17 @@ struct Subset {
 pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     export_to(&spec.export_to, cx, out);
     if spec.host.is_empty() {
-        out.violation(Code::MissingField, "spec.host", "", "destination rule must have a host");
-    } else if let Some(h) = out.rule(|| "spec.host".to_owned(), &spec.host, istio::wildcard_domain(&spec.host)) {
+        out.violation(
+            Code::MissingField,
+            "spec.host",
+            "",
+            "destination rule must have a host",
+        );
+    } else if let Some(h) = out.rule(
+        || "spec.host".to_owned(),
+        &spec.host,
+        istio::wildcard_domain(&spec.host),
+    ) {
         out.partial_wildcard(cx, "spec.host", &spec.host, &h, false);
         out.host_ref(cx, "spec.host".to_owned(), &spec.host, h, &[], false);
     }
@@ -65,11 +74,26 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     for (i, subset) in spec.subsets.iter().enumerate() {
         let path = format!("spec.subsets[{i}]");
         if subset.name.is_empty() {
-            out.violation(Code::InvalidSubset, format!("{path}.name"), "", "subset name is required");
+            out.violation(
+                Code::InvalidSubset,
+                format!("{path}.name"),
+                "",
+                "subset name is required",
+            );
         } else if let Err(e) = host::check_label(&subset.name) {
-            out.violation(Code::InvalidSubset, format!("{path}.name"), &subset.name, format!("invalid subset name: {e}"));
+            out.violation(
+                Code::InvalidSubset,
+                format!("{path}.name"),
+                &subset.name,
+                format!("invalid subset name: {e}"),
+            );
         } else if !names.insert(subset.name.as_str()) {
-            out.violation(Code::InvalidSubset, format!("{path}.name"), &subset.name, "duplicate subset name");
+            out.violation(
+                Code::InvalidSubset,
+                format!("{path}.name"),
+                &subset.name,
+                "duplicate subset name",
+            );
         }
         if let Some(tp) = &subset.traffic_policy {
             traffic_policy(tp, &format!("{path}.trafficPolicy"), cx, out);
@@ -83,7 +107,12 @@ fn traffic_policy(tp: &TrafficPolicy, base: &str, cx: &Context<'_>, out: &mut Fi
     }
     for (i, pl) in tp.port_level_settings.iter().enumerate() {
         if let Some(sni) = pl.tls.as_ref().and_then(|t| t.sni.as_deref()) {
-            sni_ref(sni, format!("{base}.portLevelSettings[{i}].tls.sni"), cx, out);
+            sni_ref(
+                sni,
+                format!("{base}.portLevelSettings[{i}].tls.sni"),
+                cx,
+                out,
+            );
         }
     }
 }

@@ -40,25 +40,59 @@ struct Port {
 pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     let egress = cx.allowlist.is_egress_selector(&spec.selector);
     if spec.servers.is_empty() {
-        out.violation(Code::MissingField, "spec.servers", "", "gateway must have at least one server");
+        out.violation(
+            Code::MissingField,
+            "spec.servers",
+            "",
+            "gateway must have at least one server",
+        );
     }
     let mut port_names = HashSet::new();
     for (i, server) in spec.servers.iter().enumerate() {
         let base = format!("spec.servers[{i}]");
         match &server.port {
-            None => out.violation(Code::MissingField, format!("{base}.port"), "", "server port is required"),
+            None => out.violation(
+                Code::MissingField,
+                format!("{base}.port"),
+                "",
+                "server port is required",
+            ),
             Some(p) => {
-                out.rule(|| format!("{base}.port.number"), &p.number.to_string(), istio::port_number(p.number));
-                if out.rule(|| format!("{base}.port.name"), &p.name, istio::port_name(&p.name)).is_some()
+                out.rule(
+                    || format!("{base}.port.number"),
+                    &p.number.to_string(),
+                    istio::port_number(p.number),
+                );
+                if out
+                    .rule(
+                        || format!("{base}.port.name"),
+                        &p.name,
+                        istio::port_name(&p.name),
+                    )
+                    .is_some()
                     && !port_names.insert(p.name.as_str())
                 {
-                    out.violation(Code::DuplicatePort, format!("{base}.port.name"), &p.name, "port names must be unique across servers");
+                    out.violation(
+                        Code::DuplicatePort,
+                        format!("{base}.port.name"),
+                        &p.name,
+                        "port names must be unique across servers",
+                    );
                 }
-                out.rule(|| format!("{base}.port.protocol"), &p.protocol, istio::protocol(&p.protocol));
+                out.rule(
+                    || format!("{base}.port.protocol"),
+                    &p.protocol,
+                    istio::protocol(&p.protocol),
+                );
             }
         }
         if server.hosts.is_empty() {
-            out.violation(Code::MissingField, format!("{base}.hosts"), "", "server must have at least one host");
+            out.violation(
+                Code::MissingField,
+                format!("{base}.hosts"),
+                "",
+                "server must have at least one host",
+            );
         }
         for (j, raw) in server.hosts.iter().enumerate() {
             let path = format!("{base}.hosts[{j}]");
@@ -66,10 +100,16 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
                 Some((ns, name)) => (Some(ns), name),
                 None => (None, raw.as_str()),
             };
-            if let Some(ns) = ns {
-                if out.rule(|| path.clone(), raw, istio::host_namespace(ns, Code::InvalidGatewayRef)).is_none() {
-                    continue;
-                }
+            if let Some(ns) = ns
+                && out
+                    .rule(
+                        || path.clone(),
+                        raw,
+                        istio::host_namespace(ns, Code::InvalidGatewayRef),
+                    )
+                    .is_none()
+            {
+                continue;
             }
             let Some(host) = out.rule(|| path.clone(), raw, istio::wildcard_domain(name)) else {
                 continue;

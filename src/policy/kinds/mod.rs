@@ -142,7 +142,13 @@ pub struct Findings {
 
 impl Findings {
     /// Records a violation.
-    pub fn violation(&mut self, code: Code, path: impl Into<String>, value: &str, message: impl Into<String>) {
+    pub fn violation(
+        &mut self,
+        code: Code,
+        path: impl Into<String>,
+        value: &str,
+        message: impl Into<String>,
+    ) {
         self.violations.push(Violation {
             code,
             path: path.into(),
@@ -152,7 +158,12 @@ impl Findings {
     }
 
     /// Records the outcome of a rule: a violation on failure, the value on success.
-    pub fn rule<T>(&mut self, path: impl Fn() -> String, value: &str, r: Result<T, Failure>) -> Option<T> {
+    pub fn rule<T>(
+        &mut self,
+        path: impl Fn() -> String,
+        value: &str,
+        r: Result<T, Failure>,
+    ) -> Option<T> {
         match r {
             Ok(v) => Some(v),
             Err((code, message)) => {
@@ -164,7 +175,14 @@ impl Findings {
 
     /// Applies the partial-wildcard policy: a warning, or a denial under `strict` (or
     /// where Istio itself rejects them, `always_deny`).
-    pub fn partial_wildcard(&mut self, cx: &Context<'_>, path: &str, value: &str, pattern: &HostPattern, always_deny: bool) {
+    pub fn partial_wildcard(
+        &mut self,
+        cx: &Context<'_>,
+        path: &str,
+        value: &str,
+        pattern: &HostPattern,
+        always_deny: bool,
+    ) {
         if !istio::partial_wildcard(pattern) {
             return;
         }
@@ -183,7 +201,15 @@ impl Findings {
     }
 
     /// Adds an egress reference to a host, unless it stays inside the mesh.
-    pub fn host_ref(&mut self, cx: &Context<'_>, path: String, value: &str, host: HostPattern, ports: &[u16], exported: bool) {
+    pub fn host_ref(
+        &mut self,
+        cx: &Context<'_>,
+        path: String,
+        value: &str,
+        host: HostPattern,
+        ports: &[u16],
+        exported: bool,
+    ) {
         if cx.allowlist.is_internal(&host) {
             return;
         }
@@ -222,9 +248,18 @@ fn decode<T: DeserializeOwned + Default>(spec: &RawValue, out: &mut Findings) ->
         Ok(v) => Some(v),
         Err(e) => {
             let path = e.path().to_string();
-            let path = if path == "." { "spec".to_owned() } else { format!("spec.{path}") };
+            let path = if path == "." {
+                "spec".to_owned()
+            } else {
+                format!("spec.{path}")
+            };
             let inner = e.into_inner();
-            out.violation(Code::InvalidSpec, path, "", format!("spec does not decode: {inner}"));
+            out.violation(
+                Code::InvalidSpec,
+                path,
+                "",
+                format!("spec does not decode: {inner}"),
+            );
             None
         }
     }

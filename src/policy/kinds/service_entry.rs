@@ -197,7 +197,11 @@ fn check_ports(spec: &Spec, out: &mut Findings) -> Vec<u16> {
             numbers.push(n);
         }
         if out
-            .rule(|| format!("{base}.name"), &port.name, istio::port_name(&port.name))
+            .rule(
+                || format!("{base}.name"),
+                &port.name,
+                istio::port_name(&port.name),
+            )
             .is_some()
             && !seen_names.insert(port.name.as_str())
         {

@@ -41,15 +41,32 @@ struct EgressProxy {
 pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     for (i, listener) in spec.egress.iter().enumerate() {
         if listener.hosts.is_empty() {
-            out.violation(Code::MissingField, format!("spec.egress[{i}].hosts"), "", "egress listener must have at least one host");
+            out.violation(
+                Code::MissingField,
+                format!("spec.egress[{i}].hosts"),
+                "",
+                "egress listener must have at least one host",
+            );
         }
         for (j, raw) in listener.hosts.iter().enumerate() {
             let path = format!("spec.egress[{i}].hosts[{j}]");
             let Some((ns, name)) = raw.split_once('/') else {
-                out.violation(Code::InvalidSidecarHost, path, raw, "egress host must be of the form namespace/host");
+                out.violation(
+                    Code::InvalidSidecarHost,
+                    path,
+                    raw,
+                    "egress host must be of the form namespace/host",
+                );
                 continue;
             };
-            if out.rule(|| path.clone(), raw, istio::host_namespace(ns, Code::InvalidSidecarHost)).is_none() {
+            if out
+                .rule(
+                    || path.clone(),
+                    raw,
+                    istio::host_namespace(ns, Code::InvalidSidecarHost),
+                )
+                .is_none()
+            {
                 continue;
             }
             if let Err((_, reason)) = istio::wildcard_domain(name) {
@@ -63,9 +80,17 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     };
     let allow_any = otp.mode == "ALLOW_ANY";
     if !matches!(otp.mode.as_str(), "" | "ALLOW_ANY" | "REGISTRY_ONLY") {
-        out.violation(Code::InvalidSpec, "spec.outboundTrafficPolicy.mode", &otp.mode, "mode must be REGISTRY_ONLY or ALLOW_ANY");
+        out.violation(
+            Code::InvalidSpec,
+            "spec.outboundTrafficPolicy.mode",
+            &otp.mode,
+            "mode must be REGISTRY_ONLY or ALLOW_ANY",
+        );
     }
-    let granted = cx.allowlist.namespace(cx.namespace).is_some_and(|n| n.allow_any_outbound);
+    let granted = cx
+        .allowlist
+        .namespace(cx.namespace)
+        .is_some_and(|n| n.allow_any_outbound);
     if allow_any && !granted {
         out.violation(
             Code::AllowAnyOutbound,
@@ -92,7 +117,11 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
             );
         }
         let path = "spec.outboundTrafficPolicy.egressProxy.host".to_owned();
-        if let Some(host) = out.rule(|| path.clone(), &proxy.host, istio::destination_host(&proxy.host)) {
+        if let Some(host) = out.rule(
+            || path.clone(),
+            &proxy.host,
+            istio::destination_host(&proxy.host),
+        ) {
             out.host_ref(cx, path, &proxy.host, host, &[], false);
         }
     }

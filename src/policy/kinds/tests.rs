@@ -54,7 +54,11 @@ fn eval(kind: Kind, ns: &str, spec: &str) -> Decision {
 
 /// `(code, path)` pairs, sorted, for compact assertions.
 fn codes(d: &Decision) -> Vec<(&'static str, String)> {
-    let mut v: Vec<_> = d.violations.iter().map(|v| (v.code.as_str(), v.path.clone())).collect();
+    let mut v: Vec<_> = d
+        .violations
+        .iter()
+        .map(|v| (v.code.as_str(), v.path.clone()))
+        .collect();
     v.sort();
     v
 }
@@ -92,7 +96,11 @@ endpoints: [{address: 203.0.113.9}, {address: 192.0.2.1}]
 
 #[test]
 fn service_entry_port_restrictions() {
-    let ok = eval(Kind::ServiceEntry, "default", "hosts: [db.example.com]\nports: [{number: 5432, name: pg, protocol: TCP}]\nresolution: DNS\n");
+    let ok = eval(
+        Kind::ServiceEntry,
+        "default",
+        "hosts: [db.example.com]\nports: [{number: 5432, name: pg, protocol: TCP}]\nresolution: DNS\n",
+    );
     assert!(ok.violations.is_empty(), "{:?}", ok.violations);
     let bad = eval(
         Kind::ServiceEntry,
@@ -105,21 +113,33 @@ fn service_entry_port_restrictions() {
 
 #[test]
 fn namespace_grants_stay_in_their_namespace() {
-    let se = |export: &str| format!("hosts: [api.stripe.com]\nresolution: DNS\nports: [{{number: 443, name: https, protocol: TLS}}]\n{export}");
+    let se = |export: &str| {
+        format!(
+            "hosts: [api.stripe.com]\nresolution: DNS\nports: [{{number: 443, name: https, protocol: TLS}}]\n{export}"
+        )
+    };
     let a = mk_allowlist("");
     for (export, want) in [
         ("exportTo: [\".\"]", vec![]),
         ("exportTo: [payments]", vec![]),
         ("", vec![cp("EG105", "spec.hosts[0]")]),
         ("exportTo: [\"*\"]", vec![cp("EG105", "spec.hosts[0]")]),
-        ("exportTo: [\".\", other]", vec![cp("EG105", "spec.hosts[0]")]),
+        (
+            "exportTo: [\".\", other]",
+            vec![cp("EG105", "spec.hosts[0]")],
+        ),
     ] {
         let d = eval_with(&a, Kind::ServiceEntry, "payments", &se(export));
         assert_eq!(codes(&d), want, "{export}");
     }
     let elsewhere = eval_with(&a, Kind::ServiceEntry, "default", &se("exportTo: [\".\"]"));
     assert_eq!(codes(&elsewhere), [cp("EG101", "spec.hosts[0]")]);
-    let cidr = eval_with(&a, Kind::ServiceEntry, "payments", "hosts: [pay.internal.example]\naddresses: [198.51.100.4]\nresolution: STATIC\nendpoints: [{address: 198.51.100.4}]\nexportTo: [\".\"]\n");
+    let cidr = eval_with(
+        &a,
+        Kind::ServiceEntry,
+        "payments",
+        "hosts: [pay.internal.example]\naddresses: [198.51.100.4]\nresolution: STATIC\nendpoints: [{address: 198.51.100.4}]\nexportTo: [\".\"]\n",
+    );
     assert_eq!(codes(&cidr), [cp("EG101", "spec.hosts[0]")]);
 }
 
@@ -162,9 +182,17 @@ tls:
 
 #[test]
 fn virtual_service_hosts_only_count_when_bound_to_the_mesh() {
-    let gw_only = eval(Kind::VirtualService, "default", "hosts: [evil.example.org]\ngateways: [istio-system/ingress]\nhttp: [{route: [{destination: {host: web}}]}]\n");
+    let gw_only = eval(
+        Kind::VirtualService,
+        "default",
+        "hosts: [evil.example.org]\ngateways: [istio-system/ingress]\nhttp: [{route: [{destination: {host: web}}]}]\n",
+    );
     assert!(gw_only.violations.is_empty(), "{:?}", gw_only.violations);
-    let with_mesh = eval(Kind::VirtualService, "default", "hosts: [evil.example.org]\ngateways: [mesh, istio-system/ingress]\nhttp: [{route: [{destination: {host: web}}]}]\n");
+    let with_mesh = eval(
+        Kind::VirtualService,
+        "default",
+        "hosts: [evil.example.org]\ngateways: [mesh, istio-system/ingress]\nhttp: [{route: [{destination: {host: web}}]}]\n",
+    );
     assert_eq!(codes(&with_mesh), [cp("EG101", "spec.hosts[0]")]);
 }
 
@@ -199,8 +227,16 @@ subsets:
 
 #[test]
 fn gateway_hosts_count_only_on_egress_gateways() {
-    let spec = |selector: &str| format!("selector: {{{selector}}}\nservers:\n  - port: {{number: 443, name: tls, protocol: TLS}}\n    hosts: [\"./evil.example.org\", api.github.com, \"*/storage.googleapis.com\"]\n    tls: {{mode: PASSTHROUGH}}\n");
-    let egress = eval(Kind::Gateway, "default", &spec("istio: egressgateway, app: gw"));
+    let spec = |selector: &str| {
+        format!(
+            "selector: {{{selector}}}\nservers:\n  - port: {{number: 443, name: tls, protocol: TLS}}\n    hosts: [\"./evil.example.org\", api.github.com, \"*/storage.googleapis.com\"]\n    tls: {{mode: PASSTHROUGH}}\n"
+        )
+    };
+    let egress = eval(
+        Kind::Gateway,
+        "default",
+        &spec("istio: egressgateway, app: gw"),
+    );
     assert_eq!(codes(&egress), [cp("EG101", "spec.servers[0].hosts[0]")]);
     assert_eq!(egress.violations[0].value, "evil.example.org");
     let ingress = eval(Kind::Gateway, "default", &spec("istio: ingressgateway"));
@@ -210,24 +246,42 @@ fn gateway_hosts_count_only_on_egress_gateways() {
 #[test]
 fn sidecar_allow_any_and_egress_proxy_are_bypasses_unless_granted() {
     let allow_any = "outboundTrafficPolicy: {mode: ALLOW_ANY}\n";
-    assert_eq!(codes(&eval(Kind::Sidecar, "default", allow_any)), [cp("EG301", "spec.outboundTrafficPolicy.mode")]);
+    assert_eq!(
+        codes(&eval(Kind::Sidecar, "default", allow_any)),
+        [cp("EG301", "spec.outboundTrafficPolicy.mode")]
+    );
     assert!(eval(Kind::Sidecar, "open", allow_any).violations.is_empty());
     let proxy = "outboundTrafficPolicy:\n  mode: ALLOW_ANY\n  egressProxy: {host: squid.proxy.svc.cluster.local, port: {number: 3128}}\n";
     assert_eq!(
         codes(&eval(Kind::Sidecar, "default", proxy)),
-        [cp("EG301", "spec.outboundTrafficPolicy.mode"), cp("EG302", "spec.outboundTrafficPolicy.egressProxy")]
+        [
+            cp("EG301", "spec.outboundTrafficPolicy.mode"),
+            cp("EG302", "spec.outboundTrafficPolicy.egressProxy")
+        ]
     );
     assert!(eval(Kind::Sidecar, "open", proxy).violations.is_empty());
     let registry_only = "outboundTrafficPolicy: {mode: REGISTRY_ONLY}\negress: [{hosts: [\"./*\", \"istio-system/*\"]}]\n";
-    assert!(eval(Kind::Sidecar, "default", registry_only).violations.is_empty());
+    assert!(
+        eval(Kind::Sidecar, "default", registry_only)
+            .violations
+            .is_empty()
+    );
 }
 
 #[test]
 fn audit_mode_and_exempt_namespaces() {
-    let d = eval(Kind::ServiceEntry, "payments", "hosts: [evil.example.org]\nresolution: DNS\n");
+    let d = eval(
+        Kind::ServiceEntry,
+        "payments",
+        "hosts: [evil.example.org]\nresolution: DNS\n",
+    );
     assert_eq!(d.mode, Mode::Audit);
     assert!(d.allowed() && d.audited());
-    let exempt = eval(Kind::ServiceEntry, "istio-system", "hosts: [evil.example.org]\n");
+    let exempt = eval(
+        Kind::ServiceEntry,
+        "istio-system",
+        "hosts: [evil.example.org]\n",
+    );
     assert_eq!(exempt.skipped, Some(policy::Skip::ExemptNamespace));
     assert!(exempt.violations.is_empty());
 }
@@ -259,7 +313,11 @@ fn delete_and_unchanged_updates_are_allowed() {
 
 #[test]
 fn wrong_types_become_a_violation_with_the_field_path() {
-    let d = eval(Kind::ServiceEntry, "default", "hosts: [a.example]\nports: [{number: \"443\"}]\n");
+    let d = eval(
+        Kind::ServiceEntry,
+        "default",
+        "hosts: [a.example]\nports: [{number: \"443\"}]\n",
+    );
     assert_eq!(codes(&d), [cp("EG219", "spec.ports[0].number")]);
     let d = eval(Kind::VirtualService, "default", "hosts: 7\n");
     assert_eq!(d.violations[0].code, Code::InvalidSpec);
@@ -277,9 +335,18 @@ fn unknown_kinds_are_skipped() {
         timeout_annotation: None,
         old_spec: None,
     };
-    assert_eq!(policy::evaluate(&req, &mk_allowlist("")).skipped, Some(policy::Skip::NotIstio));
-    assert_eq!(Kind::from_group_kind("networking.istio.io", "WorkloadEntry"), None);
-    assert_eq!(Kind::from_api_version("networking.istio.io/v1alpha3", "Sidecar"), Some(Kind::Sidecar));
+    assert_eq!(
+        policy::evaluate(&req, &mk_allowlist("")).skipped,
+        Some(policy::Skip::NotIstio)
+    );
+    assert_eq!(
+        Kind::from_group_kind("networking.istio.io", "WorkloadEntry"),
+        None
+    );
+    assert_eq!(
+        Kind::from_api_version("networking.istio.io/v1alpha3", "Sidecar"),
+        Some(Kind::Sidecar)
+    );
 }
 
 // === timeout mutation ===
@@ -296,7 +363,8 @@ http:
 "#;
 
 fn apply_patch(spec_yaml: &str, d: &Decision) -> String {
-    let mut obj = serde_json::json!({ "spec": serde_norway::from_str::<Value>(spec_yaml).unwrap() });
+    let mut obj =
+        serde_json::json!({ "spec": serde_norway::from_str::<Value>(spec_yaml).unwrap() });
     json_patch::patch(&mut obj, &d.patch.0).unwrap();
     serde_norway::to_string(&obj["spec"]).unwrap()
 }
@@ -308,18 +376,33 @@ fn timeout_patch_is_added_and_idempotent() {
     let patched = apply_patch(VS_TWO_ROUTES, &d);
     let v: Value = serde_norway::from_str(&patched).unwrap();
     assert_eq!(v["http"][0]["timeout"], "15s");
-    assert_eq!(v["http"][1]["timeout"], "30s", "existing timeouts are never changed");
+    assert_eq!(
+        v["http"][1]["timeout"], "30s",
+        "existing timeouts are never changed"
+    );
     let again = eval(Kind::VirtualService, "default", &patched);
-    assert!(again.patch().is_none(), "second pass patched {:?}", again.patch);
+    assert!(
+        again.patch().is_none(),
+        "second pass patched {:?}",
+        again.patch
+    );
 }
 
 #[test]
 fn timeout_scope_namespace_default_and_annotation() {
     let all = mk_allowlist("timeoutScope: all\n");
-    assert_eq!(eval_with(&all, Kind::VirtualService, "default", VS_TWO_ROUTES).patched_routes, ["spec.http[0]", "spec.http[2]"]);
+    assert_eq!(
+        eval_with(&all, Kind::VirtualService, "default", VS_TWO_ROUTES).patched_routes,
+        ["spec.http[0]", "spec.http[2]"]
+    );
     let ns = eval(Kind::VirtualService, "payments", VS_TWO_ROUTES);
     assert_eq!(ns.patch.0.len(), 1);
-    assert_eq!(apply_patch(VS_TWO_ROUTES, &ns).matches("timeout: 5s").count(), 1);
+    assert_eq!(
+        apply_patch(VS_TWO_ROUTES, &ns)
+            .matches("timeout: 5s")
+            .count(),
+        1
+    );
 
     let a = mk_allowlist("");
     let spec = mk_spec(VS_TWO_ROUTES);
@@ -337,32 +420,51 @@ fn timeout_scope_namespace_default_and_annotation() {
     };
     assert!(with_annotation("none").patch().is_none());
     let custom = with_annotation("2.5s");
-    assert_eq!(serde_json::to_value(&custom.patch).unwrap()[0]["value"], "2.5s");
+    assert_eq!(
+        serde_json::to_value(&custom.patch).unwrap()[0]["value"],
+        "2.5s"
+    );
     let invalid = with_annotation("soon");
     assert_eq!(invalid.patch.0.len(), 1);
-    assert!(invalid.warnings.iter().any(|w| w.contains("egress-guard.io/default-timeout")));
+    assert!(
+        invalid
+            .warnings
+            .iter()
+            .any(|w| w.contains("egress-guard.io/default-timeout"))
+    );
 }
 
 // === the real apiserver bodies ===
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/admission/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/admission/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn eval_fixture(name: &str, a: &Allowlist) -> Decision {
     let review = fixture(name);
     let req = &review["request"];
-    let object = if req["object"].is_null() { &req["oldObject"] } else { &req["object"] };
+    let object = if req["object"].is_null() {
+        &req["oldObject"]
+    } else {
+        &req["object"]
+    };
     let spec = serde_json::value::to_raw_value(&object["spec"]).unwrap();
-    let old = (!req["oldObject"].is_null()).then(|| serde_json::value::to_raw_value(&req["oldObject"]["spec"]).unwrap());
+    let old = (!req["oldObject"].is_null())
+        .then(|| serde_json::value::to_raw_value(&req["oldObject"]["spec"]).unwrap());
     let op = match req["operation"].as_str().unwrap() {
         "CREATE" => Operation::Create,
         "UPDATE" => Operation::Update,
         _ => Operation::Delete,
     };
     let r = Request {
-        kind: Kind::from_group_kind(req["kind"]["group"].as_str().unwrap(), req["kind"]["kind"].as_str().unwrap()),
+        kind: Kind::from_group_kind(
+            req["kind"]["group"].as_str().unwrap(),
+            req["kind"]["kind"].as_str().unwrap(),
+        ),
         operation: op,
         namespace: req["namespace"].as_str().unwrap(),
         name: req["name"].as_str().unwrap(),
@@ -380,7 +482,11 @@ fn fixtures_get_the_expected_verdicts() {
         ("validate-create-serviceentry-v1-github-api", true, 0),
         ("validate-create-serviceentry-v1-exfil", false, 1),
         ("validate-create-serviceentry-v1-dryrun-exfil", false, 1),
-        ("validate-create-serviceentry-v1-review-v1beta1-exfil", false, 1),
+        (
+            "validate-create-serviceentry-v1-review-v1beta1-exfil",
+            false,
+            1,
+        ),
         ("validate-create-destinationrule-v1-github-api", true, 0),
         ("validate-create-gateway-v1-egress", true, 0),
         ("validate-create-sidecar-v1-default", true, 0),

@@ -129,7 +129,11 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
         if let Some(t) = &route.timeout {
             out.rule(|| format!("{base}.timeout"), t, istio::duration(t));
         }
-        if let Some(t) = route.retries.as_ref().and_then(|r| r.per_try_timeout.as_ref()) {
+        if let Some(t) = route
+            .retries
+            .as_ref()
+            .and_then(|r| r.per_try_timeout.as_ref())
+        {
             out.rule(
                 || format!("{base}.retries.perTryTimeout"),
                 t,
@@ -155,7 +159,12 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
 
 /// Checks one destination (`validateDestination`) and records it as egress; returns
 /// true when it leaves the mesh.
-fn destination(d: Option<&Destination>, path: String, cx: &Context<'_>, out: &mut Findings) -> bool {
+fn destination(
+    d: Option<&Destination>,
+    path: String,
+    cx: &Context<'_>,
+    out: &mut Findings,
+) -> bool {
     let Some(d) = d else {
         out.violation(Code::MissingField, path, "", "destination is required");
         return false;

@@ -1,0 +1,502 @@
+//! Pure mapping between the AdmissionReview protocol and the policy engine:
+//! request bytes → [`policy::Request`], [`Decision`] → [`AdmissionResponse`].
+//!
+//! Decoding uses kube-core's review types with a slim object type: `spec` stays raw
+//! JSON (decoded once, by the kind module that needs it) and `managedFields` is skipped,
+//! which is most of the decode cost of a real apiserver body.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation,
+};
+use kube::core::{NamespaceResourceScope, Resource, Status};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+use crate::policy::{self, Decision, Kind, Operation, Skip, Violation};
+
+/// Kubernetes truncates warnings longer than this.
+pub const MAX_WARNING_LEN: usize = 256;
+/// More warnings than this are summarised in one line.
+pub const MAX_WARNINGS: usize = 10;
+/// Violations named in a denial message before "and N more".
+const MAX_IN_MESSAGE: usize = 5;
+
+/// The webhook endpoint a review arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/validate`: may deny.
+    Validate,
+    /// `/mutate`: only patches, never denies.
+    Mutate,
+}
+
+impl Endpoint {
+    /// The label used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// An Istio object as the webhook needs it: metadata without `managedFields`, and
+/// `spec` as raw JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IstioObject {
+    /// Name, namespace, labels and annotations.
+    #[serde(deserialize_with = "slim_meta")]
+    pub metadata: ObjectMeta,
+    /// The untouched `spec`.
+    #[serde(default)]
+    pub spec: Option<Box<RawValue>>,
+}
+
+/// Only the metadata fields egress-guard reads; everything else is skipped unallocated.
+fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Slim {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        generate_name: Option<String>,
+        #[serde(default)]
+        namespace: Option<String>,
+        #[serde(default)]
+        annotations: Option<BTreeMap<String, String>>,
+    }
+    let s = Option::<Slim>::deserialize(d)?;
+    Ok(s.map_or_else(ObjectMeta::default, |s| ObjectMeta {
+        name: s.name,
+        generate_name: s.generate_name,
+        namespace: s.namespace,
+        annotations: s.annotations,
+        ..ObjectMeta::default()
+    }))
+}
+
+impl Resource for IstioObject {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "IstioObject".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        policy::kinds::ISTIO_NETWORKING_GROUP.into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "istioobjects".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A review body that cannot be answered with an AdmissionReview.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// Not JSON, or not an AdmissionReview; no uid could be read.
+    #[error("malformed AdmissionReview: {0}")]
+    Malformed(String),
+    /// Valid JSON with a `request.uid`, but the request does not decode.
+    #[error("undecodable AdmissionReview request {uid}: {message}")]
+    Undecodable {
+        /// The request's uid, to answer with.
+        uid: String,
+        /// The review's apiVersion, echoed in the answer.
+        api_version: String,
+        /// What failed.
+        message: String,
+    },
+    /// A well-formed AdmissionReview without `request`.
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+}
+
+/// Decodes a review body into its request.
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest<IstioObject>, ReviewError> {
+    match serde_json::from_slice::<AdmissionReview<IstioObject>>(body) {
+        Ok(review) => review.try_into().map_err(|_| ReviewError::NoRequest),
+        Err(e) => Err(salvage_uid(body, e)),
+    }
+}
+
+/// When the full decode fails, reads just enough to answer the apiserver by uid.
+fn salvage_uid(body: &[u8], err: serde_json::Error) -> ReviewError {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Envelope {
+        #[serde(default)]
+        api_version: String,
+        request: Option<UidOnly>,
+    }
+    #[derive(Deserialize)]
+    struct UidOnly {
+        uid: String,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(Envelope {
+            api_version,
+            request: Some(UidOnly { uid }),
+        }) if !uid.is_empty() && api_version.starts_with("admission.k8s.io/") => {
+            ReviewError::Undecodable {
+                uid,
+                api_version,
+                message: err.to_string(),
+            }
+        }
+        Ok(Envelope { request: None, .. }) => ReviewError::NoRequest,
+        _ => ReviewError::Malformed(err.to_string()),
+    }
+}
+
+/// The policy's view of an admission request.
+pub fn to_policy_request(req: &AdmissionRequest<IstioObject>) -> policy::Request<'_> {
+    let operation = match req.operation {
+        KubeOperation::Create => Operation::Create,
+        KubeOperation::Update => Operation::Update,
+        KubeOperation::Delete => Operation::Delete,
+        KubeOperation::Connect => Operation::Connect,
+    };
+    let object = req.object.as_ref();
+    policy::Request {
+        kind: Kind::from_group_kind(&req.kind.group, &req.kind.kind),
+        operation,
+        namespace: req.namespace.as_deref().unwrap_or_default(),
+        name: object_name(req),
+        spec: object.and_then(|o| o.spec.as_deref()),
+        timeout_annotation: object
+            .and_then(|o| o.metadata.annotations.as_ref())
+            .and_then(|a| a.get(policy::timeouts::ANNOTATION))
+            .map(String::as_str),
+        old_spec: req.old_object.as_ref().and_then(|o| o.spec.as_deref()),
+    }
+}
+
+/// The request's name, or the object's `generateName` prefix on CREATE.
+pub fn object_name(req: &AdmissionRequest<IstioObject>) -> &str {
+    if !req.name.is_empty() {
+        return &req.name;
+    }
+    req.object
+        .as_ref()
+        .and_then(|o| o.metadata.generate_name.as_deref())
+        .unwrap_or_default()
+}
+
+/// Builds the answer for one endpoint from the engine's decision.
+pub fn respond(
+    endpoint: Endpoint,
+    req: &AdmissionRequest<IstioObject>,
+    d: &Decision,
+) -> AdmissionResponse {
+    let resp = AdmissionResponse::from(req);
+    match endpoint {
+        Endpoint::Validate => validate_response(resp, req, d),
+        Endpoint::Mutate => mutate_response(resp, d),
+    }
+}
+
+fn validate_response(
+    mut resp: AdmissionResponse,
+    req: &AdmissionRequest<IstioObject>,
+    d: &Decision,
+) -> AdmissionResponse {
+    let mut warnings: Vec<String> = Vec::new();
+    if d.skipped == Some(Skip::NotIstio) {
+        warnings.push(format!(
+            "egress-guard: {} is not an Istio networking kind; not checked",
+            req.kind.kind
+        ));
+    }
+    if d.violations.is_empty() {
+        warnings.extend(d.warnings.iter().cloned());
+        return with_warnings(resp, warnings);
+    }
+    let subject = format!("{} {}", req.kind.kind, qualified_name(req));
+    if !d.allowed() {
+        resp = resp.deny(denial_message(&subject, &d.violations));
+        resp.result.code = 403;
+        resp.result.reason = "Forbidden".to_owned();
+        return resp;
+    }
+    let why = if d.spec_unchanged {
+        "spec unchanged, not enforced"
+    } else {
+        "audit mode, not enforced"
+    };
+    warnings.extend(
+        d.violations
+            .iter()
+            .map(|v| format!("egress-guard ({why}): {}", describe(v))),
+    );
+    warnings.extend(d.warnings.iter().cloned());
+    resp.audit_annotations = audit_annotations(d);
+    with_warnings(resp, warnings)
+}
+
+fn mutate_response(resp: AdmissionResponse, d: &Decision) -> AdmissionResponse {
+    let Some(patch) = d.patch() else {
+        return resp;
+    };
+    let timeout = d.default_timeout.map(|t| t.to_string()).unwrap_or_default();
+    let warning = format!(
+        "egress-guard: added default timeout {timeout} to {}",
+        d.patched_routes.join(", ")
+    );
+    match resp.clone().with_patch(patch.clone()) {
+        Ok(patched) => with_warnings(patched, vec![warning]),
+        // A patch of strings and indexes always serialises; if it ever did not,
+        // admitting unpatched beats failing every VirtualService change.
+        Err(e) => with_warnings(
+            resp,
+            vec![format!("egress-guard: timeout patch not applied: {e}")],
+        ),
+    }
+}
+
+/// `namespace/name`, or just the name for cluster-scoped requests.
+fn qualified_name(req: &AdmissionRequest<IstioObject>) -> String {
+    match req.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{}", object_name(req)),
+        _ => object_name(req).to_owned(),
+    }
+}
+
+/// `EG101 spec.hosts[0] "x": reason`
+pub fn describe(v: &Violation) -> String {
+    format!("{} {} {:?}: {}", v.code, v.path, v.value, v.message)
+}
+
+/// One concise line: kind, namespace/name, then each violation's code, path and value.
+pub fn denial_message(subject: &str, violations: &[Violation]) -> String {
+    let mut msg = format!("egress-guard denied {subject}: ");
+    let shown: Vec<String> = violations
+        .iter()
+        .take(MAX_IN_MESSAGE)
+        .map(describe)
+        .collect();
+    msg.push_str(&shown.join("; "));
+    if violations.len() > MAX_IN_MESSAGE {
+        msg.push_str(&format!("; and {} more", violations.len() - MAX_IN_MESSAGE));
+    }
+    msg
+}
+
+fn audit_annotations(d: &Decision) -> HashMap<String, String> {
+    let mut codes: Vec<&str> = d.violations.iter().map(|v| v.code.as_str()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let mut paths: String = d
+        .violations
+        .iter()
+        .map(|v| format!("{} {}={}", v.code, v.path, v.value))
+        .collect::<Vec<_>>()
+        .join(", ");
+    truncate(&mut paths, 1024);
+    HashMap::from([
+        ("codes".to_owned(), codes.join(",")),
+        ("violations".to_owned(), paths),
+        ("mode".to_owned(), d.mode.as_str().to_owned()),
+    ])
+}
+
+/// Caps each warning at 256 characters and the list at [`MAX_WARNINGS`].
+fn with_warnings(mut resp: AdmissionResponse, mut warnings: Vec<String>) -> AdmissionResponse {
+    if warnings.is_empty() {
+        return resp;
+    }
+    if warnings.len() > MAX_WARNINGS {
+        let extra = warnings.len() - (MAX_WARNINGS - 1);
+        warnings.truncate(MAX_WARNINGS - 1);
+        warnings.push(format!("egress-guard: and {extra} more warnings"));
+    }
+    for w in &mut warnings {
+        truncate(w, MAX_WARNING_LEN);
+    }
+    resp.warnings = Some(warnings);
+    resp
+}
+
+/// Shortens to at most `max` bytes on a char boundary, marking the cut with `…`.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut cut = max - '…'.len_utf8();
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push('…');
+}
+
+/// Encodes a review for the wire. kube-core serialises `response.patch` as an array of
+/// byte values; the AdmissionReview contract (and every apiserver client library) uses
+/// the base64 string form of `[]byte`, so the patch is rewritten as base64.
+pub fn encode(review: &AdmissionReview<kube::core::DynamicObject>) -> serde_json::Result<Vec<u8>> {
+    let has_patch = review.response.as_ref().is_some_and(|r| r.patch.is_some());
+    if !has_patch {
+        return serde_json::to_vec(review);
+    }
+    let mut v = serde_json::to_value(review)?;
+    if let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_ref()) {
+        use base64::Engine as _;
+        v["response"]["patch"] = base64::engine::general_purpose::STANDARD.encode(patch).into();
+    }
+    serde_json::to_vec(&v)
+}
+
+/// An answer for a request that could be identified but not judged: denied with 400,
+/// so a `failurePolicy: Fail` webhook fails closed with a clear reason.
+pub fn error_review(
+    uid: &str,
+    api_version: &str,
+    message: &str,
+) -> AdmissionReview<kube::core::DynamicObject> {
+    let mut resp = AdmissionResponse::invalid(message);
+    resp.uid = uid.to_owned();
+    resp.types.api_version = api_version.to_owned();
+    resp.result = Status::failure(message, "BadRequest").with_code(400);
+    resp.into_review()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Allowlist;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/admission/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn review(endpoint: Endpoint, name: &str) -> serde_json::Value {
+        let a = Allowlist::from_yaml(policy::allowlist::EXAMPLE).unwrap();
+        let req = decode(&fixture(name)).unwrap();
+        let d = policy::evaluate(&to_policy_request(&req), &a);
+        serde_json::from_slice(&encode(&respond(endpoint, &req, &d).into_review()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn denies_with_403_and_a_message_naming_everything() {
+        let r = review(Endpoint::Validate, "validate-create-serviceentry-v1-exfil");
+        assert_eq!(r["apiVersion"], "admission.k8s.io/v1");
+        let resp = &r["response"];
+        assert_eq!(resp["allowed"], false);
+        assert_eq!(resp["status"]["code"], 403);
+        let msg = resp["status"]["message"].as_str().unwrap();
+        for part in [
+            "ServiceEntry",
+            "default/",
+            "EG101",
+            "spec.hosts[0]",
+            "upload.evil.example.org",
+        ] {
+            assert!(msg.contains(part), "{msg} lacks {part}");
+        }
+    }
+
+    #[test]
+    fn echoes_v1beta1_and_uid() {
+        let body = fixture("validate-create-serviceentry-v1-review-v1beta1-exfil");
+        let uid =
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["request"]["uid"].clone();
+        let r = review(
+            Endpoint::Validate,
+            "validate-create-serviceentry-v1-review-v1beta1-exfil",
+        );
+        assert_eq!(r["apiVersion"], "admission.k8s.io/v1beta1");
+        assert_eq!(r["response"]["uid"], uid);
+    }
+
+    #[test]
+    fn mutate_returns_a_base64_json_patch_and_a_warning() {
+        let r = review(
+            Endpoint::Mutate,
+            "mutate-create-virtualservice-v1-github-api",
+        );
+        let resp = &r["response"];
+        assert_eq!(resp["allowed"], true);
+        assert_eq!(resp["patchType"], "JSONPatch");
+        use base64::Engine as _;
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(resp["patch"].as_str().expect("patch is a base64 string"))
+            .unwrap();
+        let patch: serde_json::Value = serde_json::from_slice(&patch).unwrap();
+        assert_eq!(patch, serde_json::json!([{"op": "add", "path": "/spec/http/0/timeout", "value": "15s"}]));
+        assert!(
+            resp["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("spec.http[0]")
+        );
+    }
+
+    #[test]
+    fn unchanged_spec_update_is_allowed_with_warnings() {
+        let a = Allowlist::from_yaml("hosts: [nothing.example]\n").unwrap();
+        let req = decode(&fixture("validate-update-serviceentry-v1-github-api")).unwrap();
+        let d = policy::evaluate(&to_policy_request(&req), &a);
+        let resp = respond(Endpoint::Validate, &req, &d);
+        assert!(resp.allowed);
+        let w = resp.warnings.unwrap();
+        assert!(
+            w[0].contains("spec unchanged") && w[0].contains("EG101"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn warnings_are_bounded() {
+        let many: Vec<String> = (0..30).map(|i| format!("{i}{}", "x".repeat(400))).collect();
+        let resp = with_warnings(AdmissionResponse::invalid("t"), many);
+        let w = resp.warnings.unwrap();
+        assert_eq!(w.len(), MAX_WARNINGS);
+        assert!(w.iter().all(|w| w.len() <= MAX_WARNING_LEN));
+        assert!(w[MAX_WARNINGS - 1].contains("21 more"));
+    }
+
+    #[test]
+    fn salvages_the_uid_of_undecodable_requests() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"abc","kind":7}}"#;
+        match decode(body) {
+            Err(ReviewError::Undecodable {
+                uid, api_version, ..
+            }) => {
+                assert_eq!(uid, "abc");
+                assert_eq!(api_version, "admission.k8s.io/v1");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decode(b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\"}"),
+            Err(ReviewError::NoRequest)
+        ));
+        assert!(matches!(
+            decode(b"not json"),
+            Err(ReviewError::Malformed(_))
+        ));
+        let r =
+            serde_json::to_value(error_review("abc", "admission.k8s.io/v1beta1", "bad")).unwrap();
+        assert_eq!(r["apiVersion"], "admission.k8s.io/v1beta1");
+        assert_eq!(r["response"]["uid"], "abc");
+        assert_eq!(r["response"]["allowed"], false);
+        assert_eq!(r["response"]["status"]["code"], 400);
+    }
+}

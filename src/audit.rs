@@ -1,0 +1,132 @@
+//! `egress-guard audit`: the impact preview before enforcing. Lists live Istio objects
+//! through the Kubernetes API and judges each with the same `policy::evaluate` and
+//! report as `check`, as if it were being created now.
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::{Api, Client};
+
+use crate::check::{self, Manifest, ObjectReport, Report};
+use crate::cli::AuditArgs;
+use crate::policy::kinds::ISTIO_NETWORKING_GROUP;
+use crate::policy::{Allowlist, Kind};
+
+/// API versions tried per kind, newest first (older Istio releases lack `v1`).
+const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+/// Page size for list calls.
+const PAGE: u32 = 500;
+
+/// Runs `audit` against the cluster of the current kubeconfig; returns the exit code.
+pub async fn run(args: &AuditArgs) -> anyhow::Result<u8> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (kubeconfig or in-cluster config)")?;
+    let report = audit(client, args).await?;
+    print!("{}", report.render(args.output));
+    Ok(report.exit_code())
+}
+
+/// Builds the report for every Istio object visible to `client`.
+pub async fn audit(client: Client, args: &AuditArgs) -> anyhow::Result<Report> {
+    let allowlist = load_allowlist(&client, args).await?;
+    let mut objects = Vec::new();
+    for kind in Kind::ALL {
+        for obj in list_kind(&client, kind, args.namespace.as_deref()).await? {
+            let m = to_manifest(kind, obj)?;
+            objects.push(ObjectReport::new(&m, &check::evaluate(&m, &allowlist)));
+        }
+    }
+    Ok(Report::new(objects))
+}
+
+async fn load_allowlist(client: &Client, args: &AuditArgs) -> anyhow::Result<Allowlist> {
+    let Some(cm) = &args.allowlist_configmap else {
+        return check::load_allowlist(args.allowlist.as_deref());
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm.namespace);
+    let obj = api
+        .get(&cm.name)
+        .await
+        .with_context(|| format!("reading ConfigMap {cm}"))?;
+    let text = obj
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&args.allowlist_key))
+        .with_context(|| format!("ConfigMap {cm} has no key {}", args.allowlist_key))?;
+    Allowlist::from_yaml(text).with_context(|| format!("allowlist in ConfigMap {cm}"))
+}
+
+/// Lists every object of one kind, paging, at the newest version the API serves.
+async fn list_kind(
+    client: &Client,
+    kind: Kind,
+    namespace: Option<&str>,
+) -> anyhow::Result<Vec<DynamicObject>> {
+    let mut last_err = None;
+    for version in VERSIONS {
+        let ar = ApiResource {
+            group: ISTIO_NETWORKING_GROUP.to_owned(),
+            version: version.to_owned(),
+            api_version: format!("{ISTIO_NETWORKING_GROUP}/{version}"),
+            kind: kind.as_str().to_owned(),
+            plural: kind.plural().to_owned(),
+        };
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        match list_all(&api).await {
+            Ok(items) => return Ok(items),
+            Err(kube::Error::Api(s)) if s.code == 404 => last_err = Some(kube::Error::Api(s)),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", kind.plural())),
+        }
+    }
+    match last_err {
+        // No version served: Istio's CRDs are not installed; nothing to audit.
+        Some(_) => {
+            tracing::warn!(kind = kind.as_str(), "not served by this cluster; skipped");
+            Ok(Vec::new())
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+async fn list_all(api: &Api<DynamicObject>) -> Result<Vec<DynamicObject>, kube::Error> {
+    let mut items = Vec::new();
+    let mut params = ListParams::default().limit(PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
+
+fn to_manifest(kind: Kind, obj: DynamicObject) -> anyhow::Result<Manifest> {
+    let spec = match obj.data.get("spec") {
+        Some(s) => Some(serde_json::value::to_raw_value(s)?),
+        None => None,
+    };
+    let api_version = obj.types.as_ref().map_or_else(
+        || format!("{ISTIO_NETWORKING_GROUP}/v1"),
+        |t| t.api_version.clone(),
+    );
+    let timeout_annotation = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::policy::timeouts::ANNOTATION))
+        .cloned();
+    Ok(Manifest {
+        source: "cluster".to_owned(),
+        api_version,
+        kind: kind.as_str().to_owned(),
+        namespace: obj.metadata.namespace.unwrap_or_default(),
+        name: obj.metadata.name.unwrap_or_default(),
+        spec,
+        timeout_annotation,
+    })
+}

@@ -1,0 +1,124 @@
+//! Wires `egress-guard serve` flags to the allowlist source and the server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::tls::TlsPaths;
+use super::{AppState, Metrics, ServeConfig, serve};
+use crate::cli::{AllowlistArgs, ServeArgs};
+use crate::policy::allowlist::EXAMPLE;
+use crate::source::{PolicyStore, configmap, file};
+
+/// How often watched files are re-read even without a change event.
+const POLL: Duration = Duration::from_secs(30);
+
+/// Runs `serve` until SIGTERM/SIGINT (or a fatal allowlist error at start-up).
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        listen,
+        metrics_listen,
+        tls_cert,
+        tls_key,
+        client_ca,
+        certs_dir,
+        allowlist,
+        request_timeout,
+        max_concurrency,
+        shutdown_grace,
+    } = args;
+    let metrics = Metrics::new();
+    let store = PolicyStore::new(metrics.clone());
+    let source = start_source(allowlist, store.clone()).await?;
+
+    let (cert, key) = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => (c, k),
+        _ => crate::certs::ensure_dev_certs(&certs_dir)?,
+    };
+    let cfg = ServeConfig {
+        tls: TlsPaths {
+            cert,
+            key,
+            client_ca,
+        },
+        request_timeout: request_timeout.0,
+        max_concurrency,
+        shutdown_grace: shutdown_grace.0,
+    };
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    let ops_listener = std::net::TcpListener::bind(metrics_listen)
+        .with_context(|| format!("binding {metrics_listen}"))?;
+    tracing::info!(%listen, %metrics_listen, "egress-guard serving");
+    let state = AppState::new(store, metrics, cfg.request_timeout);
+    let server = serve(cfg, state, listener, ops_listener, shutdown_signal());
+    match source {
+        Some(source) => tokio::select! {
+            r = server => r,
+            r = source => match r {
+                Ok(Ok(())) => anyhow::bail!("allowlist watch ended unexpectedly"),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::anyhow!("allowlist watch task failed: {e}")),
+            },
+        },
+        None => server.await,
+    }
+}
+
+/// Loads the initial allowlist and starts its watcher. File and embedded sources load
+/// synchronously (an invalid file is fatal); the ConfigMap loads in the background and
+/// the returned task fails if its first allowlist is invalid.
+async fn start_source(
+    args: AllowlistArgs,
+    store: Arc<PolicyStore>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
+    let AllowlistArgs {
+        allowlist_file,
+        allowlist_configmap,
+        allowlist_key,
+    } = args;
+    if let Some(path) = allowlist_file {
+        file::load_initial(&path, &store)?;
+        tokio::spawn(file::watch_file(path, store, POLL));
+        return Ok(None);
+    }
+    if let Some(cm) = allowlist_configmap {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
+        tracing::info!(configmap = %cm, key = %allowlist_key, "watching the allowlist ConfigMap");
+        return Ok(Some(tokio::spawn(async move {
+            configmap::watch_configmap(client, cm, allowlist_key, store).await?;
+            Ok(())
+        })));
+    }
+    tracing::warn!(
+        "no --allowlist-file or --allowlist-configmap: using the embedded example allowlist"
+    );
+    store.load(EXAMPLE, "embedded")?;
+    Ok(None)
+}
+
+/// Resolves on SIGTERM (kubelet) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

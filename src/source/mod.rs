@@ -1,0 +1,135 @@
+//! Allowlist sources: the embedded example, a watched file, or a watched ConfigMap.
+//! Every source builds a complete [`Allowlist`], then swaps it in atomically; a bad
+//! update is logged and counted, and the last good allowlist stays in force.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use sha2::{Digest, Sha256};
+
+use crate::policy::{Allowlist, AllowlistError};
+use crate::server::metrics::Metrics;
+
+pub mod configmap;
+pub mod file;
+pub mod watch;
+
+/// A compiled allowlist and where it came from.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The compiled allowlist.
+    pub allowlist: Allowlist,
+    /// ConfigMap resourceVersion, file mtime, or `embedded`.
+    pub revision: String,
+    /// SHA-256 of the source text, hex.
+    pub sha256: String,
+}
+
+/// The allowlist in force. Readers take one lock-free snapshot per request.
+#[derive(Debug)]
+pub struct PolicyStore {
+    current: ArcSwapOption<Loaded>,
+    metrics: Metrics,
+}
+
+impl PolicyStore {
+    /// An empty store: not ready until the first successful load.
+    pub fn new(metrics: Metrics) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwapOption::empty(),
+            metrics,
+        })
+    }
+
+    /// The allowlist in force, if any has loaded.
+    pub fn current(&self) -> Option<Arc<Loaded>> {
+        self.current.load_full()
+    }
+
+    /// True once a valid allowlist is loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// Parses, compiles and swaps in a new allowlist. On error nothing changes.
+    /// Unchanged text (same hash) is not recompiled.
+    pub fn load(&self, text: &str, revision: &str) -> Result<Arc<Loaded>, AllowlistError> {
+        let sha256 = hex(&Sha256::digest(text.as_bytes()));
+        if let Some(cur) = self.current.load_full()
+            && cur.sha256 == sha256
+        {
+            return Ok(cur);
+        }
+        let started = Instant::now();
+        let allowlist = match Allowlist::from_yaml(text) {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.record_allowlist_error();
+                tracing::error!(revision, error = %e, "allowlist rejected; keeping the last good allowlist");
+                return Err(e);
+            }
+        };
+        for w in &allowlist.warnings {
+            tracing::warn!(revision, "allowlist: {w}");
+        }
+        let loaded = Arc::new(Loaded {
+            allowlist,
+            revision: revision.to_owned(),
+            sha256,
+        });
+        self.current.store(Some(loaded.clone()));
+        let took = started.elapsed();
+        self.metrics.record_allowlist_loaded(
+            loaded.allowlist.entries(),
+            revision,
+            &loaded.sha256,
+            took,
+        );
+        tracing::info!(
+            revision,
+            sha256 = %loaded.sha256,
+            entries = loaded.allowlist.entries(),
+            mode = loaded.allowlist.mode.as_str(),
+            took_ms = took.as_secs_f64() * 1e3,
+            "allowlist loaded"
+        );
+        Ok(loaded)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_good_allowlist_on_a_bad_update() {
+        let m = Metrics::new();
+        let store = PolicyStore::new(m.clone());
+        assert!(!store.is_loaded());
+        store.load("hosts: [a.example]\n", "1").unwrap();
+        assert!(store.load("hosts: [\"bad host\"]\n", "2").is_err());
+        let cur = store.current().unwrap();
+        assert_eq!(cur.revision, "1");
+        assert_eq!(cur.allowlist.entries(), 1);
+        let text = m.render();
+        assert!(
+            text.contains("egress_guard_allowlist_reloads_total{result=\"error\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("egress_guard_allowlist_info{revision=\"1\""),
+            "{text}"
+        );
+        store.load("hosts: [a.example, b.example]\n", "3").unwrap();
+        assert_eq!(store.current().unwrap().allowlist.entries(), 2);
+        assert!(
+            !m.render().contains("revision=\"1\""),
+            "old info series is removed"
+        );
+    }
+}
