@@ -1,0 +1,528 @@
+//! The webhook over real HTTPS: verdicts on the real apiserver bodies, both review
+//! versions, audit mode, mutation, bad input, metrics, certificate rotation, mTLS and
+//! graceful shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{TestServer, eventually, fixture, fixture_json};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn response(review: &Value) -> &Value {
+    &review["response"]
+}
+
+#[tokio::test]
+async fn denies_unlisted_host_with_403_and_a_precise_message() {
+    let s = TestServer::start().await;
+    let body = fixture("validate-create-serviceentry-v1-exfil");
+    let uid = fixture_json("validate-create-serviceentry-v1-exfil")["request"]["uid"].clone();
+    let review = s.review("/validate", body).await;
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(review["kind"], "AdmissionReview");
+    let r = response(&review);
+    assert_eq!(r["uid"], uid);
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("ServiceEntry default/exfil")
+            && msg.contains("EG101")
+            && msg.contains("spec.hosts[0]")
+            && msg.contains("upload.evil.example.org"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn allows_listed_hosts_for_every_kind_and_version() {
+    let s = TestServer::start().await;
+    for name in [
+        "validate-create-serviceentry-v1-github-api",
+        "validate-create-destinationrule-v1-github-api",
+        "validate-create-gateway-v1-egress",
+        "validate-create-sidecar-v1-default",
+        "validate-create-virtualservice-v1-github-api",
+        "validate-create-virtualservice-v1alpha3-reviews",
+        "validate-create-serviceentry-v1-dryrun-github-api",
+        "validate-delete-serviceentry-v1-github-api",
+    ] {
+        let review = s.review("/validate", fixture(name)).await;
+        assert_eq!(response(&review)["allowed"], true, "{name}: {review}");
+        assert_eq!(
+            response(&review)["uid"],
+            fixture_json(name)["request"]["uid"],
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn v1beta1_reviews_are_answered_in_v1beta1() {
+    let s = TestServer::start().await;
+    let review = s
+        .review(
+            "/validate",
+            fixture("validate-create-serviceentry-v1-review-v1beta1-exfil"),
+        )
+        .await;
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1beta1");
+    assert_eq!(response(&review)["allowed"], false);
+    assert_eq!(response(&review)["status"]["code"], 403);
+}
+
+#[tokio::test]
+async fn dry_run_requests_get_the_same_verdict() {
+    let s = TestServer::start().await;
+    let real = s
+        .review(
+            "/validate",
+            fixture("validate-create-serviceentry-v1-exfil"),
+        )
+        .await;
+    let dry = s
+        .review(
+            "/validate",
+            fixture("validate-create-serviceentry-v1-dryrun-exfil"),
+        )
+        .await;
+    assert_eq!(response(&dry)["allowed"], false);
+    assert_eq!(
+        response(&dry)["status"]["code"],
+        response(&real)["status"]["code"]
+    );
+}
+
+#[tokio::test]
+async fn audit_mode_allows_with_warnings_and_audit_annotations() {
+    let allowlist = "hosts: [api.github.com]\nnamespaces:\n  default: {mode: audit}\n".to_owned();
+    let s = TestServer::start_with(common::Options {
+        allowlist,
+        ..Default::default()
+    })
+    .await;
+    let review = s
+        .review(
+            "/validate",
+            fixture("validate-create-serviceentry-v1-exfil"),
+        )
+        .await;
+    let r = response(&review);
+    assert_eq!(r["allowed"], true);
+    let warnings = r["warnings"].as_array().unwrap();
+    assert!(
+        warnings[0].as_str().unwrap().contains("EG101"),
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().all(|w| w.as_str().unwrap().len() <= 256));
+    assert_eq!(r["auditAnnotations"]["codes"], "EG101");
+    assert_eq!(r["auditAnnotations"]["mode"], "audit");
+    let metrics = s.metrics_text().await;
+    assert!(
+        metrics.contains(
+            r#"egress_guard_violations_total{code="EG101",mode="audit",namespace="default"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn unchanged_spec_updates_are_allowed_with_a_warning() {
+    let s = TestServer::start_with(common::Options {
+        allowlist: "hosts: [nothing.example]\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let review = s
+        .review(
+            "/validate",
+            fixture("validate-update-serviceentry-v1-github-api"),
+        )
+        .await;
+    assert_eq!(response(&review)["allowed"], true);
+    assert!(
+        response(&review)["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("spec unchanged")
+    );
+    let changed = s
+        .review(
+            "/validate",
+            fixture("validate-update-virtualservice-v1-github-api"),
+        )
+        .await;
+    assert_eq!(
+        response(&changed)["allowed"],
+        false,
+        "a changed spec is enforced"
+    );
+}
+
+#[tokio::test]
+async fn mutate_patch_applies_and_is_idempotent() {
+    let s = TestServer::start().await;
+    let mut review_in = fixture_json("mutate-create-virtualservice-v1-github-api");
+    let review = s
+        .review("/mutate", serde_json::to_vec(&review_in).unwrap())
+        .await;
+    let r = response(&review);
+    assert_eq!(r["allowed"], true);
+    assert_eq!(r["patchType"], "JSONPatch");
+    assert!(r["warnings"][0].as_str().unwrap().contains("spec.http[0]"));
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(r["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let object = &mut review_in["request"]["object"];
+    json_patch::patch(object, &patch.0).unwrap();
+    assert_eq!(object["spec"]["http"][0]["timeout"], "15s");
+    assert_eq!(object["spec"]["http"][1]["timeout"], "30s");
+    let again = s
+        .review("/mutate", serde_json::to_vec(&review_in).unwrap())
+        .await;
+    assert!(response(&again).get("patch").is_none(), "{again}");
+
+    let update = s
+        .review(
+            "/mutate",
+            fixture("mutate-update-virtualservice-v1-github-api"),
+        )
+        .await;
+    assert_eq!(response(&update)["allowed"], true);
+    let metrics = s.metrics_text().await;
+    assert!(
+        metrics.contains("egress_guard_timeouts_added_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn non_istio_kinds_are_allowed_with_a_warning() {
+    let s = TestServer::start().await;
+    let mut review = fixture_json("validate-create-serviceentry-v1-exfil");
+    review["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+    let out = s
+        .review("/validate", serde_json::to_vec(&review).unwrap())
+        .await;
+    assert_eq!(response(&out)["allowed"], true);
+    assert!(
+        response(&out)["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("Deployment")
+    );
+}
+
+/// Sends one raw request and returns the status code.
+async fn status_of(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    ctype: Option<&str>,
+    body: Vec<u8>,
+) -> u16 {
+    let mut req = s.client().request(method, s.url(path)).body(body);
+    if let Some(c) = ctype {
+        req = req.header("content-type", c);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
+    use reqwest::Method;
+    let s = TestServer::start().await;
+    let good = fixture("validate-create-serviceentry-v1-github-api");
+    let json = Some("application/json");
+    let truncated = good[..good.len() / 2].to_vec();
+    let mut undecodable = fixture_json("validate-create-serviceentry-v1-exfil");
+    undecodable["request"]["operation"] = json!(42);
+    let no_request = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec();
+    let oversized = vec![b' '; 3 * 1024 * 1024 + 10];
+    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, u16)> = vec![
+        (Method::GET, "/validate", json, vec![], 405),
+        (Method::POST, "/nope", json, good.clone(), 404),
+        (
+            Method::POST,
+            "/validate",
+            Some("text/plain"),
+            good.clone(),
+            415,
+        ),
+        (Method::POST, "/validate", None, good.clone(), 415),
+        (Method::POST, "/validate", json, vec![], 400),
+        (Method::POST, "/validate", json, b"{not json".to_vec(), 400),
+        (Method::POST, "/mutate", json, truncated, 400),
+        (Method::POST, "/validate", json, no_request, 400),
+        (
+            Method::POST,
+            "/validate",
+            json,
+            b"\xff\xfe\x00garbage".to_vec(),
+            400,
+        ),
+        (Method::POST, "/validate", json, oversized, 413),
+    ];
+    for (method, path, ctype, body, want) in cases {
+        let got = status_of(&s, method.clone(), path, ctype, body).await;
+        assert_eq!(got, want, "{method} {path} {ctype:?}");
+        let ok = s.review("/validate", good.clone()).await;
+        assert_eq!(
+            response(&ok)["allowed"],
+            true,
+            "server still serves after {method} {path}"
+        );
+    }
+    // A request whose uid is readable gets an AdmissionReview error, not a bare 400.
+    let review = s
+        .review("/validate", serde_json::to_vec(&undecodable).unwrap())
+        .await;
+    let r = response(&review);
+    assert_eq!(r["uid"], undecodable["request"]["uid"]);
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 400);
+    let metrics = s.metrics_text().await;
+    for reason in [
+        "content_type",
+        "malformed",
+        "too_large",
+        "no_request",
+        "undecodable",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "egress_guard_bad_requests_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_and_probes_reflect_traffic() {
+    let s = TestServer::start().await;
+    s.review(
+        "/validate",
+        fixture("validate-create-serviceentry-v1-exfil"),
+    )
+    .await;
+    s.review(
+        "/validate",
+        fixture("validate-create-serviceentry-v1-github-api"),
+    )
+    .await;
+    s.review(
+        "/mutate",
+        fixture("mutate-create-virtualservice-v1-github-api"),
+    )
+    .await;
+    let m = s.metrics_text().await;
+    for line in [
+        r#"egress_guard_requests_total{decision="deny",endpoint="validate",kind="ServiceEntry",operation="CREATE"} 1"#,
+        r#"egress_guard_requests_total{decision="allow",endpoint="validate",kind="ServiceEntry",operation="CREATE"} 1"#,
+        r#"egress_guard_requests_total{decision="patch",endpoint="mutate",kind="VirtualService",operation="CREATE"} 1"#,
+        r#"egress_guard_violations_total{code="EG101",mode="enforce",namespace="default"} 1"#,
+        "egress_guard_timeouts_added_total 1",
+        r#"egress_guard_request_duration_seconds_count{endpoint="validate"} 2"#,
+        r#"egress_guard_allowlist_reloads_total{result="success"} 1"#,
+        "egress_guard_allowlist_entries 14",
+        r#"egress_guard_tls_reloads_total{result="success"} 1"#,
+    ] {
+        assert!(m.contains(line), "missing {line}\n{m}");
+    }
+    assert!(m.contains("egress_guard_allowlist_info{revision="));
+    let health = reqwest::get(s.ops_url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = reqwest::get(s.ops_url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test]
+async fn rotated_certificates_are_served_without_dropping_connections() {
+    let s = TestServer::start().await;
+    let old_client = s.client();
+    let body = fixture("validate-create-serviceentry-v1-github-api");
+    let send = |c: reqwest::Client, body: Vec<u8>, url: String| async move {
+        c.post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+    };
+    assert_eq!(
+        send(old_client.clone(), body.clone(), s.url("/validate"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // cert-manager style rotation: a new CA and key written over the old files.
+    let new_dir = tempfile::tempdir().unwrap();
+    let new = common::write_certs(new_dir.path());
+    std::fs::write(s.path("tls.key"), &new.key).unwrap();
+    std::fs::write(s.path("tls.crt"), &new.cert).unwrap();
+
+    let new_client = common::client_trusting(new.ca_cert.as_bytes(), None);
+    let url = s.url("/validate");
+    eventually(Duration::from_secs(10), || {
+        let (c, b, u) = (new_client.clone(), body.clone(), url.clone());
+        async move { send(c, b, u).await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+    // The kept-alive connection negotiated under the old certificate still works.
+    assert_eq!(
+        send(old_client, body.clone(), s.url("/validate"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // New handshakes present the new certificate: the old CA no longer verifies.
+    let stale = common::client_trusting(&s.ca_pem(), None);
+    assert!(
+        send(stale, body, s.url("/validate")).await.is_err(),
+        "old CA must not verify the new certificate"
+    );
+    assert!(
+        s.metrics_text()
+            .await
+            .contains(r#"egress_guard_tls_reloads_total{result="success"} 2"#)
+    );
+}
+
+#[tokio::test]
+async fn a_broken_rotation_keeps_the_previous_certificate() {
+    let s = TestServer::start().await;
+    std::fs::write(s.path("tls.crt"), "not a certificate").unwrap();
+    let metrics = s.metrics.clone();
+    eventually(Duration::from_secs(10), || {
+        let m = metrics.clone();
+        async move {
+            m.render()
+                .contains(r#"egress_guard_tls_reloads_total{result="error"}"#)
+        }
+    })
+    .await;
+    // Fresh handshakes still get the previous, valid certificate.
+    let review = s
+        .review(
+            "/validate",
+            fixture("validate-create-serviceentry-v1-github-api"),
+        )
+        .await;
+    assert_eq!(response(&review)["allowed"], true);
+}
+
+#[tokio::test]
+async fn client_certificates_are_required_with_client_ca() {
+    let client_ca_dir = tempfile::tempdir().unwrap();
+    let (client_ca, cert, key) = client_identity();
+    let client_ca_path = client_ca_dir.path().join("client-ca.crt");
+    std::fs::write(&client_ca_path, client_ca).unwrap();
+    let s = TestServer::start_with(common::Options {
+        client_ca: Some(client_ca_path),
+        ..Default::default()
+    })
+    .await;
+    let body = fixture("validate-create-serviceentry-v1-github-api");
+    let anonymous = s
+        .client()
+        .post(s.url("/validate"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await;
+    assert!(
+        anonymous.is_err(),
+        "a client without a certificate must be refused"
+    );
+
+    let authed = common::client_trusting(&s.ca_pem(), Some((cert.as_bytes(), key.as_bytes())));
+    let resp = authed
+        .post(s.url("/validate"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+/// A client CA and a client certificate it signed (PEM: CA, cert, key).
+fn client_identity() -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["kube-apiserver".to_owned()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &ca).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let mut s = TestServer::start().await;
+    let body = fixture("validate-create-serviceentry-v1-github-api");
+    // Start a request and stall mid-body, so it is in flight when shutdown begins.
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(common::rustls_client_config(
+        &s.ca_pem(),
+        None,
+    )));
+    let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = tls.connect(name, tcp).await.unwrap();
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..100]).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    s.begin_shutdown();
+    let ready = reqwest::Client::new();
+    let ops = s.ops_url("/readyz");
+    eventually(Duration::from_secs(5), || {
+        let (c, u) = (ready.clone(), ops.clone());
+        async move { c.get(u).send().await.is_ok_and(|r| r.status() == 503) }
+    })
+    .await;
+    // New connections are refused while the old one drains.
+    let refused = tokio::net::TcpStream::connect(s.addr).await;
+    if let Ok(tcp) = refused {
+        let attempt = tls
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await;
+        assert!(attempt.is_err(), "no new TLS sessions after shutdown began");
+    }
+
+    stream.write_all(&body[100..]).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "in-flight request must complete: {text}"
+    );
+    assert!(text.contains("\"allowed\":true"), "{text}");
+    let task = s.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
