@@ -354,7 +354,9 @@ pub fn encode(review: &AdmissionReview<kube::core::DynamicObject>) -> serde_json
     let mut v = serde_json::to_value(review)?;
     if let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_ref()) {
         use base64::Engine as _;
-        v["response"]["patch"] = base64::engine::general_purpose::STANDARD.encode(patch).into();
+        v["response"]["patch"] = base64::engine::general_purpose::STANDARD
+            .encode(patch)
+            .into();
     }
     serde_json::to_vec(&v)
 }
@@ -390,7 +392,8 @@ mod tests {
         let a = Allowlist::from_yaml(policy::allowlist::EXAMPLE).unwrap();
         let req = decode(&fixture(name)).unwrap();
         let d = policy::evaluate(&to_policy_request(&req), &a);
-        serde_json::from_slice(&encode(&respond(endpoint, &req, &d).into_review()).unwrap()).unwrap()
+        serde_json::from_slice(&encode(&respond(endpoint, &req, &d).into_review()).unwrap())
+            .unwrap()
     }
 
     #[test]
@@ -439,7 +442,10 @@ mod tests {
             .decode(resp["patch"].as_str().expect("patch is a base64 string"))
             .unwrap();
         let patch: serde_json::Value = serde_json::from_slice(&patch).unwrap();
-        assert_eq!(patch, serde_json::json!([{"op": "add", "path": "/spec/http/0/timeout", "value": "15s"}]));
+        assert_eq!(
+            patch,
+            serde_json::json!([{"op": "add", "path": "/spec/http/0/timeout", "value": "15s"}])
+        );
         assert!(
             resp["warnings"][0]
                 .as_str()

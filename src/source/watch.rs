@@ -2,6 +2,7 @@
 //! directories are watched (not the files), events are debounced, and a slow poll
 //! catches anything a filesystem fails to report.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,9 +18,13 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// receiver.
 pub fn watch(files: &[PathBuf], poll: Duration) -> notify::Result<mpsc::Receiver<()>> {
     let (raw_tx, mut raw_rx) = mpsc::channel::<()>(1);
+    let names: Vec<OsString> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(OsString::from))
+        .collect();
     let mut watcher: RecommendedWatcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            if res.is_ok_and(|ev| relevant(&ev, &names)) {
                 // A full channel already carries a pending notification.
                 let _ = raw_tx.try_send(());
             }
@@ -54,6 +59,24 @@ pub fn watch(files: &[PathBuf], poll: Duration) -> notify::Result<mpsc::Receiver
         }
     });
     Ok(rx)
+}
+
+/// Writes, creations, removals and renames of our files or of kubelet's `..data`
+/// entries. Reads are ignored: re-reading the files must not trigger another reload.
+fn relevant(ev: &notify::Event, names: &[OsString]) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
+    let kind_matters = match ev.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    };
+    kind_matters
+        && ev.paths.iter().any(|p| {
+            p.file_name().is_some_and(|n| {
+                names.iter().any(|want| want == n) || n.to_string_lossy().starts_with("..")
+            })
+        })
 }
 
 fn parent_dir(file: &Path) -> PathBuf {

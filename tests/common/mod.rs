@@ -87,6 +87,10 @@ impl TestServer {
     /// Starts a server with the given options.
     pub async fn start_with(opts: Options) -> Self {
         egress_guard::install_crypto_provider();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()))
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         write_certs(dir.path());
         let allowlist_path = dir.path().join("allowlist.yaml");
