@@ -28,20 +28,33 @@ fn run_stdin(args: &[&str], input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
 #[test]
 fn allowed_examples_exit_zero() {
     let out = run(&["check", "examples/manifests/allowed"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("8 objects: 8 allowed, 0 denied"), "{text}");
 }
@@ -85,7 +98,12 @@ fn denied_examples_exit_one_with_codes_and_paths() {
 
 #[test]
 fn json_output_carries_the_mutate_patch() {
-    let out = run(&["check", "-o", "json", "examples/manifests/allowed/virtualservice-without-timeout.yaml"]);
+    let out = run(&[
+        "check",
+        "-o",
+        "json",
+        "examples/manifests/allowed/virtualservice-without-timeout.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let obj = &json(&out)["objects"][0];
     assert_eq!(obj["kind"], "VirtualService");
@@ -95,8 +113,18 @@ fn json_output_carries_the_mutate_patch() {
         obj["patch"],
         serde_json::json!([{"op": "add", "path": "/spec/http/0/timeout", "value": "15s"}])
     );
-    assert!(obj["warnings"][0].as_str().unwrap().contains("spec.http[0]"));
-    let ok = run(&["check", "-o", "json", "examples/manifests/allowed/github-multi-port.yaml"]);
+    assert!(
+        obj["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("spec.http[0]")
+    );
+    let ok = run(&[
+        "check",
+        "-o",
+        "json",
+        "examples/manifests/allowed/github-multi-port.yaml",
+    ]);
     assert_eq!(json(&ok)["objects"][0]["patch"], Value::Null);
 }
 
@@ -104,7 +132,12 @@ fn json_output_carries_the_mutate_patch() {
 fn reads_stdin_and_skips_other_kinds() {
     let input = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\napiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {name: gh}\nspec: {hosts: [api.github.com], resolution: DNS, ports: [{number: 443, name: https, protocol: TLS}]}\n";
     let out = run_stdin(&["check", "-o", "json", "-"], input);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = json(&out);
     assert_eq!(report["summary"]["skipped"], 1);
     assert_eq!(report["summary"]["allowed"], 1);
@@ -122,15 +155,29 @@ fn custom_allowlist_changes_the_verdict() {
         allowlist.to_str().unwrap(),
         "examples/manifests/denied/exfiltration.yaml",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
 fn input_errors_exit_two() {
     let dir = tempfile::tempdir().unwrap();
     let bad_allowlist = dir.path().join("bad.yaml");
-    std::fs::write(&bad_allowlist, "hosts:\n  - ok.example.com\n  - \"bad host\"\n").unwrap();
-    let out = run(&["check", "--allowlist", bad_allowlist.to_str().unwrap(), "examples/manifests"]);
+    std::fs::write(
+        &bad_allowlist,
+        "hosts:\n  - ok.example.com\n  - \"bad host\"\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "check",
+        "--allowlist",
+        bad_allowlist.to_str().unwrap(),
+        "examples/manifests",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hosts[1]") && err.contains("line 3"), "{err}");

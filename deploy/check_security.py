@@ -1,0 +1,579 @@
+#!/usr/bin/env python3
+"""Policy checks on the rendered egress-guard manifests.
+
+Used by deploy/validate.sh after schema validation. The schemas say the manifests are
+well-formed; this says they are the deployment we mean: a hardened pod, webhooks that
+fail closed but spare kube-system and egress-guard itself, least-privilege RBAC, and
+overlays that change only what they claim to change.
+
+Every check prints PASS or FAIL with what it looked at; any FAIL exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+NS = "egress-guard"
+APP = "egress-guard"
+ALLOWLIST_CM = "egress-guard-allowlist"
+TLS_SECRET = "egress-guard-tls"
+ISTIO_GROUP = "networking.istio.io"
+ISTIO_RESOURCES = {"serviceentries", "virtualservices", "destinationrules", "gateways", "sidecars"}
+READ_VERBS = {"get", "list", "watch"}
+WEBHOOKS = {
+    # kind: (webhook name, path)
+    "ValidatingWebhookConfiguration": ("validate.egress-guard.io", "/validate"),
+    "MutatingWebhookConfiguration": ("mutate.egress-guard.io", "/mutate"),
+}
+INJECT_CA = "cert-manager.io/inject-ca-from"
+ALLOWLIST_KEYS = {
+    "mode", "defaultTimeout", "timeoutScope", "strict", "exemptNamespaces",
+    "internalDomains", "egressGatewaySelectors", "hosts", "cidrs", "namespaces",
+}
+NAMESPACE_KEYS = {"hosts", "cidrs", "mode", "defaultTimeout", "allowAnyOutbound"}
+ALERTS = {
+    "EgressGuardDown": "up",
+    "EgressGuardWebhookErrors": "egress_guard_requests_total",
+    "EgressGuardHighLatency": "egress_guard_request_duration_seconds_bucket",
+    "EgressGuardAllowlistReloadFailing": "egress_guard_allowlist_reloads_total",
+}
+
+
+class Report:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed: list[str] = []
+        self.group = ""
+
+    def section(self, name: str) -> None:
+        self.group = name
+        print(f"\n[{name}]")
+
+    def check(self, what: str, test: Callable[[], Any], detail: Callable[[], str] | None = None) -> bool:
+        """Run one check; a missing field or a wrong type is a failure, not a crash."""
+        try:
+            ok = bool(test())
+            why = "" if ok or detail is None else detail()
+        except Exception as e:  # noqa: BLE001 - any error in a check is that check failing
+            ok, why = False, f"{type(e).__name__}: {e}"
+        if ok:
+            self.passed += 1
+            print(f"  PASS {what}")
+        else:
+            line = f"{self.group}: {what}" + (f" ({why})" if why else "")
+            self.failed.append(line)
+            print(f"  FAIL {what}" + (f" ({why})" if why else ""))
+        return ok
+
+    def note(self, text: str) -> None:
+        print(f"  note {text}")
+
+
+# === helpers ===
+
+
+def load(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [o for o in yaml.safe_load_all(f) if o]
+
+
+def find(objs: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [o for o in objs if o.get("kind") == kind and (name is None or o["metadata"].get("name") == name)]
+
+
+def one(objs: list[dict], kind: str, name: str) -> dict:
+    found = find(objs, kind, name)
+    if len(found) != 1:
+        raise LookupError(f"expected exactly one {kind} {name}, found {len(found)}")
+    return found[0]
+
+
+def key(o: dict) -> tuple[str, str, str]:
+    m = o.get("metadata", {})
+    return (o.get("kind", ""), m.get("namespace", ""), m.get("name", ""))
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """matchLabels/matchExpressions semantics, enough for our selectors."""
+    if not selector:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        k, op, vals = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and labels.get(k) not in vals:
+            return False
+        if op == "NotIn" and labels.get(k) in vals:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+    return True
+
+
+def parse_seconds(d: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", d)
+    if not m:
+        raise ValueError(f"unparseable duration {d!r}")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def flags(args: list[str]) -> dict[str, str]:
+    """--name=value and --name value, both accepted by clap."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("--"):
+            if "=" in a:
+                k, v = a[2:].split("=", 1)
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                k, v = a[2:], args[i + 1]
+                i += 1
+            else:
+                k, v = a[2:], ""
+            out[k] = v
+        i += 1
+    return out
+
+
+def port_of(addr: str) -> int:
+    return int(addr.rsplit(":", 1)[1])
+
+
+def allowlist_from(objs: list[dict]) -> dict:
+    cm = one(objs, "ConfigMap", ALLOWLIST_CM)
+    return yaml.safe_load(cm["data"]["allowlist.yaml"])
+
+
+def without_modes(allowlist: dict) -> dict:
+    a = copy.deepcopy(allowlist)
+    a.pop("mode", None)
+    for ns in (a.get("namespaces") or {}).values():
+        if isinstance(ns, dict):
+            ns.pop("mode", None)
+    return a
+
+
+def strip_inject_annotation(o: dict) -> dict:
+    o = copy.deepcopy(o)
+    ann = o.get("metadata", {}).get("annotations")
+    if ann is not None:
+        ann.pop(INJECT_CA, None)
+        if not ann:
+            del o["metadata"]["annotations"]
+    return o
+
+
+# === checks ===
+
+
+def check_base(r: Report, objs: list[dict]) -> None:
+    r.section("base: labels and namespace")
+    r.check(
+        f"every object is labelled app.kubernetes.io/name={APP} and part-of={APP}",
+        lambda: all(
+            o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == APP
+            and o["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == APP
+            for o in objs
+        ),
+        lambda: ", ".join("/".join(key(o)) for o in objs
+                          if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") != APP),
+    )
+    r.check(
+        f"every namespaced object is in namespace {NS}",
+        lambda: all(
+            o["metadata"].get("namespace") == NS
+            for o in objs
+            if o["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding", *WEBHOOKS}
+        ),
+    )
+    ns = one(objs, "Namespace", NS)
+    r.check(
+        "Namespace enforces Pod Security 'restricted'",
+        lambda: ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted",
+    )
+
+    r.section("base: Deployment")
+    dep = one(objs, "Deployment", APP)
+    spec = dep["spec"]
+    pod = spec["template"]["spec"]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    containers = pod["containers"]
+    c = containers[0]
+    psc = pod.get("securityContext") or {}
+    csc = c.get("securityContext") or {}
+
+    def effective(field: str) -> Any:
+        return csc.get(field, psc.get(field))
+
+    r.check("replicas == 2", lambda: spec["replicas"] == 2, lambda: f"replicas={spec.get('replicas')}")
+    r.check(
+        "rolling update never reduces serving replicas (maxUnavailable 0)",
+        lambda: spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0,
+    )
+    r.check("selector matches the pod template labels", lambda: selects(spec["selector"], pod_labels))
+    r.check("exactly one container, no init containers",
+            lambda: len(containers) == 1 and not pod.get("initContainers"))
+    r.check(
+        f"serviceAccountName {APP} exists in the rendering",
+        lambda: pod["serviceAccountName"] == APP and one(objs, "ServiceAccount", APP),
+    )
+    r.check("runAsNonRoot true", lambda: effective("runAsNonRoot") is True)
+    r.check("runAsUser 65532 (non-zero)", lambda: effective("runAsUser") == 65532,
+            lambda: f"runAsUser={effective('runAsUser')}")
+    r.check("readOnlyRootFilesystem true", lambda: csc["readOnlyRootFilesystem"] is True)
+    r.check("allowPrivilegeEscalation false", lambda: csc["allowPrivilegeEscalation"] is False)
+    r.check("not privileged", lambda: csc.get("privileged", False) is False)
+    r.check(
+        "capabilities: drop ALL, add none",
+        lambda: "ALL" in csc["capabilities"]["drop"] and not csc["capabilities"].get("add"),
+    )
+    r.check("seccompProfile RuntimeDefault",
+            lambda: (effective("seccompProfile") or {}).get("type") == "RuntimeDefault")
+    r.check(
+        "no host namespaces or hostPath volumes",
+        lambda: not any(pod.get(f) for f in ("hostNetwork", "hostPID", "hostIPC"))
+        and not any("hostPath" in v for v in pod.get("volumes", [])),
+    )
+    res = c.get("resources") or {}
+    r.check(
+        "resource requests cpu+memory and a memory limit are set",
+        lambda: res["requests"]["cpu"] and res["requests"]["memory"] and res["limits"]["memory"],
+        lambda: f"resources={res}",
+    )
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    r.check("container ports https=8443 and metrics=9090",
+            lambda: ports.get("https") == 8443 and ports.get("metrics") == 9090,
+            lambda: f"ports={ports}")
+    r.check(
+        "liveness probe: GET /healthz on port metrics",
+        lambda: c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        and c["livenessProbe"]["httpGet"]["port"] == "metrics",
+    )
+    r.check(
+        "readiness probe: GET /readyz on port metrics",
+        lambda: c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        and c["readinessProbe"]["httpGet"]["port"] == "metrics",
+    )
+
+    def spread_on_hostname() -> bool:
+        for t in pod.get("topologySpreadConstraints") or []:
+            if t["topologyKey"] == "kubernetes.io/hostname" and selects(t["labelSelector"], pod_labels):
+                return True
+        aa = (pod.get("affinity") or {}).get("podAntiAffinity") or {}
+        terms = list(aa.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+        terms += [w["podAffinityTerm"] for w in aa.get("preferredDuringSchedulingIgnoredDuringExecution") or []]
+        return any(
+            t["topologyKey"] == "kubernetes.io/hostname" and selects(t["labelSelector"], pod_labels)
+            for t in terms
+        )
+
+    r.check("replicas spread across nodes (topology spread or anti-affinity on hostname)", spread_on_hostname)
+
+    args = c.get("args") or []
+    f = flags(args)
+    mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    r.check("runs `serve`", lambda: (c.get("command", [])[1:] + args)[0] == "serve")
+    r.check(
+        "--listen and --metrics-listen ports are the https and metrics container ports",
+        lambda: port_of(f["listen"]) == ports["https"] and port_of(f["metrics-listen"]) == ports["metrics"],
+    )
+    r.check(
+        f"--allowlist-configmap names the rendered ConfigMap {NS}/{ALLOWLIST_CM}",
+        lambda: f["allowlist-configmap"] == f"{NS}/{ALLOWLIST_CM}" and one(objs, "ConfigMap", ALLOWLIST_CM),
+    )
+
+    def tls_from_secret() -> bool:
+        for name, m in mounts.items():
+            v = volumes[name]
+            if (
+                v.get("secret", {}).get("secretName") == TLS_SECRET
+                and m.get("readOnly") is True
+                and "subPath" not in m
+                and f["tls-cert"] == m["mountPath"].rstrip("/") + "/tls.crt"
+                and f["tls-key"] == m["mountPath"].rstrip("/") + "/tls.key"
+            ):
+                return True
+        return False
+
+    r.check(f"--tls-cert/--tls-key come from secret {TLS_SECRET}, mounted read-only without subPath",
+            tls_from_secret)
+    r.check(
+        "terminationGracePeriodSeconds covers preStop sleep + --shutdown-grace",
+        lambda: pod["terminationGracePeriodSeconds"]
+        > parse_seconds(f["shutdown-grace"])
+        + (((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0),
+        lambda: f"grace={pod.get('terminationGracePeriodSeconds')} shutdown-grace={f.get('shutdown-grace')}",
+    )
+    ann = spec["template"]["metadata"].get("annotations") or {}
+    r.check(
+        "pod annotated prometheus.io/scrape=true, prometheus.io/port=<metrics port>",
+        lambda: ann["prometheus.io/scrape"] == "true" and int(ann["prometheus.io/port"]) == ports["metrics"],
+    )
+    r.check("no Istio sidecar injected into the webhook pod",
+            lambda: pod_labels["sidecar.istio.io/inject"] == "false")
+
+    r.section("base: PodDisruptionBudget and Service")
+    pdb = one(objs, "PodDisruptionBudget", APP)
+    r.check("PDB minAvailable 1 (below replicas, so drains can proceed)",
+            lambda: pdb["spec"]["minAvailable"] == 1 < spec["replicas"])
+    r.check("PDB selects the webhook pods", lambda: selects(pdb["spec"]["selector"], pod_labels))
+    svc = one(objs, "Service", APP)
+    sports = {p["name"]: p for p in svc["spec"]["ports"]}
+    r.check("Service selects the webhook pods",
+            lambda: selects({"matchLabels": svc["spec"]["selector"]}, pod_labels))
+    r.check("Service port 443 'https' -> container port https",
+            lambda: sports["https"]["port"] == 443 and sports["https"]["targetPort"] == "https")
+    r.check("Service port 9090 'metrics' -> container port metrics",
+            lambda: sports["metrics"]["port"] == 9090 and sports["metrics"]["targetPort"] == "metrics")
+
+    r.section("base: allowlist ConfigMap")
+    r.check(f"ConfigMap {ALLOWLIST_CM} keeps its name (no hash suffix) and has allowlist.yaml",
+            lambda: "allowlist.yaml" in one(objs, "ConfigMap", ALLOWLIST_CM)["data"])
+    al = allowlist_from(objs)
+    r.check("allowlist has only known top-level keys", lambda: set(al) <= ALLOWLIST_KEYS,
+            lambda: f"unknown: {sorted(set(al) - ALLOWLIST_KEYS)}")
+    r.check(
+        "allowlist namespace entries have only known keys",
+        lambda: all(set(v or {}) <= NAMESPACE_KEYS for v in (al.get("namespaces") or {}).values()),
+    )
+    r.check("base allowlist mode is enforce", lambda: al.get("mode", "enforce") == "enforce")
+
+    r.section("base: webhook configurations")
+    for kind, (hook_name, path) in WEBHOOKS.items():
+        cfg = one(objs, kind, APP)
+        hooks = cfg["webhooks"]
+        label = kind.replace("WebhookConfiguration", "")
+        r.check(f"{label}: exactly one webhook, named {hook_name}",
+                lambda: len(hooks) == 1 and hooks[0]["name"] == hook_name)
+        w = hooks[0]
+        svc_ref = w["clientConfig"].get("service") or {}
+        r.check(
+            f"{label}: calls service {NS}/{APP} port 443 path {path}",
+            lambda: (svc_ref["namespace"], svc_ref["name"], svc_ref.get("port", 443), svc_ref["path"])
+            == (NS, APP, 443, path) and 443 in [p["port"] for p in svc["spec"]["ports"]],
+        )
+        r.check(f"{label}: no url and no caBundle in the base (injected later)",
+                lambda: "url" not in w["clientConfig"] and not w["clientConfig"].get("caBundle"))
+        r.check(f"{label}: failurePolicy Fail", lambda: w["failurePolicy"] == "Fail")
+        r.check(f"{label}: sideEffects None", lambda: w["sideEffects"] == "None")
+        r.check(f"{label}: timeoutSeconds <= 5", lambda: 1 <= w["timeoutSeconds"] <= 5,
+                lambda: f"timeoutSeconds={w.get('timeoutSeconds')}")
+        r.check(f"{label}: matchPolicy Equivalent", lambda: w["matchPolicy"] == "Equivalent")
+        r.check(f"{label}: admissionReviewVersions include v1 and v1beta1",
+                lambda: {"v1", "v1beta1"} <= set(w["admissionReviewVersions"]))
+        rules = w["rules"]
+        r.check(
+            f"{label}: rules cover exactly the five Istio kinds, group {ISTIO_GROUP}, all versions",
+            lambda: {res for rule in rules for res in rule["resources"]} == ISTIO_RESOURCES
+            and all(rule["apiGroups"] == [ISTIO_GROUP] and rule["apiVersions"] == ["*"] for rule in rules),
+            lambda: f"rules={rules}",
+        )
+        r.check(
+            f"{label}: operations exactly CREATE and UPDATE, scope Namespaced",
+            lambda: all(set(rule["operations"]) == {"CREATE", "UPDATE"} and rule.get("scope") == "Namespaced"
+                        for rule in rules),
+        )
+
+        def excludes(ns: str) -> bool:
+            return not selects(w["namespaceSelector"], {"kubernetes.io/metadata.name": ns})
+
+        r.check(
+            f"{label}: namespaceSelector excludes kube-system and {NS}, includes other namespaces",
+            lambda: excludes("kube-system") and excludes(NS) and not excludes("default")
+            and not excludes("istio-system"),
+        )
+        if kind == "MutatingWebhookConfiguration":
+            r.check(f"{label}: reinvocationPolicy IfNeeded", lambda: w["reinvocationPolicy"] == "IfNeeded")
+
+    r.section("base: RBAC")
+    roles = find(objs, "Role")
+    r.check("exactly one Role", lambda: len(roles) == 1)
+    role = one(objs, "Role", APP)
+    r.check(
+        f"Role: only get/list/watch on configmaps with resourceNames [{ALLOWLIST_CM}]",
+        lambda: role["rules"] and all(
+            rule["apiGroups"] == [""] and rule["resources"] == ["configmaps"]
+            and rule.get("resourceNames") == [ALLOWLIST_CM] and set(rule["verbs"]) <= READ_VERBS
+            for rule in role["rules"]
+        ),
+        lambda: f"rules={role['rules']}",
+    )
+    crs = find(objs, "ClusterRole")
+    r.check("exactly one ClusterRole", lambda: len(crs) == 1)
+    cr = crs[0]
+    r.check(
+        "ClusterRole: only get/list/watch, no wildcards",
+        lambda: all(set(rule["verbs"]) <= READ_VERBS for rule in cr["rules"])
+        and not any("*" in rule.get(f, []) for rule in cr["rules"] for f in ("verbs", "resources", "apiGroups")),
+        lambda: f"rules={cr['rules']}",
+    )
+    r.check(
+        f"ClusterRole: only {ISTIO_GROUP}, exactly the five Istio kinds",
+        lambda: all(rule["apiGroups"] == [ISTIO_GROUP] for rule in cr["rules"])
+        and {res for rule in cr["rules"] for res in rule["resources"]} == ISTIO_RESOURCES,
+    )
+    sa_subject = [{"kind": "ServiceAccount", "name": APP, "namespace": NS}]
+    for kind, ref_kind, ref_name in (
+        ("RoleBinding", "Role", role["metadata"]["name"]),
+        ("ClusterRoleBinding", "ClusterRole", cr["metadata"]["name"]),
+    ):
+        bindings = find(objs, kind)
+        r.check(
+            f"{kind}: binds {ref_kind} {ref_name} to ServiceAccount {NS}/{APP} only",
+            lambda: len(bindings) == 1
+            and bindings[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": ref_kind, "name": ref_name}
+            and bindings[0]["subjects"] == sa_subject,
+        )
+
+
+def check_allowlist_files(r: Report, repo: Path) -> None:
+    r.section("allowlist files")
+    deployed = repo / "deploy/base/allowlist.yaml"
+    example = repo / "examples/allowlist.yaml"
+    if example.exists():
+        r.check(
+            "deploy/base/allowlist.yaml is identical to examples/allowlist.yaml",
+            lambda: deployed.read_bytes() == example.read_bytes(),
+            lambda: "run: cp examples/allowlist.yaml deploy/base/allowlist.yaml "
+            "(and carry the change into deploy/overlays/audit/allowlist.yaml)",
+        )
+    else:
+        r.note("examples/allowlist.yaml does not exist yet; identity check skipped")
+
+
+def check_audit(r: Report, base: list[dict], audit: list[dict]) -> None:
+    r.section("overlay audit")
+    al = allowlist_from(audit)
+    r.check("allowlist mode is audit", lambda: al["mode"] == "audit", lambda: f"mode={al.get('mode')}")
+    r.check(
+        "no namespace overrides mode back to enforce",
+        lambda: all((v or {}).get("mode", "audit") == "audit" for v in (al.get("namespaces") or {}).values()),
+    )
+    r.check(
+        "allowlist otherwise identical to the base allowlist",
+        lambda: without_modes(al) == without_modes(allowlist_from(base)),
+        lambda: "deploy/overlays/audit/allowlist.yaml has drifted from deploy/base/allowlist.yaml",
+    )
+    base_rest = {key(o): o for o in base if key(o) != ("ConfigMap", NS, ALLOWLIST_CM)}
+    audit_rest = {key(o): o for o in audit if key(o) != ("ConfigMap", NS, ALLOWLIST_CM)}
+    r.check(
+        "every other object is identical to the base",
+        lambda: base_rest == audit_rest,
+        lambda: "differs: " + ", ".join("/".join(k) for k in set(base_rest) | set(audit_rest)
+                                        if base_rest.get(k) != audit_rest.get(k)),
+    )
+
+
+def check_cert_manager(r: Report, base: list[dict], cm: list[dict]) -> None:
+    r.section("overlay cert-manager")
+    certs = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in find(cm, "Certificate")}
+    issuers = {o["metadata"]["name"]: o for o in find(cm, "Issuer")}
+    dep = one(cm, "Deployment", APP)
+    tls_secrets = {v["secret"]["secretName"] for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    for kind in WEBHOOKS:
+        label = kind.replace("WebhookConfiguration", "")
+        cfg = one(cm, kind, APP)
+        r.check(
+            f"{label}: annotated {INJECT_CA}: {NS}/{TLS_SECRET}",
+            lambda: cfg["metadata"]["annotations"][INJECT_CA] == f"{NS}/{TLS_SECRET}",
+        )
+        r.check(
+            f"{label}: the annotation names a Certificate in the rendering",
+            lambda: tuple(cfg["metadata"]["annotations"][INJECT_CA].split("/", 1)) in certs,
+        )
+    cert = certs[(NS, TLS_SECRET)]
+    cspec = cert["spec"]
+    r.check(f"Certificate {TLS_SECRET} writes the secret the Deployment mounts",
+            lambda: cspec["secretName"] == TLS_SECRET and TLS_SECRET in tls_secrets)
+    r.check(
+        "Certificate DNS names are the Service's in-cluster names",
+        lambda: {f"{APP}.{NS}.svc", f"{APP}.{NS}.svc.cluster.local"} <= set(cspec["dnsNames"]),
+    )
+    r.check("Certificate duration 2160h, renewBefore 360h",
+            lambda: (cspec["duration"], cspec["renewBefore"]) == ("2160h", "360h"))
+    r.check("Certificate private key rotationPolicy Always",
+            lambda: cspec["privateKey"]["rotationPolicy"] == "Always")
+
+    def ca_chain() -> bool:
+        issuer = issuers[cspec["issuerRef"]["name"]]
+        ca_secret = issuer["spec"]["ca"]["secretName"]
+        ca_cert = next(c for c in certs.values() if c["spec"]["secretName"] == ca_secret)
+        root = issuers[ca_cert["spec"]["issuerRef"]["name"]]
+        return ca_cert["spec"]["isCA"] is True and "selfSigned" in root["spec"]
+
+    r.check("issuer chain: serving cert <- CA Issuer <- CA Certificate <- self-signed Issuer", ca_chain)
+    base_map = {key(o): o for o in base}
+    cm_core = {key(o): strip_inject_annotation(o) for o in cm if o["apiVersion"].split("/")[0] != "cert-manager.io"}
+    r.check(
+        "apart from cert-manager objects and the annotation, identical to the base",
+        lambda: cm_core == base_map,
+        lambda: "differs: " + ", ".join("/".join(k) for k in set(cm_core) | set(base_map)
+                                        if cm_core.get(k) != base_map.get(k)),
+    )
+
+
+def check_monitoring(r: Report, base: list[dict], mon: list[dict]) -> None:
+    r.section("monitoring")
+    svc = one(base, "Service", APP)
+    sm = one(mon, "ServiceMonitor", APP)
+    r.check(
+        "ServiceMonitor selects the egress-guard Service in its namespace",
+        lambda: selects(sm["spec"]["selector"], svc["metadata"]["labels"])
+        and NS in sm["spec"]["namespaceSelector"]["matchNames"],
+    )
+    r.check(
+        "ServiceMonitor scrapes the Service port named metrics",
+        lambda: [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
+        and "metrics" in {p["name"] for p in svc["spec"]["ports"]},
+    )
+    rules = [rule for g in one(mon, "PrometheusRule", APP)["spec"]["groups"] for rule in g["rules"]]
+    alerts = {rule["alert"]: rule for rule in rules if "alert" in rule}
+    for alert, metric in ALERTS.items():
+        r.check(
+            f"alert {alert} exists and queries {metric}",
+            lambda: re.search(rf"\b{metric}\b", alerts[alert]["expr"]) is not None
+            and alerts[alert]["labels"]["severity"] in {"critical", "warning"},
+        )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repo", required=True, type=Path, help="repository root")
+    p.add_argument("--base", required=True, help="rendered deploy/")
+    p.add_argument("--cert-manager", required=True, help="rendered deploy/cert-manager")
+    p.add_argument("--audit", required=True, help="rendered deploy/overlays/audit")
+    p.add_argument("--monitoring", required=True, help="rendered deploy/monitoring")
+    a = p.parse_args()
+
+    base = load(a.base)
+    r = Report()
+    check_base(r, base)
+    check_allowlist_files(r, a.repo)
+    check_audit(r, base, load(a.audit))
+    check_cert_manager(r, base, load(a.cert_manager))
+    check_monitoring(r, base, load(a.monitoring))
+
+    print()
+    if r.failed:
+        print(f"security: {len(r.failed)} check(s) FAILED, {r.passed} passed:")
+        for line in r.failed:
+            print(f"  - {line}")
+        return 1
+    print(f"security: {r.passed} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
