@@ -36,9 +36,13 @@ pub enum HostError {
     IpAddress,
 }
 
-/// Lowercases and strips one trailing dot, borrowing when nothing changes.
+/// Lowercases and strips one trailing dot, borrowing when nothing changes. A name
+/// ending in two dots keeps them (it is invalid either way), so this is idempotent.
 pub fn normalize(host: &str) -> Cow<'_, str> {
-    let trimmed = host.strip_suffix('.').unwrap_or(host);
+    let trimmed = match host.strip_suffix('.') {
+        Some(t) if !t.ends_with('.') => t,
+        _ => host,
+    };
     if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(trimmed.to_ascii_lowercase())
     } else {
