@@ -50,7 +50,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
     let ops_listener = std::net::TcpListener::bind(metrics_listen)
         .with_context(|| format!("binding {metrics_listen}"))?;
-    tracing::info!(%listen, %metrics_listen, "egress-guard serving");
+    // The bound addresses, not the flags: with port 0 this is how callers learn the port.
+    let (https, metrics_addr) = (listener.local_addr()?, ops_listener.local_addr()?);
+    tracing::info!(%https, metrics = %metrics_addr, "egress-guard serving");
     let state = AppState::new(store, metrics, cfg.request_timeout);
     let server = serve(cfg, state, listener, ops_listener, shutdown_signal());
     match source {
