@@ -1,0 +1,37 @@
+//! The Deployment's container args must be flags the binary really has: parse them with
+//! the same clap definition `main` uses.
+
+use clap::Parser;
+use egress_guard::cli::{Cli, Command};
+use serde_json::Value;
+
+#[test]
+fn deployment_args_parse_as_a_serve_command() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base/deployment.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let deployment: Value = serde_norway::from_str(&text).unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut argv = vec!["egress-guard".to_owned()];
+    argv.extend(
+        container["args"]
+            .as_array()
+            .expect("container args")
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned()),
+    );
+    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let Command::Serve(args) = cli.command else {
+        panic!("the Deployment must run `serve`");
+    };
+    assert!(
+        args.tls_cert.is_some() && args.tls_key.is_some(),
+        "in-cluster TLS comes from the mounted secret"
+    );
+    let cm = args
+        .allowlist
+        .allowlist_configmap
+        .expect("the allowlist comes from the ConfigMap");
+    assert_eq!(cm.to_string(), "egress-guard/egress-guard-allowlist");
+    assert_eq!(args.listen.port(), 8443);
+    assert_eq!(args.metrics_listen.port(), 9090);
+}
