@@ -41,6 +41,14 @@ pub async fn audit(client: Client, args: &AuditArgs) -> anyhow::Result<Report> {
 }
 
 async fn load_allowlist(client: &Client, args: &AuditArgs) -> anyhow::Result<Allowlist> {
+    let allowlist = read_allowlist(client, args).await?;
+    for w in &allowlist.warnings {
+        eprintln!("warning: allowlist: {w}");
+    }
+    Ok(allowlist)
+}
+
+async fn read_allowlist(client: &Client, args: &AuditArgs) -> anyhow::Result<Allowlist> {
     let Some(cm) = &args.allowlist_configmap else {
         return check::load_allowlist(args.allowlist.as_deref());
     };

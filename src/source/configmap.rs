@@ -83,6 +83,7 @@ fn apply(
     let revision = obj.metadata.resource_version.clone().unwrap_or_default();
     let Some(text) = obj.data.as_ref().and_then(|d| d.get(key)) else {
         tracing::error!(configmap = %cm, key, "allowlist ConfigMap has no such key; {}", keeping(store));
+        store.record_error();
         return Ok(());
     };
     let was_loaded = store.is_loaded();

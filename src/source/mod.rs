@@ -52,6 +52,11 @@ impl PolicyStore {
         self.current.load().is_some()
     }
 
+    /// Counts a reload that failed before parsing (e.g. the ConfigMap lost its key).
+    pub fn record_error(&self) {
+        self.metrics.record_allowlist_error();
+    }
+
     /// Parses, compiles and swaps in a new allowlist. On error nothing changes.
     /// Unchanged text (same hash) is not recompiled.
     pub fn load(&self, text: &str, revision: &str) -> Result<Arc<Loaded>, AllowlistError> {
