@@ -214,7 +214,7 @@ fn decisions_stay_consistent_while_100k_allowlists_swap() {
                     // h5-0 only in version 0: every decision must match exactly one version.
                     let tag: usize = loaded.revision.parse().unwrap();
                     let mut want: Vec<&str> = Vec::new();
-                    if tag % 2 == 0 {
+                    if tag.is_multiple_of(2) {
                         want.push("spec.hosts[0]");
                     }
                     if tag != 0 {

@@ -65,10 +65,10 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if let Some(addr) = v["https"].as_str() {
-                        let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-                    }
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && let Some(addr) = v["https"].as_str()
+                {
+                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
                 }
             }
         });

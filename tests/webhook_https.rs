@@ -243,7 +243,9 @@ async fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
     undecodable["request"]["operation"] = json!(42);
     let no_request = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec();
     let oversized = vec![b' '; 3 * 1024 * 1024 + 10];
-    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, u16)> = vec![
+    // (method, path, content type, body, expected status)
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         (Method::GET, "/validate", json, vec![], 405),
         (Method::POST, "/nope", json, good.clone(), 404),
         (
