@@ -41,7 +41,8 @@ pub enum Code {
     GrantExported,
     /// Host syntax: empty, too long, bad label, numeric TLD, misplaced wildcard.
     InvalidHost,
-    /// A partial wildcard such as `*foo.example.com`.
+    /// A partial wildcard such as `*foo.example.com`: denied under `strict`, and always
+    /// in Gateway hosts (Istio rejects them there).
     PartialWildcard,
     /// A wildcard where the field forbids one.
     WildcardNotAllowed,
@@ -77,6 +78,16 @@ pub enum Code {
     EgressProxyWithoutAllowAny,
     /// The spec does not decode (a field has the wrong type).
     InvalidSpec,
+    /// A ServiceEntry with several hosts, resolution other than NONE, and a port that is
+    /// neither HTTP nor TLS (an unset protocol counts).
+    MultiHostNonHttp,
+    /// Two VirtualService hosts are the same or one wildcard covers the other.
+    OverlappingHosts,
+    /// A retry policy with negative attempts, retry settings while attempts is 0, or an
+    /// unknown `retryOn` policy.
+    InvalidRetry,
+    /// An HTTP route sets both `mirror` and `mirrors`.
+    MirrorConflict,
     /// A Sidecar opens egress to any destination with `ALLOW_ANY`.
     AllowAnyOutbound,
     /// A Sidecar routes unknown egress through an `egressProxy`.
@@ -85,7 +96,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in table order.
-    pub const ALL: [Code; 26] = [
+    pub const ALL: [Code; 30] = [
         Code::HostNotAllowed,
         Code::WildcardTooBroad,
         Code::AddressNotAllowed,
@@ -110,6 +121,10 @@ impl Code {
         Code::InvalidSidecarHost,
         Code::EgressProxyWithoutAllowAny,
         Code::InvalidSpec,
+        Code::MultiHostNonHttp,
+        Code::OverlappingHosts,
+        Code::InvalidRetry,
+        Code::MirrorConflict,
         Code::AllowAnyOutbound,
         Code::EgressProxy,
     ];
@@ -141,6 +156,10 @@ impl Code {
             Self::InvalidSidecarHost => "EG217",
             Self::EgressProxyWithoutAllowAny => "EG218",
             Self::InvalidSpec => "EG219",
+            Self::MultiHostNonHttp => "EG220",
+            Self::OverlappingHosts => "EG221",
+            Self::InvalidRetry => "EG222",
+            Self::MirrorConflict => "EG223",
             Self::AllowAnyOutbound => "EG301",
             Self::EgressProxy => "EG302",
         }
@@ -155,7 +174,9 @@ impl Code {
             Self::PortNotAllowed => "host is allowed only on other ports",
             Self::GrantExported => "namespace-only grant used by a ServiceEntry exported beyond it",
             Self::InvalidHost => "invalid host name",
-            Self::PartialWildcard => "partial wildcard host (Istio warns; denied when strict)",
+            Self::PartialWildcard => {
+                "partial wildcard host (Istio warns; denied when strict, and always in Gateway hosts)"
+            }
             Self::WildcardNotAllowed => "wildcard host where the field forbids it",
             Self::IpAsHost => "IP address where a host name is required",
             Self::InvalidPort => "invalid port number or name",
@@ -175,6 +196,12 @@ impl Code {
                 "egressProxy requires outboundTrafficPolicy ALLOW_ANY"
             }
             Self::InvalidSpec => "spec does not decode",
+            Self::MultiHostNonHttp => {
+                "several ServiceEntry hosts with resolution other than NONE need HTTP or TLS ports"
+            }
+            Self::OverlappingHosts => "duplicate or overlapping VirtualService hosts",
+            Self::InvalidRetry => "invalid retry policy",
+            Self::MirrorConflict => "HTTP route sets both mirror and mirrors",
             Self::AllowAnyOutbound => "Sidecar ALLOW_ANY opens egress to every destination",
             Self::EgressProxy => "Sidecar egressProxy sends unknown egress around the allowlist",
         }

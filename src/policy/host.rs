@@ -121,6 +121,21 @@ impl HostPattern {
         }
     }
 
+    /// The pattern for a host that Istio has already accepted, for allowlist matching.
+    ///
+    /// Unlike `from_str` this never fails. Names Istio lets through that are not DNS
+    /// names here (`123`, `outbound_.80_._.svc`, any DestinationRule `sni`) match only
+    /// themselves, and a wildcard that does not parse (`*x`, a partial wildcard over
+    /// short names) is widened to `*`, which only `*` covers. IP literals are the
+    /// caller's business: they are checked as addresses, not as names.
+    pub fn from_accepted(raw: &str) -> Self {
+        match raw.parse() {
+            Ok(p) => p,
+            Err(_) if raw.starts_with('*') => Self::Any,
+            Err(_) => Self::Exact(normalize(raw).into_owned().into()),
+        }
+    }
+
     /// True for `*`, `*.x` and `*x.y`.
     pub fn is_wildcard(&self) -> bool {
         !matches!(self, Self::Exact(_))
@@ -191,7 +206,8 @@ impl FromStr for HostPattern {
                 if stem.contains('*') {
                     return Err(HostError::MisplacedWildcard);
                 }
-                check_label(stem)?;
+                // Istio's wildcard label is `*label` or `*-label` (`IsWildcardDNS1123Label`).
+                check_label(stem.strip_prefix('-').unwrap_or(stem))?;
                 Ok(Self::Partial {
                     stem: stem.into(),
                     suffix: rest.into(),
@@ -246,6 +262,7 @@ mod tests {
             "*",
             "*.example.com",
             "*foo.example.com",
+            "*-foo.example.com",
             "api.github.com",
             "reviews",
             "xn--bcher-kva.example",
@@ -268,6 +285,8 @@ mod tests {
             ("foo*.example.com", "misplaced"),
             ("f*o.example.com", "misplaced"),
             ("*foo", "misplaced"),
+            ("*--foo.example.com", "label"),
+            ("*foo-.example.com", "label"),
             ("-api.example.com", "label"),
             ("api-.example.com", "label"),
             ("api..example.com", "label"),
@@ -294,6 +313,23 @@ mod tests {
                     | ("long", HostError::TooLong)
             );
             assert!(matches, "{input:?}: expected {kind}, got {err:?}");
+        }
+    }
+
+    #[test]
+    fn accepted_hosts_always_have_a_pattern() {
+        let cases = [
+            ("API.example.com.", "api.example.com"),
+            ("*.example.com", "*.example.com"),
+            ("*-foo.example.com", "*-foo.example.com"),
+            ("123", "123"),
+            ("outbound_.80_._.Svc.example", "outbound_.80_._.svc.example"),
+            ("Not_A.Host-Name", "not_a.host-name"),
+            ("*x", "*"),
+            ("*", "*"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(HostPattern::from_accepted(raw).to_string(), want, "{raw}");
         }
     }
 

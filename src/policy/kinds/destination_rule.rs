@@ -1,14 +1,15 @@
 //! DestinationRule: `spec.host` and every TLS `sni` (top-level, port-level and per
-//! subset) are egress. Validity mirrors Istio's `validateDestinationRule`.
+//! subset) are egress. Validity mirrors Istio's `ValidateDestinationRule` for the host,
+//! subset names and `exportTo`; `tls.sni` is never validated by Istio, so not here either.
 
 use std::collections::HashSet;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
-use super::{Context, Findings, export_to, null_default};
+use super::{Context, Findings, export_to, is_ip_literal, null_default};
 use crate::policy::decision::Code;
-use crate::policy::host::HostPattern;
-use crate::policy::{host, istio};
+use crate::policy::istio;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -20,6 +21,7 @@ pub(super) struct Spec {
     subsets: Vec<Subset>,
     #[serde(deserialize_with = "null_default")]
     export_to: Vec<String>,
+    workload_selector: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,21 +53,25 @@ struct Subset {
 }
 
 pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
-    export_to(&spec.export_to, cx, out);
-    if spec.host.is_empty() {
-        out.violation(
-            Code::MissingField,
-            "spec.host",
-            "",
-            "destination rule must have a host",
-        );
-    } else if let Some(h) = out.rule(
-        || "spec.host".to_owned(),
-        &spec.host,
-        istio::wildcard_domain(&spec.host),
-    ) {
-        out.partial_wildcard(cx, "spec.host", &spec.host, &h, false);
-        out.host_ref(cx, "spec.host".to_owned(), &spec.host, h, &[], false);
+    export_to(
+        &spec.export_to,
+        cx,
+        false,
+        spec.workload_selector.is_some(),
+        out,
+    );
+    let valid = out
+        .rule(
+            || "spec.host".to_owned(),
+            &spec.host,
+            istio::destination_rule_host(&spec.host),
+        )
+        .is_some();
+    if valid {
+        out.partial_wildcard(cx, "spec.host", &spec.host);
+    }
+    if valid || is_ip_literal(&spec.host) {
+        out.host_ref(cx, "spec.host".to_owned(), &spec.host, &[], false);
     }
     if let Some(tp) = &spec.traffic_policy {
         traffic_policy(tp, "spec.trafficPolicy", cx, out);
@@ -73,21 +79,7 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     let mut names = HashSet::new();
     for (i, subset) in spec.subsets.iter().enumerate() {
         let path = format!("spec.subsets[{i}]");
-        if subset.name.is_empty() {
-            out.violation(
-                Code::InvalidSubset,
-                format!("{path}.name"),
-                "",
-                "subset name is required",
-            );
-        } else if let Err(e) = host::check_label(&subset.name) {
-            out.violation(
-                Code::InvalidSubset,
-                format!("{path}.name"),
-                &subset.name,
-                format!("invalid subset name: {e}"),
-            );
-        } else if !names.insert(subset.name.as_str()) {
+        if !names.insert(subset.name.as_str()) {
             out.violation(
                 Code::InvalidSubset,
                 format!("{path}.name"),
@@ -95,6 +87,11 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
                 "duplicate subset name",
             );
         }
+        out.rule(
+            || format!("{path}.name"),
+            &subset.name,
+            istio::subset_name(&subset.name),
+        );
         if let Some(tp) = &subset.traffic_policy {
             traffic_policy(tp, &format!("{path}.trafficPolicy"), cx, out);
         }
@@ -120,11 +117,7 @@ fn traffic_policy(tp: &TrafficPolicy, base: &str, cx: &Context<'_>, out: &mut Fi
 /// An SNI is where TLS origination connects. Istio does not validate its syntax, so an
 /// unparsable one is not a validity error; it is matched verbatim (only `*` covers it).
 fn sni_ref(sni: &str, path: String, cx: &Context<'_>, out: &mut Findings) {
-    if sni.is_empty() {
-        return;
+    if !sni.is_empty() {
+        out.name_ref(cx, path, sni);
     }
-    let host = sni
-        .parse::<HostPattern>()
-        .unwrap_or_else(|_| HostPattern::Exact(host::normalize(sni).into_owned().into()));
-    out.host_ref(cx, path, sni, host, &[], false);
 }

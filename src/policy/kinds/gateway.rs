@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
-use super::{Context, Findings, null_default};
+use super::{Context, Findings, is_ip_literal, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
 
@@ -25,6 +25,8 @@ struct Server {
     #[serde(deserialize_with = "null_default")]
     hosts: Vec<String>,
     port: Option<Port>,
+    #[serde(deserialize_with = "null_default")]
+    bind: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,20 +60,8 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
                 "server port is required",
             ),
             Some(p) => {
-                out.rule(
-                    || format!("{base}.port.number"),
-                    &p.number.to_string(),
-                    istio::port_number(p.number),
-                );
-                if out
-                    .rule(
-                        || format!("{base}.port.name"),
-                        &p.name,
-                        istio::port_name(&p.name),
-                    )
-                    .is_some()
-                    && !port_names.insert(p.name.as_str())
-                {
+                server_port(&base, p, &server.bind, out);
+                if !port_names.insert(p.name.as_str()) {
                     out.violation(
                         Code::DuplicatePort,
                         format!("{base}.port.name"),
@@ -79,11 +69,6 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
                         "port names must be unique across servers",
                     );
                 }
-                out.rule(
-                    || format!("{base}.port.protocol"),
-                    &p.protocol,
-                    istio::protocol(&p.protocol),
-                );
             }
         }
         if server.hosts.is_empty() {
@@ -96,29 +81,37 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
         }
         for (j, raw) in server.hosts.iter().enumerate() {
             let path = format!("{base}.hosts[{j}]");
-            let (ns, name) = match raw.split_once('/') {
-                Some((ns, name)) => (Some(ns), name),
-                None => (None, raw.as_str()),
-            };
-            if let Some(ns) = ns
-                && out
-                    .rule(
-                        || path.clone(),
-                        raw,
-                        istio::host_namespace(ns, Code::InvalidGatewayRef),
-                    )
-                    .is_none()
-            {
-                continue;
-            }
-            let Some(host) = out.rule(|| path.clone(), raw, istio::wildcard_domain(name)) else {
-                continue;
-            };
-            // Istio rejects partial wildcards in Gateway hosts outright.
-            out.partial_wildcard(cx, &path, raw, &host, true);
-            if egress {
-                out.host_ref(cx, path, name, host, &[], false);
+            let checked = istio::gateway_server_host(raw);
+            // A partial wildcard is denied but still a host the allowlist must cover.
+            let referable = matches!(checked, Ok(()) | Err((Code::PartialWildcard, _)));
+            out.rule(|| path.clone(), raw, checked);
+            // Egress is the host part, without the `namespace/` prefix.
+            let name = raw.split_once('/').map_or(raw.as_str(), |(_, h)| h);
+            if egress && (referable || is_ip_literal(name)) {
+                out.host_ref(cx, path, name, &[], false);
             }
         }
     }
+}
+
+/// A server port (`validateServerPort`): a known protocol, a name, and a number in
+/// 1–65535 unless the server binds a unix socket.
+fn server_port(base: &str, p: &Port, bind: &str, out: &mut Findings) {
+    if p.number > 0 || !bind.starts_with(istio::UNIX_PREFIX) {
+        out.rule(
+            || format!("{base}.port.number"),
+            &p.number.to_string(),
+            istio::port_number(p.number),
+        );
+    }
+    out.rule(
+        || format!("{base}.port.name"),
+        &p.name,
+        istio::server_port_name(&p.name),
+    );
+    out.rule(
+        || format!("{base}.port.protocol"),
+        &p.protocol,
+        istio::server_protocol(&p.protocol),
+    );
 }

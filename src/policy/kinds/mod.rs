@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use super::allowlist::Allowlist;
 use super::decision::{Code, Violation};
-use super::host::HostPattern;
+use super::host::{self, HostPattern};
 use super::istio::{self, Failure};
 
 mod destination_rule;
@@ -173,52 +173,68 @@ impl Findings {
         }
     }
 
-    /// Applies the partial-wildcard policy: a warning, or a denial under `strict` (or
-    /// where Istio itself rejects them, `always_deny`).
-    pub fn partial_wildcard(
-        &mut self,
-        cx: &Context<'_>,
-        path: &str,
-        value: &str,
-        pattern: &HostPattern,
-        always_deny: bool,
-    ) {
-        if !istio::partial_wildcard(pattern) {
+    /// Records every failure of a rule that can fail several ways.
+    pub fn rules(&mut self, path: impl Fn() -> String, value: &str, failures: Vec<Failure>) {
+        for (code, message) in failures {
+            self.violation(code, path(), value, message);
+        }
+    }
+
+    /// Applies the partial-wildcard policy to a ServiceEntry, VirtualService or
+    /// DestinationRule host (`ValidatePartialWildCard`): Istio only warns, which has
+    /// caused outages, so `strict` denies. Warnings start with the code.
+    pub fn partial_wildcard(&mut self, cx: &Context<'_>, path: &str, value: &str) {
+        if !istio::is_partial_wildcard(value) {
             return;
         }
-        if cx.allowlist.strict || always_deny {
+        if cx.allowlist.strict {
             self.violation(
                 Code::PartialWildcard,
                 path,
                 value,
-                "partial wildcards are not supported; use \"*.domain\"",
+                "partial wildcards are denied in strict mode; use \"*.domain\"",
             );
         } else {
             self.warnings.push(format!(
-                "{path}: partial wildcard {value:?} is not supported by Istio and matches unpredictably"
+                "{} {path}: partial wildcard {value:?} matches unpredictably (Istio only warns); use \"*.domain\"",
+                Code::PartialWildcard
             ));
         }
     }
 
-    /// Adds an egress reference to a host, unless it stays inside the mesh.
+    /// Adds an egress reference to a host as written in the resource, unless it stays
+    /// inside the mesh; says whether it was added. IP literals (`10.0.0.1`, `1.2.3.4.`)
+    /// are checked as addresses.
     pub fn host_ref(
         &mut self,
         cx: &Context<'_>,
         path: String,
         value: &str,
-        host: HostPattern,
         ports: &[u16],
         exported: bool,
-    ) {
-        if cx.allowlist.is_internal(&host) {
-            return;
+    ) -> bool {
+        self.push_ref(cx, path, value, target(value), ports, exported)
+    }
+
+    /// Adds an egress reference to a name that is matched as a name even when it looks
+    /// like an IP address: a TLS SNI is sent to the server, it is not where traffic goes.
+    pub fn name_ref(&mut self, cx: &Context<'_>, path: String, value: &str) -> bool {
+        let target = Target::Host(HostPattern::from_accepted(value));
+        self.push_ref(cx, path, value, target, &[], false)
+    }
+
+    fn push_ref(
+        &mut self,
+        cx: &Context<'_>,
+        path: String,
+        value: &str,
+        target: Target,
+        ports: &[u16],
+        exported: bool,
+    ) -> bool {
+        if !is_external(&target, cx) {
+            return false;
         }
-        // Destinations and VirtualService hosts may be IP literals: match them as networks.
-        let ip = match &host {
-            HostPattern::Exact(h) => h.parse::<std::net::IpAddr>().ok(),
-            _ => None,
-        };
-        let target = ip.map_or(Target::Host(host), |ip| Target::Net(IpNet::from(ip)));
         self.refs.push(EgressRef {
             path,
             value: value.to_owned(),
@@ -226,6 +242,7 @@ impl Findings {
             ports: ports.to_vec(),
             exported_beyond_namespace: exported,
         });
+        true
     }
 
     /// Adds an egress reference to an address or network.
@@ -238,6 +255,29 @@ impl Findings {
             exported_beyond_namespace: exported,
         });
     }
+}
+
+/// What a host string Istio accepts points at: an address when it is an IP literal
+/// (after normalisation, so `1.2.3.4.` too), otherwise a host pattern.
+fn target(raw: &str) -> Target {
+    match istio::parse_ip(&host::normalize(raw)) {
+        Some(ip) => Target::Net(IpNet::from(ip)),
+        None => Target::Host(HostPattern::from_accepted(raw)),
+    }
+}
+
+/// True unless the target is an internal host (allowlist `internalDomains`, short names).
+fn is_external(target: &Target, cx: &Context<'_>) -> bool {
+    match target {
+        Target::Host(h) => !cx.allowlist.is_internal(h),
+        Target::Net(_) => true,
+    }
+}
+
+/// True when a host should be checked against the allowlist even though a validity rule
+/// failed: an IP where a name is required is still an address traffic can go to.
+fn is_ip_literal(raw: &str) -> bool {
+    matches!(target(raw), Target::Net(_))
 }
 
 /// Decodes `spec` into a kind's struct; a type error becomes an `EG219` violation
@@ -298,32 +338,25 @@ pub fn inspect(kind: Kind, spec: &RawValue, cx: &Context<'_>) -> Findings {
     out
 }
 
-/// Checks every `exportTo` entry (`validateExportTo`) and says whether the object is
-/// visible outside `namespace`. No `exportTo` means the mesh default: everywhere.
-fn export_to(values: &[String], cx: &Context<'_>, out: &mut Findings) -> bool {
-    let mut seen = std::collections::HashSet::new();
-    for (i, v) in values.iter().enumerate() {
-        let path = || format!("spec.exportTo[{i}]");
-        out.rule(path, v, istio::export_to_entry(v));
-        if !seen.insert(v.as_str()) {
-            out.violation(Code::InvalidExportTo, path(), v, "duplicate exportTo entry");
+/// Checks `exportTo` (`validateExportTo`) and says whether the object is visible
+/// outside `namespace`. No `exportTo` means the mesh default: everywhere.
+fn export_to(
+    values: &[String],
+    cx: &Context<'_>,
+    service_entry: bool,
+    workload_selector: bool,
+    out: &mut Findings,
+) -> bool {
+    let scope = istio::ExportScope {
+        namespace: cx.namespace,
+        service_entry,
+        workload_selector,
+    };
+    for (i, (code, message)) in istio::export_to(values, scope) {
+        match i.and_then(|i| values.get(i).map(|v| (i, v))) {
+            Some((i, v)) => out.violation(code, format!("spec.exportTo[{i}]"), v, message),
+            None => out.violation(code, "spec.exportTo", &values.join(","), message),
         }
-    }
-    if values.iter().any(|v| v == "*") && values.len() > 1 {
-        out.violation(
-            Code::InvalidExportTo,
-            "spec.exportTo",
-            &values.join(","),
-            "\"*\" cannot be combined with other exportTo entries",
-        );
-    }
-    if values.iter().any(|v| v == "~") && values.len() > 1 {
-        out.violation(
-            Code::InvalidExportTo,
-            "spec.exportTo",
-            &values.join(","),
-            "\"~\" cannot be combined with other exportTo entries",
-        );
     }
     values.is_empty()
         || values

@@ -3,8 +3,9 @@
 //! `allowAnyOutbound`. Validity mirrors Istio's `validateSidecar` for these fields.
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
-use super::{Context, Findings, null_default};
+use super::{Context, Findings, is_ip_literal, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
 
@@ -13,7 +14,10 @@ use crate::policy::istio;
 pub(super) struct Spec {
     #[serde(deserialize_with = "null_default")]
     egress: Vec<EgressListener>,
+    #[serde(deserialize_with = "null_default")]
+    ingress: Vec<IgnoredAny>,
     outbound_traffic_policy: Option<OutboundTrafficPolicy>,
+    inbound_connection_pool: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,57 +40,68 @@ struct OutboundTrafficPolicy {
 struct EgressProxy {
     #[serde(deserialize_with = "null_default")]
     host: String,
+    #[serde(deserialize_with = "null_default")]
+    subset: String,
+    port: Option<PortSelector>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PortSelector {
+    number: i64,
 }
 
 pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
+    let any_set = !spec.egress.is_empty()
+        || !spec.ingress.is_empty()
+        || spec.outbound_traffic_policy.is_some()
+        || spec.inbound_connection_pool.is_some();
+    // Istio stops here: there is nothing else to check.
+    if out
+        .rule(|| "spec".to_owned(), "", istio::sidecar_not_empty(any_set))
+        .is_none()
+    {
+        return;
+    }
     for (i, listener) in spec.egress.iter().enumerate() {
+        let base = format!("spec.egress[{i}].hosts");
         if listener.hosts.is_empty() {
             out.violation(
                 Code::MissingField,
-                format!("spec.egress[{i}].hosts"),
+                &base,
                 "",
                 "egress listener must have at least one host",
             );
         }
         for (j, raw) in listener.hosts.iter().enumerate() {
-            let path = format!("spec.egress[{i}].hosts[{j}]");
-            let Some((ns, name)) = raw.split_once('/') else {
-                out.violation(
-                    Code::InvalidSidecarHost,
-                    path,
-                    raw,
-                    "egress host must be of the form namespace/host",
-                );
-                continue;
-            };
-            if out
-                .rule(
-                    || path.clone(),
-                    raw,
-                    istio::host_namespace(ns, Code::InvalidSidecarHost),
-                )
-                .is_none()
-            {
-                continue;
-            }
-            if let Err((_, reason)) = istio::wildcard_domain(name) {
-                out.violation(Code::InvalidSidecarHost, path, raw, reason);
-            }
+            out.rule(
+                || format!("{base}[{j}]"),
+                raw,
+                istio::sidecar_egress_host(raw),
+            );
+        }
+        for (j, warning) in istio::sidecar_duplicate_hosts(&listener.hosts, cx.namespace) {
+            let path = j.map_or_else(|| base.clone(), |j| format!("{base}[{j}]"));
+            out.warnings.push(format!("{path}: {warning}"));
         }
     }
-
-    let Some(otp) = &spec.outbound_traffic_policy else {
-        return;
-    };
-    let allow_any = otp.mode == "ALLOW_ANY";
-    if !matches!(otp.mode.as_str(), "" | "ALLOW_ANY" | "REGISTRY_ONLY") {
-        out.violation(
-            Code::InvalidSpec,
-            "spec.outboundTrafficPolicy.mode",
-            &otp.mode,
-            "mode must be REGISTRY_ONLY or ALLOW_ANY",
-        );
+    if let Some(otp) = &spec.outbound_traffic_policy {
+        outbound_traffic_policy(otp, cx, out);
     }
+}
+
+/// `outboundTrafficPolicy`: ALLOW_ANY and `egressProxy` are bypasses unless the namespace
+/// is granted `allowAnyOutbound`; validity mirrors `validateSidecarOutboundTrafficPolicy`.
+fn outbound_traffic_policy(otp: &OutboundTrafficPolicy, cx: &Context<'_>, out: &mut Findings) {
+    let mode_path = "spec.outboundTrafficPolicy.mode";
+    let known_mode = out
+        .rule(
+            || mode_path.to_owned(),
+            &otp.mode,
+            istio::outbound_mode(&otp.mode),
+        )
+        .is_some();
+    let allow_any = otp.mode == "ALLOW_ANY";
     let granted = cx
         .allowlist
         .namespace(cx.namespace)
@@ -94,35 +109,67 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     if allow_any && !granted {
         out.violation(
             Code::AllowAnyOutbound,
-            "spec.outboundTrafficPolicy.mode",
+            mode_path,
             &otp.mode,
             format!("ALLOW_ANY lets workloads reach any host; namespace {} is not granted allowAnyOutbound", cx.namespace),
         );
     }
-    if let Some(proxy) = &otp.egress_proxy {
-        if !allow_any {
-            out.violation(
-                Code::EgressProxyWithoutAllowAny,
-                "spec.outboundTrafficPolicy.egressProxy",
-                &proxy.host,
-                "egressProxy requires outboundTrafficPolicy mode ALLOW_ANY",
-            );
-        }
-        if !granted {
-            out.violation(
-                Code::EgressProxy,
-                "spec.outboundTrafficPolicy.egressProxy",
-                &proxy.host,
-                format!("egressProxy forwards unknown egress; namespace {} is not granted allowAnyOutbound", cx.namespace),
-            );
-        }
-        let path = "spec.outboundTrafficPolicy.egressProxy.host".to_owned();
-        if let Some(host) = out.rule(
-            || path.clone(),
+    let Some(proxy) = &otp.egress_proxy else {
+        return;
+    };
+    let proxy_path = "spec.outboundTrafficPolicy.egressProxy";
+    if !granted {
+        out.violation(
+            Code::EgressProxy,
+            proxy_path,
             &proxy.host,
-            istio::destination_host(&proxy.host),
-        ) {
-            out.host_ref(cx, path, &proxy.host, host, &[], false);
+            format!(
+                "egressProxy forwards unknown egress; namespace {} is not granted allowAnyOutbound",
+                cx.namespace
+            ),
+        );
+    }
+    let host_path = || format!("{proxy_path}.host");
+    // Istio checks the proxy only once the mode is known to be ALLOW_ANY.
+    if known_mode
+        && out
+            .rule(
+                || proxy_path.to_owned(),
+                &proxy.host,
+                istio::egress_proxy_mode(&otp.mode),
+            )
+            .is_some()
+    {
+        out.rule(
+            host_path,
+            &proxy.host,
+            istio::egress_proxy_host(&proxy.host),
+        );
+        match &proxy.port {
+            None => out.violation(
+                Code::MissingField,
+                format!("{proxy_path}.port"),
+                "",
+                "egressProxy port must be set",
+            ),
+            Some(p) => {
+                // `validateDestination`; the host's FQDN check above covers more.
+                out.rule(
+                    || format!("{proxy_path}.port.number"),
+                    &p.number.to_string(),
+                    istio::port_number(p.number),
+                );
+                if !proxy.subset.is_empty() {
+                    out.rule(
+                        || format!("{proxy_path}.subset"),
+                        &proxy.subset,
+                        istio::subset_name(&proxy.subset),
+                    );
+                }
+            }
         }
+    }
+    if istio::egress_proxy_host(&proxy.host).is_ok() || is_ip_literal(&proxy.host) {
+        out.host_ref(cx, host_path(), &proxy.host, &[], false);
     }
 }

@@ -158,24 +158,28 @@ http:
       - destination: {host: api.github.com}
       - destination: {host: leak.example.net}
     mirror: {host: mirror.example.net}
+    timeout: 3s
+  - route: [{destination: {host: api.github.com}}]
     mirrors:
       - destination: {host: mirror2.example.net}
-    timeout: 3s
 tcp:
   - route: [{destination: {host: 198.51.100.1}}]
 tls:
-  - route: [{destination: {host: tls.example.net}}]
+  - match: [{sniHosts: [evil.example.org]}]
+    route: [{destination: {host: tls.example.net}}]
 "#,
     );
+    // Istio rejects an IP destination (EG204), but it is still checked as an address.
     assert_eq!(
         codes(&d),
         [
             cp("EG101", "spec.hosts[1]"),
             cp("EG101", "spec.http[1].mirror.host"),
-            cp("EG101", "spec.http[1].mirrors[0].destination.host"),
             cp("EG101", "spec.http[1].route[1].destination.host"),
+            cp("EG101", "spec.http[2].mirrors[0].destination.host"),
             cp("EG101", "spec.tls[0].route[0].destination.host"),
             cp("EG103", "spec.tcp[0].route[0].destination.host"),
+            cp("EG204", "spec.tcp[0].route[0].destination.host"),
         ]
     );
 }
@@ -265,6 +269,102 @@ fn sidecar_allow_any_and_egress_proxy_are_bypasses_unless_granted() {
         eval(Kind::Sidecar, "default", registry_only)
             .violations
             .is_empty()
+    );
+}
+
+#[test]
+fn ip_hosts_stay_egress_references_when_istio_rejects_them() {
+    let cases = [
+        (
+            Kind::ServiceEntry,
+            "hosts: [\"192.0.2.1\"]\n",
+            "spec.hosts[0]",
+            true,
+        ),
+        (
+            Kind::ServiceEntry,
+            "hosts: [\"192.0.2.1.\"]\n",
+            "spec.hosts[0]",
+            false,
+        ),
+        (
+            Kind::DestinationRule,
+            "host: 192.0.2.1\n",
+            "spec.host",
+            true,
+        ),
+        (
+            Kind::VirtualService,
+            "hosts: [\"192.0.2.1\"]\nhttp: [{route: [{destination: {host: reviews}}]}]\n",
+            "spec.hosts[0]",
+            false,
+        ),
+    ];
+    for (kind, spec, path, invalid) in cases {
+        let mut want = vec![cp("EG103", path)];
+        if invalid {
+            want.push(cp("EG204", path));
+        }
+        assert_eq!(codes(&eval(kind, "default", spec)), want, "{spec}");
+    }
+}
+
+#[test]
+fn partial_wildcards_warn_unless_strict_and_always_deny_in_gateways() {
+    let se = "hosts: [\"*storage.googleapis.com\"]\n";
+    let vs =
+        "hosts: [\"*storage.googleapis.com\"]\nhttp: [{route: [{destination: {host: reviews}}]}]\n";
+    let dr = "host: \"*storage.googleapis.com\"\n";
+    let lenient = mk_allowlist("");
+    let strict = mk_allowlist("strict: true\n");
+    for (kind, spec, path) in [
+        (Kind::ServiceEntry, se, "spec.hosts[0]"),
+        (Kind::VirtualService, vs, "spec.hosts[0]"),
+        (Kind::DestinationRule, dr, "spec.host"),
+    ] {
+        let warned = eval_with(&lenient, kind, "default", spec);
+        assert!(warned.violations.is_empty(), "{:?}", warned.violations);
+        assert!(
+            warned.warnings.iter().any(|w| w.starts_with("EG202 ")),
+            "{:?}",
+            warned.warnings
+        );
+        let denied = eval_with(&strict, kind, "default", spec);
+        assert_eq!(codes(&denied), [cp("EG202", path)], "{kind}");
+    }
+    let gw = "selector: {istio: egressgateway}\nservers: [{port: {number: 443, name: tls, protocol: TLS}, hosts: [\"*storage.googleapis.com\"], tls: {mode: PASSTHROUGH}}]\n";
+    assert_eq!(
+        codes(&eval_with(&lenient, Kind::Gateway, "default", gw)),
+        [cp("EG202", "spec.servers[0].hosts[0]")]
+    );
+}
+
+#[test]
+fn wildcard_destinations_are_valid_and_need_a_covering_entry() {
+    let spec = |host: &str| {
+        format!("hosts: [reviews]\ntcp: [{{route: [{{destination: {{host: \"{host}\"}}}}]}}]\n")
+    };
+    let path = "spec.tcp[0].route[0].destination.host";
+    assert!(
+        eval(
+            Kind::VirtualService,
+            "default",
+            &spec("*.storage.googleapis.com")
+        )
+        .violations
+        .is_empty()
+    );
+    assert_eq!(
+        codes(&eval(
+            Kind::VirtualService,
+            "default",
+            &spec("*.example.org")
+        )),
+        [cp("EG102", path)]
+    );
+    assert_eq!(
+        codes(&eval(Kind::VirtualService, "default", &spec("*"))),
+        [cp("EG203", path)]
     );
 }
 

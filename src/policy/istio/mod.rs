@@ -1,0 +1,1032 @@
+//! Istio's structural validity rules for the egress-relevant fields, one small function
+//! per rule. Each mirrors a function in istio/istio `pkg/config/validation` (named in its
+//! doc line; Istio 1.31) so that egress-guard rejects what istiod rejects, and nothing
+//! more unless `strict` is on.
+//!
+//! Rules read values as written. Istio's checks are case-sensitive regexes that accept
+//! upper case, so hosts are only normalised afterwards, for allowlist matching.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use super::decision::Code;
+use super::duration::Duration;
+
+/// A rule failure: the code and a short reason. The caller adds path and value.
+pub type Failure = (Code, String);
+
+fn fail<T>(code: Code, reason: impl Into<String>) -> Result<T, Failure> {
+    Err((code, reason.into()))
+}
+
+// === primitives: pkg/config/labels and pkg/config/validation/agent ===
+
+const LABEL_MAX: usize = 63;
+const NAME_MAX: usize = 255;
+
+/// `labels.IsDNS1123Label`: 1–63 of `[a-zA-Z0-9-]`, alphanumeric at both ends. Unlike
+/// Kubernetes, Istio accepts upper case.
+pub fn is_dns1123_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= LABEL_MAX
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// `labels.IsWildcardDNS1123Label`: `*`, `*label`, `*-label` or a plain label.
+pub fn is_wildcard_dns1123_label(s: &str) -> bool {
+    if s.len() > LABEL_MAX {
+        return false;
+    }
+    match s.strip_prefix('*') {
+        None => is_dns1123_label(s),
+        Some("") => true,
+        Some(rest) => {
+            is_dns1123_label(rest) || rest.strip_prefix('-').is_some_and(is_dns1123_label)
+        }
+    }
+}
+
+/// `agent.CheckDNS1123Preconditions`: 1–255 bytes, dots and a trailing dot included.
+fn dns1123_preconditions(name: &str) -> Result<(), String> {
+    if name.len() > NAME_MAX {
+        Err("domain name too long (max 255 characters)".to_owned())
+    } else if name.is_empty() {
+        Err("empty domain name not allowed".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// `agent.ValidateDNS1123Labels`: dot-separated DNS-1123 labels, one trailing dot allowed,
+/// and a last label that Go's `strconv.Atoi` does not read as a number.
+fn dns1123_labels(domain: &str) -> Result<(), String> {
+    let tld = domain.rsplit('.').next().unwrap_or(domain);
+    // Atoi takes an optional sign and fails on overflow, exactly like i64 parsing.
+    if tld.parse::<i64>().is_ok() {
+        return Err(format!("top-level domain {tld:?} cannot be all-numeric"));
+    }
+    let last = domain.split('.').count().saturating_sub(1);
+    for (i, label) in domain.split('.').enumerate() {
+        if i == last && label.is_empty() {
+            break;
+        }
+        if !is_dns1123_label(label) {
+            return Err(format!("label {label:?} is invalid"));
+        }
+    }
+    Ok(())
+}
+
+fn check_wildcard_domain(raw: &str) -> Result<(), String> {
+    dns1123_preconditions(raw)?;
+    // Only the first label may be a wildcard.
+    let (first, rest) = match raw.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (raw, None),
+    };
+    if !is_wildcard_dns1123_label(first) {
+        return Err(format!("label {first:?} is invalid"));
+    }
+    rest.map_or(Ok(()), dns1123_labels)
+}
+
+/// `agent.ValidateFQDN`: a host name without wildcards; short names are fine.
+pub fn fqdn(raw: &str) -> Result<(), Failure> {
+    dns1123_preconditions(raw)
+        .and_then(|()| dns1123_labels(raw))
+        .map_err(|e| (Code::InvalidHost, e))
+}
+
+/// `agent.ValidateWildcardDomain`: a host name whose first label may be `*`, `*foo` or
+/// `*-foo`. `istio.io.` and a lone all-numeric label (`123`) pass; IPs do not.
+pub fn wildcard_domain(raw: &str) -> Result<(), Failure> {
+    check_wildcard_domain(raw).map_err(|e| (Code::InvalidHost, e))
+}
+
+/// `agent.ValidatePartialWildCard`: a `*` anywhere but in `*` or a leading `*.`.
+pub fn is_partial_wildcard(raw: &str) -> bool {
+    raw.contains('*') && raw.len() != 1 && !raw.starts_with("*.")
+}
+
+/// `netip.ParseAddr`, which `netutil.IsValidIPAddress` and `agent.ValidateIPAddress` use:
+/// no leading zeros in IPv4 octets, and IPv6 may carry a zone (`fe80::1%eth0`).
+pub fn parse_ip(raw: &str) -> Option<IpAddr> {
+    match raw.split_once('%') {
+        Some((_, "")) => None,
+        Some((addr, _zone)) => addr.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+        None => raw.parse().ok(),
+    }
+}
+
+/// `netip.ParsePrefix`: an address without zone, `/`, and decimal bits without sign or
+/// leading zero. Host bits may be set (`172.1.2.16/16`).
+fn parse_prefix(raw: &str) -> Option<IpNet> {
+    let (addr, bits) = raw.split_once('/')?;
+    let ip: IpAddr = addr.parse().ok()?;
+    let canonical = bits == "0" || (!bits.starts_with('0') && !bits.is_empty());
+    if !canonical || !bits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    IpNet::new(ip, bits.parse().ok()?).ok()
+}
+
+/// `agent.ValidateIPSubnet`: with exactly one `/` a CIDR block, otherwise an IP address.
+pub fn ip_subnet(raw: &str) -> Result<IpNet, Failure> {
+    let net = if raw.matches('/').count() == 1 {
+        parse_prefix(raw)
+    } else {
+        parse_ip(raw).map(IpNet::from)
+    };
+    net.ok_or_else(|| {
+        (
+            Code::InvalidAddress,
+            "not a valid IP address or CIDR block".to_owned(),
+        )
+    })
+}
+
+/// `agent.ValidatePort`: 1–65535.
+pub fn port_number(n: i64) -> Result<u16, Failure> {
+    match u16::try_from(n) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => fail(
+            Code::InvalidPort,
+            "port number must be in the range 1..65535",
+        ),
+    }
+}
+
+/// `ValidatePortName`: a DNS-1123 label (upper case allowed).
+pub fn port_name(name: &str) -> Result<(), Failure> {
+    if name.is_empty() {
+        fail(Code::InvalidPort, "port name is required")
+    } else if is_dns1123_label(name) {
+        Ok(())
+    } else {
+        fail(
+            Code::InvalidPort,
+            "port name must be a DNS-1123 label (letters, digits and '-', at most 63)",
+        )
+    }
+}
+
+/// A port protocol, as far as validity needs it (`protocol.Instance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `TCP`
+    Tcp,
+    /// `UDP`
+    Udp,
+    /// `GRPC`
+    Grpc,
+    /// `GRPC-Web`
+    GrpcWeb,
+    /// `HTTP`
+    Http,
+    /// `HTTP_PROXY`
+    HttpProxy,
+    /// `HTTP2`
+    Http2,
+    /// `HTTPS`
+    Https,
+    /// `TLS`
+    Tls,
+    /// `Mongo`
+    Mongo,
+    /// `Redis`
+    Redis,
+    /// `MySQL`
+    Mysql,
+    /// Anything else, the empty string included.
+    Unsupported,
+}
+
+impl Protocol {
+    /// `protocol.Parse`: case-insensitive. `HBONE` and the like are not user protocols.
+    pub fn parse(raw: &str) -> Self {
+        match raw.to_ascii_lowercase().as_str() {
+            "tcp" => Self::Tcp,
+            "udp" => Self::Udp,
+            "grpc" => Self::Grpc,
+            "grpc-web" => Self::GrpcWeb,
+            "http" => Self::Http,
+            "http_proxy" => Self::HttpProxy,
+            "http2" => Self::Http2,
+            "https" => Self::Https,
+            "tls" => Self::Tls,
+            "mongo" => Self::Mongo,
+            "redis" => Self::Redis,
+            "mysql" => Self::Mysql,
+            _ => Self::Unsupported,
+        }
+    }
+
+    /// `Instance.IsHTTP`: HTTP, HTTP2, HTTP_PROXY, GRPC and GRPC-Web.
+    pub fn is_http(self) -> bool {
+        matches!(
+            self,
+            Self::Http | Self::Http2 | Self::HttpProxy | Self::Grpc | Self::GrpcWeb
+        )
+    }
+
+    /// `Instance.IsTLS`: HTTPS and TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Https | Self::Tls)
+    }
+}
+
+/// `ValidateProtocol`: empty (protocol sniffing) or a known protocol.
+pub fn protocol(raw: &str) -> Result<Protocol, Failure> {
+    match Protocol::parse(raw) {
+        Protocol::Unsupported if !raw.is_empty() => {
+            fail(Code::InvalidProtocol, "unsupported protocol")
+        }
+        p => Ok(p),
+    }
+}
+
+/// `agent.ValidateDuration` over Go's `time.ParseDuration` (what the webhook's jsonpb
+/// decoding uses): at least 1ms, in whole milliseconds.
+pub fn duration(raw: &str) -> Result<Duration, Failure> {
+    let d: Duration = raw
+        .parse()
+        .map_err(|e: super::duration::DurationError| (Code::InvalidDuration, e.to_string()))?;
+    d.check_istio()
+        .map_err(|r| (Code::InvalidDuration, r.to_owned()))?;
+    Ok(d)
+}
+
+/// `ValidateUnixAddress` on what follows `unix://`: an abstract socket (`@name`) or an
+/// absolute path that is not a directory.
+pub fn unix_address(path: &str) -> Result<(), Failure> {
+    if path.is_empty() {
+        fail(Code::InvalidEndpoint, "unix address must not be empty")
+    } else if path.starts_with('@') || (path.starts_with('/') && !path.ends_with('/')) {
+        Ok(())
+    } else {
+        fail(
+            Code::InvalidEndpoint,
+            "unix address must be an absolute path to a file or an abstract socket",
+        )
+    }
+}
+
+/// The `unix://` prefix Istio uses for unix domain socket addresses.
+pub const UNIX_PREFIX: &str = "unix://";
+
+// === hosts, per field ===
+
+/// Codes a failed host check: an IP address or CIDR where a name is required is `EG204`.
+fn host_failure(raw: &str, reason: String) -> Failure {
+    if parse_ip(raw).is_some() || raw.parse::<IpNet>().is_ok() {
+        (
+            Code::IpAsHost,
+            "an IP address is not a host name".to_owned(),
+        )
+    } else {
+        (Code::InvalidHost, reason)
+    }
+}
+
+/// A ServiceEntry host (`ValidateServiceEntry`): never `*` alone, otherwise
+/// `ValidateWildcardDomain` (so no IPs).
+pub fn service_entry_host(raw: &str) -> Result<(), Failure> {
+    if raw == "*" {
+        return fail(
+            Code::WildcardNotAllowed,
+            "\"*\" is not allowed as a ServiceEntry host",
+        );
+    }
+    check_wildcard_domain(raw).map_err(|e| host_failure(raw, e))
+}
+
+/// How a VirtualService is bound, as `ValidateVirtualService` decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VirtualServiceBinding {
+    /// `mesh` is not among `gateways` (`isGateway`); with no gateways at all this is
+    /// false for the hosts but true for SNI hosts, as in Istio.
+    pub applies_to_gateway: bool,
+    /// No `gateways`, or `mesh` among them.
+    pub applies_to_mesh: bool,
+    /// Some `tls[].match[]` has `sniHosts` (`isSniHost`).
+    pub sni: bool,
+}
+
+/// `agent.ValidateWildcardDomainForVirtualServiceBoundToGateway`: with SNI routes, also
+/// Istio's generated `outbound_.<port>_._.<host>` names.
+pub fn gateway_bound_domain(sni: bool, raw: &str) -> Result<(), Failure> {
+    let invalid = |e: String| (Code::InvalidHost, e);
+    dns1123_preconditions(raw).map_err(invalid)?;
+    if sni && raw.starts_with("outbound_") {
+        // parseAutoGeneratedSNIDomain: split on `_`; part 1 needs a digit, part 3 a letter.
+        let parts: Vec<&str> = raw.split('_').collect();
+        let port = parts.get(1).map(|p| p.trim_matches('.'));
+        let host = parts.get(3).map(|h| h.trim_matches('.'));
+        return match (port, host) {
+            (Some(p), Some(h))
+                if p.bytes().any(|b| b.is_ascii_digit())
+                    && h.bytes().any(|b| b.is_ascii_alphabetic()) =>
+            {
+                Ok(())
+            }
+            _ => fail(
+                Code::InvalidHost,
+                "generated SNI host must look like outbound_.<port>_._.<host>",
+            ),
+        };
+    }
+    check_wildcard_domain(raw).map_err(invalid)
+}
+
+/// A VirtualService host (`ValidateVirtualService`): a wildcard domain or an IP address;
+/// `*` only when the VirtualService is not bound to the mesh.
+pub fn virtual_service_host(raw: &str, binding: VirtualServiceBinding) -> Result<(), Failure> {
+    let checked = if binding.applies_to_gateway {
+        gateway_bound_domain(binding.sni, raw)
+    } else {
+        wildcard_domain(raw)
+    };
+    match checked {
+        Err(_) if parse_ip(raw).is_some() => Ok(()),
+        Err(e) => Err(e),
+        Ok(()) if binding.applies_to_mesh && raw == "*" => fail(
+            Code::WildcardNotAllowed,
+            "wildcard host \"*\" is not allowed for virtual services bound to the mesh gateway",
+        ),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// `host.Name.Matches`: equal, or a wildcard whose suffix the other ends with. Istio
+/// compares the strings as written.
+pub fn hosts_match(a: &str, b: &str) -> bool {
+    match (a.strip_prefix('*'), b.strip_prefix('*')) {
+        (Some(x), Some(y)) => x.ends_with(y) || y.ends_with(x),
+        (Some(x), None) => b.ends_with(x),
+        (None, Some(y)) => a.ends_with(y),
+        (None, None) => a == b,
+    }
+}
+
+/// Duplicate or overlapping VirtualService hosts (`ValidateVirtualService`): the index of
+/// every later host that matches an earlier one. Istio checks this only when every host
+/// is valid.
+pub fn overlapping_hosts(hosts: &[String]) -> Vec<(usize, Failure)> {
+    let mut out = Vec::new();
+    for (j, b) in hosts.iter().enumerate() {
+        if let Some(a) = hosts.iter().take(j).find(|a| hosts_match(a, b)) {
+            out.push((
+                j,
+                (
+                    Code::OverlappingHosts,
+                    format!("duplicate hosts in virtual service: {a} & {b}"),
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// A TLS route SNI host (`validateSniHost`): a wildcard domain, or a generated SNI name
+/// when the VirtualService is not bound to the mesh. An IP address is only a warning
+/// (returned as `Ok(Some(warning))`).
+pub fn sni_host(raw: &str, applies_to_gateway: bool) -> Result<Option<String>, Failure> {
+    let checked = if applies_to_gateway {
+        gateway_bound_domain(true, raw)
+    } else {
+        wildcard_domain(raw)
+    };
+    match checked {
+        Ok(()) => Ok(None),
+        Err(_) if parse_ip(raw).is_some() => Ok(Some(
+            "an IP address as SNI host goes against the SNI spec and most clients do not support it"
+                .to_owned(),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// A route, mirror or egress-proxy destination host (`validateDestination`): not `*`,
+/// then `ValidateWildcardDomain` with no IP exemption. `*.foo.com` and `*foo.com` pass.
+pub fn destination_host(raw: &str) -> Result<(), Failure> {
+    match raw {
+        "" => fail(Code::MissingField, "destination host is required"),
+        "*" => fail(Code::WildcardNotAllowed, "\"*\" is not a valid destination"),
+        _ => check_wildcard_domain(raw).map_err(|e| host_failure(raw, e)),
+    }
+}
+
+/// A DestinationRule host (`ValidateDestinationRule`): `ValidateWildcardDomain`, so `*`
+/// and wildcards are fine, IPs are not.
+pub fn destination_rule_host(raw: &str) -> Result<(), Failure> {
+    if raw.is_empty() {
+        return fail(Code::MissingField, "destination rule must have a host");
+    }
+    check_wildcard_domain(raw).map_err(|e| host_failure(raw, e))
+}
+
+/// A subset name (`validateSubsetName`): a DNS-1123 label.
+pub fn subset_name(raw: &str) -> Result<(), Failure> {
+    if raw.is_empty() {
+        fail(Code::InvalidSubset, "subset name cannot be empty")
+    } else if is_dns1123_label(raw) {
+        Ok(())
+    } else {
+        fail(
+            Code::InvalidSubset,
+            "subset name must be a DNS-1123 label (no dots or underscores)",
+        )
+    }
+}
+
+/// `validateSidecarOrGatewayHostnamePart`: no short names (but `*`), a wildcard domain
+/// (Gateways also take IPv4, which has dots), and no partial wildcards.
+fn hostname_part(host: &str, is_gateway: bool) -> Result<(), Failure> {
+    if host != "*" && !host.contains('.') {
+        return fail(
+            Code::InvalidHost,
+            "short names (non FQDN) are not allowed; use namespace/fqdn",
+        );
+    }
+    if let Err(e) = check_wildcard_domain(host)
+        && !(is_gateway && parse_ip(host).is_some())
+    {
+        return Err((Code::InvalidHost, e));
+    }
+    if is_partial_wildcard(host) {
+        return fail(
+            Code::PartialWildcard,
+            "partial wildcards are not allowed here; use \"*.domain\"",
+        );
+    }
+    Ok(())
+}
+
+/// A Gateway server host (`ValidateNamespaceSlashWildcardHostname`, isGateway):
+/// `[namespace/]host` where the namespace is `*`, `.` or a DNS label. `~` is accepted
+/// only for Gateways Istio generates from the Gateway API, never for user objects.
+pub fn gateway_server_host(raw: &str) -> Result<(), Failure> {
+    let Some((ns, host)) = raw.split_once('/') else {
+        return hostname_part(raw, true);
+    };
+    if ns.is_empty() {
+        return fail(Code::InvalidGatewayRef, "namespace in host cannot be empty");
+    }
+    if !(ns == "*" || ns == "." || is_dns1123_label(ns)) {
+        return fail(
+            Code::InvalidGatewayRef,
+            format!("invalid namespace value {ns:?} in gateway (\"*\", \".\" or a namespace)"),
+        );
+    }
+    hostname_part(host, true)
+}
+
+/// A Sidecar egress host (`ValidateNamespaceSlashWildcardHostname`, sidecar): always
+/// `namespace/host`, the namespace `*`, `.`, a DNS label or one of those after `~`.
+pub fn sidecar_egress_host(raw: &str) -> Result<(), Failure> {
+    let sidecar = |reason: String| (Code::InvalidSidecarHost, reason);
+    let Some((ns, host)) = raw.split_once('/') else {
+        return fail(
+            Code::InvalidSidecarHost,
+            "egress host must be of the form namespace/host",
+        );
+    };
+    if ns.is_empty() || host.is_empty() {
+        return fail(
+            Code::InvalidSidecarHost,
+            "namespace and host in an egress host cannot be empty",
+        );
+    }
+    let bare = ns.strip_prefix('~').unwrap_or(ns);
+    if !(bare.is_empty() || bare == "*" || bare == "." || is_dns1123_label(bare)) {
+        return Err(sidecar(format!(
+            "invalid namespace value {ns:?} in sidecar"
+        )));
+    }
+    hostname_part(host, false).map_err(|(_, e)| sidecar(e))
+}
+
+/// Duplicate or shadowed Sidecar egress hosts (`ValidateSidecar`): Istio only warns.
+/// Warnings carry the index of the host, or `None` for the list as a whole.
+pub fn sidecar_duplicate_hosts(hosts: &[String], namespace: &str) -> Vec<(Option<usize>, String)> {
+    let mut seen: HashMap<&str, HashSet<&str>> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, raw) in hosts.iter().enumerate() {
+        let Some((ns, svc)) = raw.split_once('/') else {
+            continue;
+        };
+        if ns.starts_with('~') {
+            continue;
+        }
+        let ns = if ns == "." { namespace } else { ns };
+        let svcs = seen.entry(ns).or_default();
+        let duplicate = if svc == "*" {
+            !svcs.is_empty()
+        } else {
+            svcs.contains(svc) || svcs.contains("*")
+        };
+        if duplicate {
+            out.push((Some(i), format!("duplicated egress host {raw:?}")));
+        }
+        svcs.insert(svc);
+    }
+    if seen.get("*").is_some_and(|s| s.contains("*")) && seen.len() != 1 {
+        out.push((
+            None,
+            "\"*/*\" selects every host, no other hosts can be added".to_owned(),
+        ));
+    }
+    out
+}
+
+/// A Sidecar `egressProxy.host` (`validateSidecarOutboundTrafficPolicy`): an FQDN, no
+/// wildcards (short names pass).
+pub fn egress_proxy_host(raw: &str) -> Result<(), Failure> {
+    fqdn(raw)
+}
+
+/// VirtualService `gateways` (`validateGatewayNames`): `namespace/name` with DNS-label
+/// parts, or a name without `/` that must be an FQDN (`mesh`, `my-gw`, legacy
+/// `name.namespace`). Istio stops at the first name without `/`, so later names are not
+/// checked at all (`[mesh, "*/gw"]` is accepted).
+pub fn gateway_names(names: &[String]) -> Vec<(usize, Failure)> {
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let Some((ns, gw)) = name.split_once('/') else {
+            if let Err((_, e)) = fqdn(name) {
+                out.push((
+                    i,
+                    (Code::InvalidGatewayRef, format!("invalid gateway: {e}")),
+                ));
+            }
+            break;
+        };
+        let reason = if ns.is_empty() || gw.is_empty() {
+            Some("namespace and gateway name cannot be empty".to_owned())
+        } else if !is_dns1123_label(ns) {
+            Some(format!("invalid gateway namespace {ns:?}"))
+        } else if !is_dns1123_label(gw) {
+            Some(format!("invalid gateway name {gw:?} (a DNS-1123 label)"))
+        } else {
+            None
+        };
+        if let Some(r) = reason {
+            out.push((i, (Code::InvalidGatewayRef, r)));
+        }
+    }
+    out
+}
+
+/// Who a resource is visible to: the inputs of `validateExportTo`.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportScope<'a> {
+    /// The object's namespace, which `.` stands for.
+    pub namespace: &'a str,
+    /// ServiceEntries may use `~` (visible to no one).
+    pub service_entry: bool,
+    /// A DestinationRule with a `workloadSelector` may only export to its namespace.
+    pub workload_selector: bool,
+}
+
+/// `exportTo` (`validateExportTo`): `.`, `*` or DNS labels (`~` only for ServiceEntry),
+/// no duplicates (`.` is the own namespace), `*` and `~` alone. Failures carry the
+/// index of the entry, or `None` for the list as a whole.
+pub fn export_to(values: &[String], scope: ExportScope<'_>) -> Vec<(Option<usize>, Failure)> {
+    let bad = |reason: String| (Code::InvalidExportTo, reason);
+    let mut out = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for (i, v) in values.iter().enumerate() {
+        let key = if v == "." {
+            scope.namespace
+        } else {
+            v.as_str()
+        };
+        if seen.contains(key) {
+            let reason = if key == v {
+                format!("duplicate entries in exportTo for entry {v}")
+            } else {
+                format!("duplicate entries in exportTo: . and current namespace {key}")
+            };
+            out.push((Some(i), bad(reason)));
+        } else if (key == "~" && scope.service_entry) || key == "*" || is_dns1123_label(key) {
+            seen.insert(key);
+        } else if key == "~" {
+            out.push((
+                Some(i),
+                bad("exportTo ~ (none) is only allowed for ServiceEntry".to_owned()),
+            ));
+        } else {
+            out.push((
+                Some(i),
+                bad("only ., *, ~ or a namespace name is allowed in exportTo".to_owned()),
+            ));
+        }
+    }
+    if scope.workload_selector && !seen.is_empty() {
+        if !seen.contains(scope.namespace) {
+            out.push((
+                None,
+                bad("destination rule with workload selector cannot have exportTo beyond current namespace".to_owned()),
+            ));
+        } else if seen.len() > 1 {
+            out.push((
+                None,
+                bad("destination rule with workload selector cannot have multiple entries in exportTo".to_owned()),
+            ));
+        }
+    }
+    if seen.contains("*") && values.len() > 1 {
+        out.push((
+            None,
+            bad("cannot have both public (*) and non-public exportTo values".to_owned()),
+        ));
+    }
+    if seen.contains("~") && values.len() > 1 {
+        out.push((
+            None,
+            bad("cannot export service entry to no one (~) and someone".to_owned()),
+        ));
+    }
+    out
+}
+
+// === VirtualService routes ===
+
+/// What `agent.ValidateHTTPRetry` reads of a retry policy (durations are checked with
+/// [`duration`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retry<'a> {
+    /// `attempts` (0 when unset: retries disabled).
+    pub attempts: i64,
+    /// `perTryTimeout` is set.
+    pub per_try_timeout: bool,
+    /// `retryOn`, comma-separated.
+    pub retry_on: &'a str,
+    /// `retryRemoteLocalities` is set.
+    pub retry_remote_localities: bool,
+}
+
+/// Envoy's `x-envoy-retry-on` and `x-envoy-retry-grpc-on` policies Istio accepts.
+const RETRY_ON: [&str; 16] = [
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "envoy-ratelimited",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+/// True for the codes Go's `http.StatusText` names.
+fn is_http_status(code: i64) -> bool {
+    matches!(code, 100..=103 | 200..=208 | 226 | 300..=305 | 307 | 308 | 400..=418
+        | 421..=426 | 428 | 429 | 431 | 451 | 500..=508 | 510 | 511)
+}
+
+/// A retry policy (`agent.ValidateHTTPRetry`): `attempts` not negative, no retry
+/// settings while `attempts` is 0 (the default), and known `retryOn` policies.
+pub fn http_retry(r: &Retry<'_>) -> Vec<Failure> {
+    let bad = |reason: String| (Code::InvalidRetry, reason);
+    let mut out = Vec::new();
+    if r.attempts < 0 {
+        out.push(bad("attempts cannot be negative".to_owned()));
+    }
+    if r.attempts == 0 && (r.per_try_timeout || !r.retry_on.is_empty() || r.retry_remote_localities)
+    {
+        out.push(bad(
+            "retry settings are set while attempts is 0 (retries disabled)".to_owned(),
+        ));
+    }
+    if !r.retry_on.is_empty() {
+        for policy in r.retry_on.split(',') {
+            let status = policy.parse::<i64>().is_ok_and(is_http_status);
+            if !status && !RETRY_ON.contains(&policy) {
+                out.push(bad(format!("{policy:?} is not a valid retryOn policy")));
+            }
+        }
+    }
+    out
+}
+
+/// The parts of one `http[]` route that `validateHTTPRouteConflict` looks at.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpRouteShape {
+    /// The route has `delegate` and the VirtualService has hosts: a root route, which
+    /// Istio only checks for `route` and `redirect`.
+    pub root: bool,
+    /// Number of `route` destinations.
+    pub routes: usize,
+    /// `redirect` is set.
+    pub redirect: bool,
+    /// `directResponse` is set.
+    pub direct_response: bool,
+    /// `mirror` is set.
+    pub mirror: bool,
+    /// Number of `mirrors`.
+    pub mirrors: usize,
+}
+
+/// An HTTP route forwards somewhere and mirrors one way (`validateHTTPRouteConflict`):
+/// one of `route`, `redirect`, `directResponse`; not both `mirror` and `mirrors`.
+pub fn http_route_conflict(s: &HttpRouteShape) -> Vec<Failure> {
+    let mut out = Vec::new();
+    if s.root {
+        return out;
+    }
+    if s.routes == 0 && !s.redirect && !s.direct_response {
+        out.push((
+            Code::MissingField,
+            "HTTP route needs route, redirect or directResponse".to_owned(),
+        ));
+    }
+    if s.mirror && s.mirrors > 0 {
+        out.push((
+            Code::MirrorConflict,
+            "HTTP route cannot contain both mirror and mirrors".to_owned(),
+        ));
+    }
+    out
+}
+
+// === ServiceEntry ===
+
+/// ServiceEntry `resolution`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// `NONE` (the default): traffic goes to the requested address.
+    None,
+    /// `STATIC`: the endpoints' addresses.
+    Static,
+    /// `DNS`: resolve the hosts, or the endpoints' names.
+    Dns,
+    /// `DNS_ROUND_ROBIN`: like DNS, one connection target at a time.
+    DnsRoundRobin,
+    /// `DYNAMIC_DNS` (Istio 1.28+): resolve the requested wildcard host per request.
+    DynamicDns,
+}
+
+/// `resolution` (CRD enum; the webhook's decoding rejects unknown names).
+pub fn resolution(raw: &str) -> Result<Resolution, Failure> {
+    Ok(match raw {
+        "" | "NONE" => Resolution::None,
+        "STATIC" => Resolution::Static,
+        "DNS" => Resolution::Dns,
+        "DNS_ROUND_ROBIN" => Resolution::DnsRoundRobin,
+        "DYNAMIC_DNS" => Resolution::DynamicDns,
+        _ => {
+            return fail(
+                Code::InvalidSpec,
+                "unknown resolution (NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS)",
+            );
+        }
+    })
+}
+
+/// `location` (CRD enum).
+pub fn location(raw: &str) -> Result<(), Failure> {
+    match raw {
+        "" | "MESH_EXTERNAL" | "MESH_INTERNAL" => Ok(()),
+        _ => fail(
+            Code::InvalidSpec,
+            "unknown location (MESH_EXTERNAL or MESH_INTERNAL)",
+        ),
+    }
+}
+
+/// An address under a resolution (`ValidateServiceEntry`): CIDRs only with NONE or
+/// STATIC, and no addresses at all with DYNAMIC_DNS.
+pub fn address_for(res: Resolution, is_cidr: bool) -> Result<(), Failure> {
+    match res {
+        Resolution::DynamicDns => fail(
+            Code::ResolutionConflict,
+            "addresses cannot be set with DYNAMIC_DNS resolution",
+        ),
+        Resolution::Dns | Resolution::DnsRoundRobin if is_cidr => fail(
+            Code::ResolutionConflict,
+            "CIDR addresses are allowed only with NONE or STATIC resolution",
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The number of endpoints a resolution allows (`ValidateServiceEntry`): none with NONE
+/// or DYNAMIC_DNS, at most one with DNS_ROUND_ROBIN.
+pub fn endpoint_count(res: Resolution, n: usize) -> Result<(), Failure> {
+    match res {
+        Resolution::None if n > 0 => fail(
+            Code::ResolutionConflict,
+            "no endpoints may be given with NONE resolution (the default)",
+        ),
+        Resolution::DynamicDns if n > 0 => fail(
+            Code::ResolutionConflict,
+            "endpoints cannot be set with DYNAMIC_DNS resolution",
+        ),
+        Resolution::DnsRoundRobin if n > 1 => fail(
+            Code::ResolutionConflict,
+            "DNS_ROUND_ROBIN allows at most one endpoint",
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A host under DNS or DNS_ROUND_ROBIN with no endpoints (`ValidateServiceEntry`): it is
+/// resolved as written, so it must be an FQDN, not a wildcard.
+pub fn dns_host_without_endpoints(raw: &str) -> Result<(), Failure> {
+    fqdn(raw).map_err(|(code, e)| {
+        if raw.starts_with('*') {
+            (
+                Code::WildcardNotAllowed,
+                "wildcard hosts need endpoints with DNS resolution".to_owned(),
+            )
+        } else {
+            (code, e)
+        }
+    })
+}
+
+/// A host under DYNAMIC_DNS (`ValidateServiceEntry`): it must be a wildcard.
+pub fn dynamic_dns_host(raw: &str) -> Result<(), Failure> {
+    if raw.starts_with('*') {
+        Ok(())
+    } else {
+        fail(
+            Code::ResolutionConflict,
+            "hosts must be wildcards with DYNAMIC_DNS resolution",
+        )
+    }
+}
+
+/// A port under DYNAMIC_DNS (`ValidateServiceEntry`): HTTP, TLS, GRPC or HTTP2 only.
+pub fn dynamic_dns_protocol(raw: &str) -> Result<(), Failure> {
+    match Protocol::parse(raw) {
+        Protocol::Http | Protocol::Tls | Protocol::Grpc | Protocol::Http2 => Ok(()),
+        _ => fail(
+            Code::ResolutionConflict,
+            "only HTTP, TLS, GRPC and HTTP2 ports are supported with DYNAMIC_DNS resolution",
+        ),
+    }
+}
+
+/// Several hosts behind a resolved port (`ValidateServiceEntry`): unless resolution is
+/// NONE, each port must let the proxy tell the hosts apart, by HTTP authority or TLS SNI.
+/// An unset protocol counts as neither.
+pub fn multi_host_port(hosts: usize, res: Resolution, protocol: &str) -> Result<(), Failure> {
+    let p = Protocol::parse(protocol);
+    if hosts > 1 && res != Resolution::None && !p.is_http() && !p.is_tls() {
+        fail(
+            Code::MultiHostNonHttp,
+            "multiple hosts need HTTP or TLS ports unless resolution is NONE",
+        )
+    } else {
+        Ok(())
+    }
+}
+
+/// A DNS endpoint address (`ValidateServiceEntry`, DNS and DNS_ROUND_ROBIN): an IP
+/// address or an FQDN.
+pub fn dns_endpoint(raw: &str) -> Result<(), Failure> {
+    if parse_ip(raw).is_some() || fqdn(raw).is_ok() {
+        Ok(())
+    } else {
+        fail(
+            Code::InvalidEndpoint,
+            "endpoint address must be an IP address or an FQDN with DNS resolution",
+        )
+    }
+}
+
+/// A STATIC endpoint address (`validateWorkloadEntry`, FQDNs not allowed): an IP, a
+/// `unix://` socket, or empty when a `network` is given.
+pub fn static_endpoint(raw: &str, has_network: bool) -> Result<(), Failure> {
+    if raw.is_empty() {
+        return if has_network {
+            Ok(())
+        } else {
+            fail(Code::InvalidEndpoint, "address is required")
+        };
+    }
+    if let Some(path) = raw.strip_prefix(UNIX_PREFIX) {
+        return unix_address(path);
+    }
+    if parse_ip(raw).is_some() {
+        Ok(())
+    } else {
+        fail(
+            Code::InvalidEndpoint,
+            "endpoint address must be an IP address or unix:// socket with STATIC resolution",
+        )
+    }
+}
+
+/// A unix socket endpoint (`validateWorkloadEntry`): no endpoint ports, and exactly one
+/// ServiceEntry port (counted by name, as Istio does).
+pub fn unix_endpoint(endpoint_ports: usize, service_port_names: usize) -> Result<(), Failure> {
+    if endpoint_ports > 0 {
+        fail(
+            Code::InvalidEndpoint,
+            "unix endpoints must not include ports",
+        )
+    } else if service_port_names != 1 {
+        fail(
+            Code::InvalidEndpoint,
+            "exactly one service port is required for unix endpoints",
+        )
+    } else {
+        Ok(())
+    }
+}
+
+/// One endpoint port (`validateWorkloadEntry`): a declared port name mapped to 1–65535.
+pub fn endpoint_port(name: &str, number: i64, declared: &HashSet<&str>) -> Result<(), Failure> {
+    if !declared.contains(name) {
+        return fail(
+            Code::InvalidPort,
+            format!("endpoint port {name:?} is not defined by the service entry"),
+        );
+    }
+    port_name(name)?;
+    port_number(number).map(drop)
+}
+
+/// `workloadSelector` and `endpoints` exclude each other (`ValidateServiceEntry`).
+pub fn selector_or_endpoints(selector: bool, endpoints: bool) -> Result<(), Failure> {
+    if selector && endpoints {
+        fail(
+            Code::SelectorWithEndpoints,
+            "only one of workloadSelector or endpoints may be set",
+        )
+    } else {
+        Ok(())
+    }
+}
+
+// === Gateway and Sidecar ===
+
+/// A Gateway server port protocol (`validateServerPort`): unlike ServiceEntry, empty is
+/// not allowed.
+pub fn server_protocol(raw: &str) -> Result<Protocol, Failure> {
+    match Protocol::parse(raw) {
+        Protocol::Unsupported => fail(
+            Code::InvalidProtocol,
+            "gateway ports need a known protocol (HTTP, HTTPS, HTTP2, GRPC, TLS, TCP, ...)",
+        ),
+        p => Ok(p),
+    }
+}
+
+/// A Gateway server port name (`validateServerPort`): required, any string.
+pub fn server_port_name(name: &str) -> Result<(), Failure> {
+    if name.is_empty() {
+        fail(Code::InvalidPort, "port name must be set")
+    } else {
+        Ok(())
+    }
+}
+
+/// A Sidecar sets something (`ValidateSidecar`): egress, ingress,
+/// outboundTrafficPolicy or inboundConnectionPool.
+pub fn sidecar_not_empty(any_set: bool) -> Result<(), Failure> {
+    if any_set {
+        Ok(())
+    } else {
+        fail(Code::MissingField, "sidecar: empty configuration provided")
+    }
+}
+
+/// `outboundTrafficPolicy.mode` (CRD enum: REGISTRY_ONLY or ALLOW_ANY; the mesh-only
+/// ALLOW_ANY_DYNAMIC_DNS is rejected too).
+pub fn outbound_mode(raw: &str) -> Result<(), Failure> {
+    match raw {
+        "" | "REGISTRY_ONLY" | "ALLOW_ANY" => Ok(()),
+        _ => fail(Code::InvalidSpec, "mode must be REGISTRY_ONLY or ALLOW_ANY"),
+    }
+}
+
+/// `egressProxy` only with mode ALLOW_ANY (`validateSidecarOutboundTrafficPolicy`).
+pub fn egress_proxy_mode(mode: &str) -> Result<(), Failure> {
+    if mode == "ALLOW_ANY" {
+        Ok(())
+    } else {
+        fail(
+            Code::EgressProxyWithoutAllowAny,
+            "egressProxy requires outboundTrafficPolicy mode ALLOW_ANY",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
