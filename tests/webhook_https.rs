@@ -337,6 +337,21 @@ async fn metrics_and_probes_reflect_traffic() {
         assert!(m.contains(line), "missing {line}\n{m}");
     }
     assert!(m.contains("egress_guard_allowlist_info{revision="));
+    let expiry: i64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("egress_guard_tls_cert_expiry_timestamp_seconds "))
+        .expect("certificate expiry metric")
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // The test certificate is valid for 30 days.
+    assert!(
+        (now + 29 * 86_400..now + 31 * 86_400).contains(&expiry),
+        "{expiry}"
+    );
     let health = reqwest::get(s.ops_url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
     let ready = reqwest::get(s.ops_url("/readyz")).await.unwrap();

@@ -25,6 +25,7 @@ pub struct Metrics {
     allowlist_info: IntGaugeVec,
     allowlist_load_seconds: Histogram,
     tls_reloads: IntCounterVec,
+    tls_expiry: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -206,6 +207,14 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            tls_expiry: register(
+                &r,
+                IntGauge::new(
+                    "egress_guard_tls_cert_expiry_timestamp_seconds",
+                    "notAfter of the serving certificate in use, seconds since the epoch",
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         }
     }
@@ -278,6 +287,13 @@ impl Metrics {
         self.tls_reloads
             .with_label_values(&[if ok { "success" } else { "error" }])
             .inc();
+    }
+
+    /// Records when the serving certificate in use expires.
+    pub fn record_tls_expiry(&self, not_after: Option<i64>) {
+        if let Some(t) = not_after {
+            self.tls_expiry.set(t);
+        }
     }
 
     /// Renders the Prometheus text format.

@@ -317,9 +317,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let tls_config = tls::server_config(&cfg.tls).context("loading TLS material")?;
-    let rustls = RustlsConfig::from_config(Arc::new(tls_config));
+    let serving = tls::load(&cfg.tls).context("loading TLS material")?;
+    let rustls = RustlsConfig::from_config(Arc::new(serving.config));
     state.metrics.record_tls_reload(true);
+    state.metrics.record_tls_expiry(serving.not_after);
+    tls::warn_if_expiring(serving.not_after);
     state.tls_loaded.store(true, Ordering::Relaxed);
     let reload = tokio::spawn(tls::reload_on_change(
         cfg.tls.clone(),

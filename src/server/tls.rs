@@ -91,6 +91,26 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
+/// A loaded serving configuration and when its leaf certificate expires.
+#[derive(Debug)]
+pub struct ServingCert {
+    /// The rustls configuration.
+    pub config: ServerConfig,
+    /// The leaf's notAfter, seconds since the Unix epoch (`None` if unparsable).
+    pub not_after: Option<i64>,
+}
+
+/// Loads the serving material and reads the leaf certificate's expiry.
+pub fn load(paths: &TlsPaths) -> Result<ServingCert, TlsError> {
+    let config = server_config(paths)?;
+    let not_after = certs(&paths.cert)?.first().and_then(|leaf| {
+        x509_parser::parse_x509_certificate(leaf.as_ref())
+            .ok()
+            .map(|(_, c)| c.validity().not_after.timestamp())
+    });
+    Ok(ServingCert { config, not_after })
+}
+
 /// Builds a rustls server configuration (HTTP/1.1 only: the apiserver pools HTTP/1.1
 /// connections to webhooks). Checks that key and certificate pair.
 pub fn server_config(paths: &TlsPaths) -> Result<ServerConfig, TlsError> {
@@ -135,10 +155,12 @@ pub async fn reload_on_change(paths: TlsPaths, config: RustlsConfig, metrics: Me
         if now == current {
             continue;
         }
-        match server_config(&paths) {
+        match load(&paths) {
             Ok(c) => {
-                config.reload_from_config(Arc::new(c));
+                config.reload_from_config(Arc::new(c.config));
                 metrics.record_tls_reload(true);
+                metrics.record_tls_expiry(c.not_after);
+                warn_if_expiring(c.not_after);
                 current = now;
                 tracing::info!(cert = %paths.cert.display(), "serving certificate reloaded");
             }
@@ -160,4 +182,24 @@ fn fingerprint(files: &[PathBuf]) -> Vec<u8> {
         h.update([0]);
     }
     h.finalize().to_vec()
+}
+
+/// Logs when the serving certificate is expired or expires within a week: the
+/// apiserver will refuse the handshake, and with `failurePolicy: Fail` every Istio change
+/// fails with it.
+pub fn warn_if_expiring(not_after: Option<i64>) {
+    let Some(not_after) = not_after else { return };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let left = not_after - now;
+    if left <= 0 {
+        tracing::error!(not_after, "the serving certificate has expired");
+    } else if left < 7 * 24 * 3600 {
+        tracing::warn!(
+            not_after,
+            hours_left = left / 3600,
+            "the serving certificate expires soon"
+        );
+    }
 }
