@@ -1,0 +1,216 @@
+//! Where a decision's time goes: allocations and nanoseconds per phase of
+//! `policy::evaluate`, for the benchmark objects against a generated allowlist.
+//!
+//! `cargo run --release --example engine-profile [-- ENTRIES]` (default 100,000)
+//!
+//! Phases: the whole `evaluate`; `kinds::inspect` (spec decode, Istio rules, egress
+//! references); the allowlist lookups of those references; `timeouts::plan`; and, as
+//! floors, a plain JSON scan of the spec and a typed decode of a VirtualService-shaped
+//! struct with and without `serde_path_to_error` (which `kinds::decode` uses).
+//! Counts come from a counting wrapper around jemalloc (the binary's allocator).
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use egress_guard::policy::kinds::{self, Context, Target};
+use egress_guard::policy::{self, Allowlist, Kind, Operation, Request, timeouts};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+mod allowlist_gen;
+mod objects;
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+static JE: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+// SAFETY: forwards every call unchanged to jemalloc; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(l.size() as u64, Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { JE.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { JE.dealloc(p, l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(l.size() as u64, Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { JE.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(new.saturating_sub(l.size()) as u64, Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { JE.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Runs `f` `n` times; returns (ns per call, allocations per call, bytes per call).
+fn measure<R>(n: u32, mut f: impl FnMut() -> R) -> (f64, f64, f64) {
+    for _ in 0..n / 10 {
+        black_box(f());
+    }
+    let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
+    let t = Instant::now();
+    for _ in 0..n {
+        black_box(f());
+    }
+    let ns = t.elapsed().as_nanos() as f64 / f64::from(n);
+    let a = (ALLOCS.load(Relaxed) - a0) as f64 / f64::from(n);
+    let b = (BYTES.load(Relaxed) - b0) as f64 / f64::from(n);
+    (ns, a, b)
+}
+
+fn row(object: &str, phase: &str, (ns, a, b): (f64, f64, f64)) {
+    println!(
+        "| {object} | {phase} | {:.2} | {a:.1} | {b:.0} |",
+        ns / 1000.0
+    );
+}
+
+/// Mirrors the fields `kinds::virtual_service` decodes, to price the decode alone.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(dead_code)]
+struct VsMirror {
+    hosts: Vec<String>,
+    gateways: Vec<String>,
+    http: Vec<HttpMirror>,
+}
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(dead_code)]
+struct HttpMirror {
+    route: Vec<RouteMirror>,
+    timeout: Option<String>,
+    delegate: Option<IgnoredAny>,
+}
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(dead_code)]
+struct RouteMirror {
+    destination: Option<DestMirror>,
+}
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(dead_code)]
+struct DestMirror {
+    host: String,
+}
+
+fn main() {
+    let entries = std::env::args()
+        .nth(1)
+        .and_then(|n| n.replace('_', "").parse().ok())
+        .unwrap_or(100_000);
+    let text = allowlist_gen::yaml(&allowlist_gen::Spec::new(entries));
+    let a = Allowlist::from_yaml(&text).expect("generated allowlist loads");
+    let n = 200_000;
+    let vs = objects::virtual_service();
+    let cases: [(&str, Kind, String); 4] = [
+        (
+            "serviceentry_3hosts",
+            Kind::ServiceEntry,
+            objects::SE_ALLOWED.to_owned(),
+        ),
+        ("virtualservice_10routes", Kind::VirtualService, vs.clone()),
+        (
+            "gateway_egress_4hosts",
+            Kind::Gateway,
+            objects::GATEWAY.to_owned(),
+        ),
+        (
+            "serviceentry_denied",
+            Kind::ServiceEntry,
+            objects::SE_DENIED.to_owned(),
+        ),
+    ];
+    println!("Allowlist: {} entries. {n} calls per row.\n", a.entries());
+    println!("| object | phase | µs per call | allocations | bytes allocated |");
+    println!("|---|---|---|---|---|");
+    for (name, kind, json) in cases {
+        let spec = RawValue::from_string(json).expect("valid JSON");
+        let req = Request {
+            kind: Some(kind),
+            operation: Operation::Create,
+            namespace: "default",
+            name,
+            spec: Some(&spec),
+            timeout_annotation: None,
+            old_spec: None,
+        };
+        let cx = Context {
+            allowlist: &a,
+            namespace: "default",
+        };
+        row(
+            name,
+            "evaluate (total)",
+            measure(n, || policy::evaluate(&req, &a)),
+        );
+        row(
+            name,
+            "kinds::inspect (decode + rules + refs)",
+            measure(n, || kinds::inspect(kind, &spec, &cx)),
+        );
+        let findings = kinds::inspect(kind, &spec, &cx);
+        row(
+            name,
+            &format!("allowlist lookups ({} refs)", findings.refs.len()),
+            measure(n, || {
+                findings
+                    .refs
+                    .iter()
+                    .map(|r| match &r.target {
+                        Target::Host(h) => a.lookup_host("default", h, &r.ports),
+                        Target::Net(net) => a.lookup_net("default", net),
+                    })
+                    .filter(|l| matches!(l, policy::allowlist::Lookup::Allowed(_)))
+                    .count()
+            }),
+        );
+        if kind == Kind::VirtualService {
+            let t = a
+                .default_timeout_for("default")
+                .expect("default timeout set");
+            row(
+                name,
+                "timeouts::plan (10 ops)",
+                measure(n, || {
+                    timeouts::plan(&findings.http_routes, t, a.timeout_scope)
+                }),
+            );
+        }
+        row(
+            name,
+            "floor: JSON scan (IgnoredAny)",
+            measure(n, || serde_json::from_str::<IgnoredAny>(spec.get()).is_ok()),
+        );
+        drop(findings);
+    }
+    row(
+        "virtualservice_10routes",
+        "floor: typed decode, serde_json",
+        measure(n, || serde_json::from_str::<VsMirror>(&vs).is_ok()),
+    );
+    row(
+        "virtualservice_10routes",
+        "floor: typed decode, serde_path_to_error",
+        measure(n, || {
+            let mut de = serde_json::Deserializer::from_str(&vs);
+            serde_path_to_error::deserialize::<_, VsMirror>(&mut de).is_ok()
+        }),
+    );
+}
