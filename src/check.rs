@@ -61,6 +61,44 @@ pub struct Manifest {
     pub timeout_annotation: Option<String>,
 }
 
+/// What the webhook would do with an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Admitted with nothing to report.
+    Allow,
+    /// Denied.
+    Deny,
+    /// Admitted, with violations reported (audit mode or unchanged spec).
+    Audit,
+    /// Not checked (other kinds, exempt namespaces).
+    Skip,
+}
+
+impl Verdict {
+    /// Classifies a decision.
+    pub fn of(d: &Decision) -> Self {
+        if d.skipped.is_some() {
+            Verdict::Skip
+        } else if !d.allowed() {
+            Verdict::Deny
+        } else if d.audited() {
+            Verdict::Audit
+        } else {
+            Verdict::Allow
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Allow => "ALLOW",
+            Verdict::Deny => "DENY",
+            Verdict::Audit => "AUDIT",
+            Verdict::Skip => "SKIP",
+        }
+    }
+}
+
 /// The verdict for one object, as printed by `check` and `audit`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectReport {
@@ -74,6 +112,8 @@ pub struct ObjectReport {
     pub name: String,
     /// Would the webhook admit it.
     pub allowed: bool,
+    /// Allow, deny, audit or skip.
+    pub verdict: Verdict,
     /// `enforce` or `audit`, or why it was skipped.
     pub mode: String,
     /// Violations, in field order.
@@ -106,22 +146,11 @@ impl ObjectReport {
             namespace: m.namespace.clone(),
             name: m.name.clone(),
             allowed: d.allowed(),
+            verdict: Verdict::of(d),
             mode,
             violations: d.violations.clone(),
             warnings,
             patch: d.patch().cloned(),
-        }
-    }
-
-    fn verdict(&self) -> &'static str {
-        if self.mode.starts_with("skipped") {
-            "SKIP"
-        } else if !self.allowed {
-            "DENY"
-        } else if !self.violations.is_empty() {
-            "AUDIT"
-        } else {
-            "ALLOW"
         }
     }
 }
@@ -160,11 +189,11 @@ impl Report {
             ..Summary::default()
         };
         for o in &objects {
-            match o.verdict() {
-                "SKIP" => s.skipped += 1,
-                "DENY" => s.denied += 1,
-                "AUDIT" => s.audited += 1,
-                _ => s.allowed += 1,
+            match o.verdict {
+                Verdict::Skip => s.skipped += 1,
+                Verdict::Deny => s.denied += 1,
+                Verdict::Audit => s.audited += 1,
+                Verdict::Allow => s.allowed += 1,
             }
             s.patched += usize::from(o.patch.is_some());
         }
@@ -202,12 +231,12 @@ impl Report {
             let _ = write!(
                 out,
                 "{:<5} {} {}/{}",
-                o.verdict(),
+                o.verdict.label(),
                 o.kind,
                 o.namespace,
                 o.name
             );
-            if o.verdict() == "SKIP" {
+            if o.verdict == Verdict::Skip {
                 let _ = write!(out, " ({})", o.mode.trim_start_matches("skipped: "));
             } else if o.mode == "audit" {
                 out.push_str(" (audit mode)");

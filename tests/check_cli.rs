@@ -70,6 +70,7 @@ fn denied_examples_exit_one_with_codes_and_paths() {
         .iter()
         .map(|o| {
             assert_eq!(o["allowed"], false, "{o}");
+            assert_eq!(o["verdict"], "deny", "{o}");
             let v = &o["violations"][0];
             (
                 o["name"].as_str().unwrap().to_owned(),
