@@ -200,6 +200,7 @@ fn main() {
         );
         drop(findings);
     }
+    reload_costs(&text);
     row(
         "virtualservice_10routes",
         "floor: typed decode, serde_json",
@@ -213,4 +214,45 @@ fn main() {
             serde_path_to_error::deserialize::<_, VsMirror>(&mut de).is_ok()
         }),
     );
+}
+
+/// What one reload of this allowlist costs besides `from_yaml`: hashing the text (the
+/// store's unchanged-text check) and dropping the previous compiled allowlist, which
+/// happens on whichever thread releases the last reference.
+fn reload_costs(text: &str) {
+    use sha2::Digest as _;
+    let mut sha = Vec::new();
+    let mut parse = Vec::new();
+    let mut drop_ms = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        black_box(sha2::Sha256::digest(text.as_bytes()));
+        sha.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let a = Allowlist::from_yaml(text).expect("loads");
+        parse.push(t.elapsed().as_secs_f64() * 1e3);
+        let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
+        let b = Allowlist::from_yaml(text).expect("loads");
+        let (allocs, bytes) = (ALLOCS.load(Relaxed) - a0, BYTES.load(Relaxed) - b0);
+        drop(b);
+        let t = Instant::now();
+        drop(black_box(a));
+        drop_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if sha.len() == 1 {
+            println!(
+                "\nReload of {} KiB: from_yaml makes {allocs} allocations, {} MiB in total.",
+                text.len() / 1024,
+                bytes / (1 << 20)
+            );
+        }
+    }
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!("SHA-256 of the text, ms: {}", fmt(&sha));
+    println!("Allowlist::from_yaml, ms: {}", fmt(&parse));
+    println!("drop(Allowlist), ms: {}\n", fmt(&drop_ms));
 }

@@ -29,10 +29,14 @@ dev_certs "$WORK/certs"
 CA=$WORK/certs/ca.crt
 CERT=$WORK/certs/tls.crt
 KEY=$WORK/certs/tls.key
-gen_allowlist "$WORK/allowlist.yaml" "$ENTRIES"
-log "allowlist: $ENTRIES entries, $(du -k "$WORK/allowlist.yaml" | cut -f1) KiB"
+# The allowlist gets a directory of its own: the server watches the file's directory,
+# and writes next to it (e.g. the server's own log) would wake the watcher each time.
+mkdir -p "$WORK/allowlist"
+ALLOWLIST=$WORK/allowlist/allowlist.yaml
+gen_allowlist "$ALLOWLIST" "$ENTRIES"
+log "allowlist: $ENTRIES entries, $(du -k "$ALLOWLIST" | cut -f1) KiB"
 
-start_eg "$WORK/allowlist.yaml" "$CERT" "$KEY"
+start_eg "$ALLOWLIST" "$CERT" "$KEY"
 start_bare "$CERT" "$KEY" "$CA"
 LOAD_MS=$(took_ms_stats "$WORK/eg.log" | awk '{print $4}')
 
@@ -161,7 +165,7 @@ SERVER_ERRORS=$(grep -cE ' (ERROR|WARN) ' "$WORK/eg.log" || true)
 # Logging cost: the same c=16 run with --log-level warn (no per-request line).
 kill "$EG_PID"
 wait "$EG_PID" 2>/dev/null || true
-start_eg "$WORK/allowlist.yaml" "$CERT" "$KEY" --log-level warn
+start_eg "$ALLOWLIST" "$CERT" "$KEY" --log-level warn
 PID_OF[eg]=$EG_PID
 measure warm-eg-warn eg "$BODY_ALLOW" -z 2s -c 16
 name=tput-eg-c16-warn

@@ -3,14 +3,15 @@
 //! by the core of `allowlist_gen.rs` (namespace `default`), except in `SE_DENIED`.
 
 /// A typical external ServiceEntry: 3 hosts (exact, wildcard-covered, port-restricted),
-/// 2 ports, one address.
+/// 2 ports, one address. Both ports are TLS: Istio rejects several hosts on a plain TCP
+/// port unless resolution is NONE.
 pub const SE_ALLOWED: &str = r#"{
   "hosts": ["api.github.com", "uploads.s3.amazonaws.com", "db.payments-vendor.com"],
   "addresses": ["203.0.113.10"],
   "location": "MESH_EXTERNAL",
   "ports": [
     {"number": 443, "name": "https", "protocol": "TLS"},
-    {"number": 5432, "name": "postgres", "protocol": "TCP"}
+    {"number": 5432, "name": "tls-postgres", "protocol": "TLS"}
   ],
   "resolution": "DNS"
 }"#;
@@ -22,7 +23,7 @@ pub const SE_DENIED: &str = r#"{
   "location": "MESH_EXTERNAL",
   "ports": [
     {"number": 443, "name": "https", "protocol": "TLS"},
-    {"number": 3306, "name": "mysql", "protocol": "TCP"}
+    {"number": 3306, "name": "tls-mysql", "protocol": "TLS"}
   ],
   "resolution": "DNS"
 }"#;

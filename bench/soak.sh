@@ -103,6 +103,9 @@ PIDS+=("$!")
 rss_sampler &
 PIDS+=("$!")
 
+S0=$(cpu_ticks "$EG_PID")
+M0=$(machine_ticks)
+C0=$(children_ticks)
 log "soak: $RATE rps (keep-alive) + $NEWCONN_RATE rps (new connection each) for ${DURATION}s"
 "$OHA" --no-tui --output-format json -w -m POST -T application/json --cacert "$CA" \
     -D "$BODY_ALLOW" -z "${DURATION}s" -c 2 -q "$NEWCONN_RATE" --disable-keepalive \
@@ -112,8 +115,16 @@ PIDS+=("$NEWCONN")
 oha_run soak --cacert "$CA" -D "$BODY_ALLOW" -z "${DURATION}s" -c 16 -q "$RATE" \
     --latency-correction --db-url "$WORK/soak.db" "$EG_URL/validate"
 wait "$NEWCONN" || die "new-connection stream failed: $(cat "$WORK/newconn.err")"
+S1=$(cpu_ticks "$EG_PID")
+M1=$(machine_ticks)
+C1=$(children_ticks)
 rm -f "$WORK/soak.run"
 sleep 2
+# CPU used by anything but this server, oha and the writers' own shells, % of all cores.
+OTHER=$(awk -v m0="$M0" -v m1="$M1" -v s="$((S1 - S0))" -v c="$((C1 - C0))" 'BEGIN {
+    split(m0, a, " "); split(m1, b, " "); busy = b[1] - a[1]; total = b[2] - a[2]
+    o = (total > 0) ? (100 * (busy - s - c) / total) : 0
+    printf "%.0f%%", (o < 0) ? 0 : o }')
 
 read -r N P50 P99 P999 MAX < <(db_stats soak "$SKIP_S")
 FAILED=$(oha_failed soak)
@@ -158,7 +169,7 @@ OUT=$(results_file soak)
     echo
     echo "Allowlist load time (took_ms, reloads only): n $T_N, p50 $T_P50 ms, p90 $T_P90 ms, max $T_MAX ms."
     echo "Certificate served at the end is the last one rotated in: $([[ -n $SERVED && $SERVED == "$WANT" ]] && echo yes || echo "**no**")."
-    echo "WARN/ERROR log lines: $WARNS."
+    echo "WARN/ERROR log lines: $WARNS. CPU used by other processes during the run: $OTHER of both cores (includes the cp/mv writers; above ~10% the latency figures are disturbed)."
     echo
     echo "RSS (MiB) every ${SAMPLE_S} s: first $RSS_FIRST, last $RSS_LAST, max $RSS_MAX, VmHWM $HWM."
     echo
