@@ -16,15 +16,17 @@ ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 # Fetch dependencies in their own layer, keyed on the manifest and lockfile only. The
 # empty stand-ins let cargo load the manifest, which names these targets.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches && touch src/lib.rs src/main.rs benches/engine.rs
+RUN mkdir -p src benches bench && touch src/lib.rs src/main.rs benches/engine.rs \
+    bench/bare_server.rs bench/gen_allowlist.rs bench/engine_profile.rs
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     cargo fetch --locked
 
-# benches/ is needed because Cargo.toml declares a [[bench]] target, which cargo
+# benches/ and bench/ are needed because Cargo.toml declares bench and example targets, which cargo
 # resolves even for `cargo build`; examples/allowlist.yaml is embedded in the binary.
 COPY src ./src
 COPY benches ./benches
+COPY bench ./bench
 COPY examples ./examples
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
@@ -34,6 +36,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/egress-guard /usr/local/bin/egress-guard
+# Return freed memory promptly (see deploy/base/deployment.yaml).
+ENV _RJEM_MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0
 USER 65532:65532
 # 8443: admission webhook (HTTPS); 9090: /metrics, /healthz, /readyz (HTTP).
 EXPOSE 8443 9090

@@ -26,14 +26,22 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Initialises `tracing` with text or JSON lines.
-pub fn init_tracing(format: cli::LogFormat, filter: &str) {
+/// Initialises `tracing` with text or JSON lines on stderr, written by a background
+/// thread: a request never waits on the stderr lock. Keep the guard alive until exit;
+/// dropping it flushes. Under extreme load, lines beyond the buffer are dropped rather
+/// than slowing admission.
+pub fn init_tracing(
+    format: cli::LogFormat,
+    filter: &str,
+) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_writer(writer)
+        .with_ansi(ansi);
     let _ = match format {
         cli::LogFormat::Json => builder
             .json()
@@ -42,4 +50,5 @@ pub fn init_tracing(format: cli::LogFormat, filter: &str) {
             .try_init(),
         cli::LogFormat::Text => builder.try_init(),
     };
+    guard
 }

@@ -10,7 +10,7 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     egress_guard::install_crypto_provider();
     let cli = Cli::parse();
-    egress_guard::init_tracing(cli.log_format, &cli.log_level);
+    let _log_guard = egress_guard::init_tracing(cli.log_format, &cli.log_level);
     let result = match cli.command {
         Command::Check(args) => return ExitCode::from(egress_guard::check::run(&args)),
         Command::Certs(args) => egress_guard::certs::run(&args),

@@ -46,9 +46,9 @@ pub async fn watch_configmap(
             Ok(Event::Init) => seen_in_list = false,
             Ok(Event::InitApply(obj)) => {
                 seen_in_list = true;
-                apply(&obj, &cm, &key, &store)?;
+                apply(&obj, &cm, &key, &store).await?;
             }
-            Ok(Event::Apply(obj)) => apply(&obj, &cm, &key, &store)?,
+            Ok(Event::Apply(obj)) => apply(&obj, &cm, &key, &store).await?,
             Ok(Event::InitDone) => {
                 if !seen_in_list {
                     tracing::error!(configmap = %cm, "allowlist ConfigMap not found; {}", keeping(&store));
@@ -74,11 +74,11 @@ fn keeping(store: &PolicyStore) -> &'static str {
     }
 }
 
-fn apply(
+async fn apply(
     obj: &ConfigMap,
     cm: &ObjectRef,
     key: &str,
-    store: &PolicyStore,
+    store: &Arc<PolicyStore>,
 ) -> Result<(), ConfigMapError> {
     let revision = obj.metadata.resource_version.clone().unwrap_or_default();
     let Some(text) = obj.data.as_ref().and_then(|d| d.get(key)) else {
@@ -87,7 +87,7 @@ fn apply(
         return Ok(());
     };
     let was_loaded = store.is_loaded();
-    match store.load(text, &revision) {
+    match store.load_blocking(text.clone(), revision).await {
         Ok(_) => Ok(()),
         Err(source) if !was_loaded => Err(ConfigMapError::InvalidAtStartup {
             cm: cm.to_string(),

@@ -51,7 +51,7 @@ pub async fn watch_file(path: PathBuf, store: Arc<PolicyStore>, poll: Duration) 
         match read(&path) {
             // `load` skips unchanged text and keeps the last good allowlist on error.
             Ok((text, revision)) => {
-                let _ = store.load(&text, &revision);
+                let _ = store.load_blocking(text, revision).await;
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "allowlist file unreadable; keeping the last good allowlist")

@@ -83,7 +83,7 @@ impl PolicyStore {
             revision: revision.to_owned(),
             sha256,
         });
-        self.current.store(Some(loaded.clone()));
+        let previous = self.current.swap(Some(loaded.clone()));
         let took = started.elapsed();
         self.metrics.record_allowlist_loaded(
             loaded.allowlist.entries(),
@@ -99,8 +99,38 @@ impl PolicyStore {
             took_ms = took.as_secs_f64() * 1e3,
             "allowlist loaded"
         );
+        if let Some(previous) = previous {
+            release_when_unused(previous);
+        }
         Ok(loaded)
     }
+
+    /// [`load`](Self::load) on tokio's blocking pool: compiling a large allowlist takes
+    /// tens of milliseconds of CPU, which must not stall a request worker.
+    pub async fn load_blocking(
+        self: &Arc<Self>,
+        text: String,
+        revision: String,
+    ) -> Result<Arc<Loaded>, AllowlistError> {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || store.load(&text, &revision)).await {
+            Ok(r) => r,
+            Err(e) => Err(AllowlistError::Invalid(format!(
+                "allowlist load task failed: {e}"
+            ))),
+        }
+    }
+}
+
+/// Drops a replaced allowlist here, on the reloading thread, once in-flight requests
+/// have let go of it. Freeing 100k entries takes milliseconds; if the last request to
+/// hold the old snapshot dropped it, that request would pay for it.
+fn release_when_unused(previous: Arc<Loaded>) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(2);
+    while Arc::strong_count(&previous) > 1 && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    drop(previous);
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -283,6 +283,11 @@ fn is_ip_literal(raw: &str) -> bool {
 /// Decodes `spec` into a kind's struct; a type error becomes an `EG219` violation
 /// naming the field.
 fn decode<T: DeserializeOwned + Default>(spec: &RawValue, out: &mut Findings) -> Option<T> {
+    // Plain serde_json first: tracking the path costs as much as the decode itself, and
+    // is only needed to name the field of a spec that does not decode.
+    if let Ok(v) = serde_json::from_str::<T>(spec.get()) {
+        return Some(v);
+    }
     let mut de = serde_json::Deserializer::from_str(spec.get());
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(v) => Some(v),
