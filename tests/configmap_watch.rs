@@ -47,7 +47,11 @@ impl Drop for Watch {
 impl Watch {
     fn start(fake: FakeApi) -> Watch {
         if let Ok(filter) = std::env::var("EGRESS_GUARD_TEST_LOG") {
-            egress_guard::init_tracing(egress_guard::cli::LogFormat::Text, &filter);
+            // Debug aid: keep the log writer for the whole test process.
+            std::mem::forget(egress_guard::init_tracing(
+                egress_guard::cli::LogFormat::Text,
+                &filter,
+            ));
         }
         let metrics = Metrics::new();
         let store = PolicyStore::new(metrics.clone());
