@@ -369,6 +369,24 @@ fn export_to(
             .any(|v| !(v == "." || v == "~" || v == cx.namespace))
 }
 
+/// Istio's `Destination`: a route target, a mirror, or a Sidecar's `egressProxy`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Destination {
+    #[serde(deserialize_with = "null_default")]
+    host: String,
+    #[serde(deserialize_with = "null_default")]
+    subset: String,
+    port: Option<PortSelector>,
+}
+
+/// A destination port.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct PortSelector {
+    number: i64,
+}
+
 /// Deserializes `null` as the default, as Kubernetes clients treat them alike.
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Findings, is_ip_literal, null_default};
+use super::{Context, Destination, Findings, is_ip_literal, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
 
@@ -32,23 +32,7 @@ struct EgressListener {
 struct OutboundTrafficPolicy {
     #[serde(deserialize_with = "null_default")]
     mode: String,
-    egress_proxy: Option<EgressProxy>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EgressProxy {
-    #[serde(deserialize_with = "null_default")]
-    host: String,
-    #[serde(deserialize_with = "null_default")]
-    subset: String,
-    port: Option<PortSelector>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct PortSelector {
-    number: i64,
+    egress_proxy: Option<Destination>,
 }
 
 pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Findings, export_to, is_ip_literal, null_default};
+use super::{Context, Destination, Findings, export_to, is_ip_literal, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio::{self, VirtualServiceBinding};
 
@@ -89,22 +89,6 @@ struct RouteDestination {
 #[serde(default)]
 struct Mirror {
     destination: Option<Destination>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Destination {
-    #[serde(deserialize_with = "null_default")]
-    host: String,
-    #[serde(deserialize_with = "null_default")]
-    subset: String,
-    port: Option<PortSelector>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct PortSelector {
-    number: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
