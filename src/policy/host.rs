@@ -113,14 +113,6 @@ pub enum HostPattern {
 }
 
 impl HostPattern {
-    /// The domain a wildcard pattern covers, `None` for exact names and `*`.
-    pub fn wildcard_suffix(&self) -> Option<&str> {
-        match self {
-            Self::Wildcard(s) | Self::Partial { suffix: s, .. } => Some(s),
-            Self::Any | Self::Exact(_) => None,
-        }
-    }
-
     /// The pattern for a host that Istio has already accepted, for allowlist matching.
     ///
     /// Unlike `from_str` this never fails. Names Istio lets through that are not DNS
