@@ -219,7 +219,7 @@ impl Metrics {
         }
     }
 
-    /// Records one answered review.
+    /// Records one answered review; returns how it was classified, for the log line.
     pub fn record_review(
         &self,
         endpoint: Endpoint,
@@ -228,7 +228,7 @@ impl Metrics {
         namespace: &str,
         d: &Decision,
         elapsed: Duration,
-    ) {
+    ) -> Outcome {
         let outcome = Outcome::of(endpoint, d);
         self.requests
             .with_label_values(&[endpoint.as_str(), operation, kind, outcome.as_str()])
@@ -246,6 +246,7 @@ impl Metrics {
         if endpoint == Endpoint::Mutate {
             self.timeouts_added.inc_by(d.patched_routes.len() as u64);
         }
+        outcome
     }
 
     /// Records a request that could not be evaluated.

@@ -254,9 +254,8 @@ fn judge(endpoint: Endpoint, st: &AppState, body: &[u8], started: Instant) -> Re
         }
     };
     let elapsed = started.elapsed();
-    let outcome = metrics::Outcome::of(endpoint, &decision);
     let operation = operation_label(&req.operation);
-    st.metrics.record_review(
+    let outcome = st.metrics.record_review(
         endpoint,
         operation,
         &req.kind.kind,
