@@ -141,15 +141,14 @@ fn main() {
     println!("| object | phase | µs per call | allocations | bytes allocated |");
     println!("|---|---|---|---|---|");
     for (name, kind, json) in cases {
-        let spec = RawValue::from_string(json).expect("valid JSON");
+        let spec = RawValue::from_string(format!("{{\"spec\":{json}}}")).expect("valid JSON");
         let req = Request {
             kind: Some(kind),
             operation: Operation::Create,
             namespace: "default",
             name,
-            spec: Some(&spec),
-            timeout_annotation: None,
-            old_spec: None,
+            object: Some(&spec),
+            old_object: None,
         };
         let cx = Context {
             allowlist: &a,

@@ -1,22 +1,22 @@
-//! Pure mapping between the AdmissionReview protocol and the policy engine:
-//! request bytes → [`policy::Request`], [`Decision`] → [`AdmissionResponse`].
+//! The request pipeline, in one place: AdmissionReview bytes → [`policy::Request`] →
+//! [`policy::evaluate`] → [`AdmissionResponse`] → bytes. [`review`] is what the server,
+//! the tests and the benchmarks call; the server adds only I/O, metrics and the log line.
 //!
-//! Decoding uses kube-core's review types with a slim object type: `spec` stays raw
-//! JSON (decoded once, by the kind module that needs it) and `managedFields` is skipped,
-//! which is most of the decode cost of a real apiserver body.
+//! Decoding uses kube-core's review types with a raw object: the kind module that judges
+//! the object decodes only the fields it reads, once.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation,
 };
-use kube::core::{NamespaceResourceScope, Resource, Status};
-use serde::{Deserialize, Deserializer, Serialize};
+use kube::core::{DynamicObject, NamespaceResourceScope, Resource, Status};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use crate::policy::{self, Decision, Kind, Operation, Skip, Violation};
+use crate::policy::{self, Allowlist, Decision, Kind, Operation, Skip, Verdict, Violation};
 
 /// Kubernetes truncates warnings longer than this.
 pub const MAX_WARNING_LEN: usize = 256;
@@ -44,63 +44,256 @@ impl Endpoint {
     }
 }
 
-/// An Istio object as the webhook needs it: metadata without `managedFields`, and
-/// `spec` as raw JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IstioObject {
-    /// Name, namespace, labels and annotations.
-    #[serde(deserialize_with = "slim_meta")]
-    pub metadata: ObjectMeta,
-    /// The untouched `spec`.
-    #[serde(default)]
-    pub spec: Option<Box<RawValue>>,
+/// The object of a review, kept as raw JSON: each kind module decodes what it reads.
+#[derive(Debug, Clone)]
+pub struct RawObject {
+    raw: Box<RawValue>,
+    /// Always empty: kube-core's `Resource` needs one, egress-guard reads metadata from
+    /// the raw object.
+    metadata: ObjectMeta,
 }
 
-/// Only the metadata fields egress-guard reads; everything else is skipped unallocated.
-fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Slim {
-        #[serde(default)]
-        name: Option<String>,
-        #[serde(default)]
-        generate_name: Option<String>,
-        #[serde(default)]
-        namespace: Option<String>,
-        #[serde(default)]
-        annotations: Option<BTreeMap<String, String>>,
+impl RawObject {
+    /// The object's JSON.
+    pub fn json(&self) -> &RawValue {
+        &self.raw
     }
-    let s = Option::<Slim>::deserialize(d)?;
-    Ok(s.map_or_else(ObjectMeta::default, |s| ObjectMeta {
-        name: s.name,
-        generate_name: s.generate_name,
-        namespace: s.namespace,
-        annotations: s.annotations,
-        ..ObjectMeta::default()
-    }))
 }
 
-impl Resource for IstioObject {
+impl<'de> Deserialize<'de> for RawObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self {
+            raw: Box::<RawValue>::deserialize(d)?,
+            metadata: ObjectMeta::default(),
+        })
+    }
+}
+
+impl Serialize for RawObject {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(s)
+    }
+}
+
+impl Resource for RawObject {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
     fn kind(_: &()) -> Cow<'_, str> {
-        "IstioObject".into()
+        "Object".into()
     }
     fn group(_: &()) -> Cow<'_, str> {
-        policy::kinds::ISTIO_NETWORKING_GROUP.into()
+        "".into()
     }
     fn version(_: &()) -> Cow<'_, str> {
         "v1".into()
     }
     fn plural(_: &()) -> Cow<'_, str> {
-        "istioobjects".into()
+        "objects".into()
     }
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
     }
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
+    }
+}
+
+/// What answering a review produced: the HTTP answer and what to record about it.
+#[derive(Debug)]
+pub struct Reviewed {
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// The answer: an encoded AdmissionReview (`json`) or a plain-text error.
+    pub body: Vec<u8>,
+    /// True when `body` is JSON.
+    pub json: bool,
+    /// What happened, for metrics and the log line.
+    pub outcome: Outcome,
+}
+
+/// How a review ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Decoded and judged.
+    Judged(Box<Judgement>),
+    /// Not judged: the body was unusable or no allowlist was loaded.
+    Rejected(Rejection),
+}
+
+/// A judged review: the request's identity and the engine's decision.
+#[derive(Debug)]
+pub struct Judgement {
+    /// `request.uid`.
+    pub uid: String,
+    /// `request.kind.kind` as sent (unbounded: escape before logging).
+    pub kind: String,
+    /// The kind as a bounded metric label: a kind egress-guard knows, or `other`.
+    pub kind_label: &'static str,
+    /// `request.namespace`.
+    pub namespace: String,
+    /// The object's name, or its `generateName` prefix.
+    pub name: String,
+    /// The operation.
+    pub operation: Operation,
+    /// `request.dryRun`.
+    pub dry_run: bool,
+    /// What was answered.
+    pub answer: Answer,
+    /// The engine's decision.
+    pub decision: Decision,
+}
+
+/// What an endpoint answered, for logs and metric labels: the one place that maps a
+/// decision to an endpoint's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Allowed with nothing to report.
+    Allow,
+    /// Denied.
+    Deny,
+    /// Allowed with violations reported (audit mode or unchanged spec).
+    Audit,
+    /// Allowed with a patch (`/mutate`).
+    Patch,
+    /// Not checked (DELETE, other kinds, exempt namespace).
+    Skip,
+}
+
+impl Answer {
+    /// What `endpoint` answers for `d`: `/validate` follows the verdict, `/mutate`
+    /// only ever patches.
+    pub fn of(endpoint: Endpoint, d: &Decision) -> Self {
+        match (endpoint, d.verdict()) {
+            (_, Verdict::Skip) => Answer::Skip,
+            (Endpoint::Mutate, _) if d.patch().is_some() => Answer::Patch,
+            (Endpoint::Mutate, _) => Answer::Allow,
+            (Endpoint::Validate, Verdict::Deny) => Answer::Deny,
+            (Endpoint::Validate, Verdict::Audit) => Answer::Audit,
+            (Endpoint::Validate, Verdict::Allow) => Answer::Allow,
+        }
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Allow => "allow",
+            Answer::Deny => "deny",
+            Answer::Audit => "audit",
+            Answer::Patch => "patch",
+            Answer::Skip => "skip",
+        }
+    }
+}
+
+/// A review that was not judged.
+#[derive(Debug)]
+pub struct Rejection {
+    /// A bounded reason label (`malformed`, `undecodable`, `no_request`, `not_ready`).
+    pub reason: &'static str,
+    /// What was wrong.
+    pub message: String,
+    /// The request's uid, when it could be read.
+    pub uid: Option<String>,
+}
+
+/// Answers one review body on `endpoint` under `allowlist` (`None`: none loaded yet,
+/// so the request is refused with 503).
+pub fn review(endpoint: Endpoint, body: &[u8], allowlist: Option<&Allowlist>) -> Reviewed {
+    let req = match decode(body) {
+        Ok(r) => r,
+        Err(ReviewError::Undecodable {
+            uid,
+            api_version,
+            message,
+        }) => {
+            let msg = format!("egress-guard could not decode the request: {message}");
+            return error_answer(200, &uid, &api_version, "undecodable", msg);
+        }
+        Err(e) => {
+            let reason = if matches!(e, ReviewError::NoRequest) {
+                "no_request"
+            } else {
+                "malformed"
+            };
+            return Reviewed {
+                status: 400,
+                body: format!("{e}\n").into_bytes(),
+                json: false,
+                outcome: Outcome::Rejected(Rejection {
+                    reason,
+                    message: e.to_string(),
+                    uid: None,
+                }),
+            };
+        }
+    };
+    let Some(allowlist) = allowlist else {
+        let msg = "egress-guard has no allowlist loaded yet".to_owned();
+        return error_answer(503, &req.uid, &req.types.api_version, "not_ready", msg);
+    };
+    let decision = policy::evaluate(&to_policy_request(&req), allowlist);
+    let response = respond(endpoint, &req, &decision).into_review();
+    let body = match encode(&response) {
+        Ok(b) => b,
+        // Serialising strings and numbers cannot fail; if it ever did, fail closed.
+        Err(e) => {
+            let msg = format!("egress-guard could not encode its answer: {e}");
+            return error_answer(500, &req.uid, &req.types.api_version, "encode", msg);
+        }
+    };
+    let name = object_name(&req).to_owned();
+    let kind_label =
+        Kind::from_group_kind(&req.kind.group, &req.kind.kind).map_or("other", Kind::as_str);
+    Reviewed {
+        status: 200,
+        body,
+        json: true,
+        outcome: Outcome::Judged(Box::new(Judgement {
+            operation: operation(&req.operation),
+            answer: Answer::of(endpoint, &decision),
+            uid: req.uid,
+            kind: req.kind.kind,
+            kind_label,
+            namespace: req.namespace.unwrap_or_default(),
+            name,
+            dry_run: req.dry_run,
+            decision,
+        })),
+    }
+}
+
+/// An AdmissionReview that refuses a request it could identify but not judge.
+fn error_answer(
+    status: u16,
+    uid: &str,
+    api_version: &str,
+    reason: &'static str,
+    message: String,
+) -> Reviewed {
+    let review = error_review(uid, api_version, &message);
+    let (status, body, json) = match serde_json::to_vec(&review) {
+        Ok(b) => (status, b, true),
+        Err(_) => (500, format!("{message}\n").into_bytes(), false),
+    };
+    Reviewed {
+        status,
+        body,
+        json,
+        outcome: Outcome::Rejected(Rejection {
+            reason,
+            message,
+            uid: Some(uid.to_owned()),
+        }),
+    }
+}
+
+fn operation(op: &KubeOperation) -> Operation {
+    match op {
+        KubeOperation::Create => Operation::Create,
+        KubeOperation::Update => Operation::Update,
+        KubeOperation::Delete => Operation::Delete,
+        KubeOperation::Connect => Operation::Connect,
     }
 }
 
@@ -126,8 +319,8 @@ pub enum ReviewError {
 }
 
 /// Decodes a review body into its request.
-pub fn decode(body: &[u8]) -> Result<AdmissionRequest<IstioObject>, ReviewError> {
-    match serde_json::from_slice::<AdmissionReview<IstioObject>>(body) {
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest<RawObject>, ReviewError> {
+    match serde_json::from_slice::<AdmissionReview<RawObject>>(body) {
         Ok(review) => review.try_into().map_err(|_| ReviewError::NoRequest),
         Err(e) => Err(salvage_uid(body, e)),
     }
@@ -163,43 +356,44 @@ fn salvage_uid(body: &[u8], err: serde_json::Error) -> ReviewError {
 }
 
 /// The policy's view of an admission request.
-pub fn to_policy_request(req: &AdmissionRequest<IstioObject>) -> policy::Request<'_> {
-    let operation = match req.operation {
-        KubeOperation::Create => Operation::Create,
-        KubeOperation::Update => Operation::Update,
-        KubeOperation::Delete => Operation::Delete,
-        KubeOperation::Connect => Operation::Connect,
-    };
-    let object = req.object.as_ref();
+pub fn to_policy_request(req: &AdmissionRequest<RawObject>) -> policy::Request<'_> {
     policy::Request {
         kind: Kind::from_group_kind(&req.kind.group, &req.kind.kind),
-        operation,
+        operation: operation(&req.operation),
         namespace: req.namespace.as_deref().unwrap_or_default(),
         name: object_name(req),
-        spec: object.and_then(|o| o.spec.as_deref()),
-        timeout_annotation: object
-            .and_then(|o| o.metadata.annotations.as_ref())
-            .and_then(|a| a.get(policy::timeouts::ANNOTATION))
-            .map(String::as_str),
-        old_spec: req.old_object.as_ref().and_then(|o| o.spec.as_deref()),
+        object: req.object.as_ref().map(RawObject::json),
+        old_object: req.old_object.as_ref().map(RawObject::json),
     }
 }
 
 /// The request's name, or the object's `generateName` prefix on CREATE.
-pub fn object_name(req: &AdmissionRequest<IstioObject>) -> &str {
+pub fn object_name(req: &AdmissionRequest<RawObject>) -> &str {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta<'a> {
+        #[serde(borrow, default)]
+        generate_name: Option<&'a str>,
+    }
+    #[derive(Deserialize)]
+    struct Named<'a> {
+        #[serde(borrow, default)]
+        metadata: Option<Meta<'a>>,
+    }
     if !req.name.is_empty() {
         return &req.name;
     }
     req.object
         .as_ref()
-        .and_then(|o| o.metadata.generate_name.as_deref())
+        .and_then(|o| serde_json::from_str::<Named<'_>>(o.json().get()).ok())
+        .and_then(|n| n.metadata?.generate_name)
         .unwrap_or_default()
 }
 
 /// Builds the answer for one endpoint from the engine's decision.
 pub fn respond(
     endpoint: Endpoint,
-    req: &AdmissionRequest<IstioObject>,
+    req: &AdmissionRequest<RawObject>,
     d: &Decision,
 ) -> AdmissionResponse {
     let resp = AdmissionResponse::from(req);
@@ -211,13 +405,13 @@ pub fn respond(
 
 fn validate_response(
     mut resp: AdmissionResponse,
-    req: &AdmissionRequest<IstioObject>,
+    req: &AdmissionRequest<RawObject>,
     d: &Decision,
 ) -> AdmissionResponse {
     let mut warnings: Vec<String> = Vec::new();
     if d.skipped == Some(Skip::NotIstio) {
         warnings.push(format!(
-            "egress-guard: {} is not an Istio networking kind; not checked",
+            "egress-guard: {} is not a kind egress-guard checks; not checked",
             req.kind.kind
         ));
     }
@@ -268,7 +462,7 @@ fn mutate_response(resp: AdmissionResponse, d: &Decision) -> AdmissionResponse {
 }
 
 /// `namespace/name`, or just the name for cluster-scoped requests.
-fn qualified_name(req: &AdmissionRequest<IstioObject>) -> String {
+fn qualified_name(req: &AdmissionRequest<RawObject>) -> String {
     match req.namespace.as_deref() {
         Some(ns) if !ns.is_empty() => format!("{ns}/{}", object_name(req)),
         _ => object_name(req).to_owned(),
@@ -346,7 +540,7 @@ fn truncate(s: &mut String, max: usize) {
 /// Encodes a review for the wire. kube-core serialises `response.patch` as an array of
 /// byte values; the AdmissionReview contract (and every apiserver client library) uses
 /// the base64 string form of `[]byte`, so the patch is rewritten as base64.
-pub fn encode(review: &AdmissionReview<kube::core::DynamicObject>) -> serde_json::Result<Vec<u8>> {
+pub fn encode(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Vec<u8>> {
     let has_patch = review.response.as_ref().is_some_and(|r| r.patch.is_some());
     if !has_patch {
         return serde_json::to_vec(review);
@@ -363,11 +557,7 @@ pub fn encode(review: &AdmissionReview<kube::core::DynamicObject>) -> serde_json
 
 /// An answer for a request that could be identified but not judged: denied with 400,
 /// so a `failurePolicy: Fail` webhook fails closed with a clear reason.
-pub fn error_review(
-    uid: &str,
-    api_version: &str,
-    message: &str,
-) -> AdmissionReview<kube::core::DynamicObject> {
+pub fn error_review(uid: &str, api_version: &str, message: &str) -> AdmissionReview<DynamicObject> {
     let mut resp = AdmissionResponse::invalid(message);
     resp.uid = uid.to_owned();
     resp.types.api_version = api_version.to_owned();
@@ -378,7 +568,6 @@ pub fn error_review(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Allowlist;
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
@@ -388,17 +577,16 @@ mod tests {
         .unwrap()
     }
 
-    fn review(endpoint: Endpoint, name: &str) -> serde_json::Value {
+    fn answer(endpoint: Endpoint, name: &str) -> serde_json::Value {
         let a = Allowlist::from_yaml(policy::allowlist::EXAMPLE).unwrap();
-        let req = decode(&fixture(name)).unwrap();
-        let d = policy::evaluate(&to_policy_request(&req), &a);
-        serde_json::from_slice(&encode(&respond(endpoint, &req, &d).into_review()).unwrap())
-            .unwrap()
+        let r = review(endpoint, &fixture(name), Some(&a));
+        assert_eq!(r.status, 200);
+        serde_json::from_slice(&r.body).unwrap()
     }
 
     #[test]
     fn denies_with_403_and_a_message_naming_everything() {
-        let r = review(Endpoint::Validate, "validate-create-serviceentry-v1-exfil");
+        let r = answer(Endpoint::Validate, "validate-create-serviceentry-v1-exfil");
         assert_eq!(r["apiVersion"], "admission.k8s.io/v1");
         let resp = &r["response"];
         assert_eq!(resp["allowed"], false);
@@ -420,7 +608,7 @@ mod tests {
         let body = fixture("validate-create-serviceentry-v1-review-v1beta1-exfil");
         let uid =
             serde_json::from_slice::<serde_json::Value>(&body).unwrap()["request"]["uid"].clone();
-        let r = review(
+        let r = answer(
             Endpoint::Validate,
             "validate-create-serviceentry-v1-review-v1beta1-exfil",
         );
@@ -430,7 +618,7 @@ mod tests {
 
     #[test]
     fn mutate_returns_a_base64_json_patch_and_a_warning() {
-        let r = review(
+        let r = answer(
             Endpoint::Mutate,
             "mutate-create-virtualservice-v1-github-api",
         );

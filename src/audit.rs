@@ -114,27 +114,17 @@ async fn list_all(api: &Api<DynamicObject>) -> Result<Vec<DynamicObject>, kube::
 }
 
 fn to_manifest(kind: Kind, obj: DynamicObject) -> anyhow::Result<Manifest> {
-    let spec = match obj.data.get("spec") {
-        Some(s) => Some(serde_json::value::to_raw_value(s)?),
-        None => None,
-    };
+    let object = serde_json::value::to_raw_value(&obj)?;
     let api_version = obj.types.as_ref().map_or_else(
         || format!("{ISTIO_NETWORKING_GROUP}/v1"),
         |t| t.api_version.clone(),
     );
-    let timeout_annotation = obj
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(crate::policy::timeouts::ANNOTATION))
-        .cloned();
     Ok(Manifest {
         source: "cluster".to_owned(),
         api_version,
         kind: kind.as_str().to_owned(),
         namespace: obj.metadata.namespace.unwrap_or_default(),
         name: obj.metadata.name.unwrap_or_default(),
-        spec,
-        timeout_annotation,
+        object,
     })
 }

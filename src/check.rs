@@ -12,7 +12,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::cli::{CheckArgs, OutputFormat};
-use crate::policy::{self, Allowlist, Decision, Kind, Operation, Request, Skip, Violation};
+use crate::policy::{
+    self, Allowlist, Decision, Kind, Operation, Request, Skip, Verdict, Violation,
+};
 
 /// Exit code: every object allowed.
 pub const EXIT_ALLOWED: u8 = 0;
@@ -55,47 +57,17 @@ pub struct Manifest {
     pub namespace: String,
     /// `metadata.name`.
     pub name: String,
-    /// `spec` as JSON.
-    pub spec: Option<Box<RawValue>>,
-    /// The default-timeout annotation.
-    pub timeout_annotation: Option<String>,
+    /// The whole object as JSON.
+    pub object: Box<RawValue>,
 }
 
-/// What the webhook would do with an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Admitted with nothing to report.
-    Allow,
-    /// Denied.
-    Deny,
-    /// Admitted, with violations reported (audit mode or unchanged spec).
-    Audit,
-    /// Not checked (other kinds, exempt namespaces).
-    Skip,
-}
-
-impl Verdict {
-    /// Classifies a decision.
-    pub fn of(d: &Decision) -> Self {
-        if d.skipped.is_some() {
-            Verdict::Skip
-        } else if !d.allowed() {
-            Verdict::Deny
-        } else if d.audited() {
-            Verdict::Audit
-        } else {
-            Verdict::Allow
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Verdict::Allow => "ALLOW",
-            Verdict::Deny => "DENY",
-            Verdict::Audit => "AUDIT",
-            Verdict::Skip => "SKIP",
-        }
+/// The label a verdict gets in the text report.
+fn label(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => "ALLOW",
+        Verdict::Deny => "DENY",
+        Verdict::Audit => "AUDIT",
+        Verdict::Skip => "SKIP",
     }
 }
 
@@ -146,7 +118,7 @@ impl ObjectReport {
             namespace: m.namespace.clone(),
             name: m.name.clone(),
             allowed: d.allowed(),
-            verdict: Verdict::of(d),
+            verdict: d.verdict(),
             mode,
             violations: d.violations.clone(),
             warnings,
@@ -231,7 +203,7 @@ impl Report {
             let _ = write!(
                 out,
                 "{:<5} {} {}/{}",
-                o.verdict.label(),
+                label(o.verdict),
                 o.kind,
                 o.namespace,
                 o.name
@@ -277,9 +249,8 @@ pub fn evaluate(m: &Manifest, allowlist: &Allowlist) -> Decision {
         operation: Operation::Create,
         namespace: &m.namespace,
         name: &m.name,
-        spec: m.spec.as_deref(),
-        timeout_annotation: m.timeout_annotation.as_deref(),
-        old_spec: None,
+        object: Some(&m.object),
+        old_object: None,
     };
     policy::evaluate(&req, allowlist)
 }
@@ -467,26 +438,17 @@ fn flatten(
                 .to_owned();
             let meta = obj.get("metadata");
             let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
-            let timeout_annotation = meta
-                .and_then(|m| m.get("annotations"))
-                .and_then(|a| a.get(policy::timeouts::ANNOTATION))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let spec = match obj.get("spec") {
-                Some(s) => Some(
-                    serde_json::value::to_raw_value(s)
-                        .map_err(|e| format!("{source}: spec: {e}"))?,
-                ),
-                None => None,
-            };
+            let namespace = field("namespace").unwrap_or(default_ns).to_owned();
+            let name = field("name").unwrap_or_default().to_owned();
+            let object =
+                serde_json::value::to_raw_value(&obj).map_err(|e| format!("{source}: {e}"))?;
             out.push(Manifest {
                 source: source.to_owned(),
-                namespace: field("namespace").unwrap_or(default_ns).to_owned(),
-                name: field("name").unwrap_or_default().to_owned(),
+                namespace,
+                name,
                 api_version,
                 kind,
-                spec,
-                timeout_annotation,
+                object,
             });
             Ok(())
         }
@@ -526,7 +488,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ms.len(), 1);
-        assert!(ms[0].spec.is_none());
+        assert_eq!(ms[0].name, "g");
     }
 
     #[test]

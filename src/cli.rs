@@ -17,7 +17,12 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "EGRESS_GUARD_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `egress_guard=debug`.
-    #[arg(long, global = true, default_value = "info", env = "EGRESS_GUARD_LOG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "EGRESS_GUARD_LOG_LEVEL"
+    )]
     pub log_level: String,
 }
 
@@ -52,35 +57,7 @@ pub enum OutputFormat {
     Json,
 }
 
-/// A `NAMESPACE/NAME` reference to a ConfigMap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectRef {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl FromStr for ObjectRef {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once('/') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-                Ok(Self {
-                    namespace: ns.to_owned(),
-                    name: name.to_owned(),
-                })
-            }
-            _ => Err(format!("expected NAMESPACE/NAME, got {s:?}")),
-        }
-    }
-}
-
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+pub use crate::policy::ObjectRef;
 
 /// A duration flag such as `10s` or `500ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,19 +201,5 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn parses_object_refs() {
-        assert_eq!(
-            "egress-guard/allowlist".parse::<ObjectRef>(),
-            Ok(ObjectRef {
-                namespace: "egress-guard".into(),
-                name: "allowlist".into()
-            })
-        );
-        for bad in ["x", "/x", "x/", "a/b/c"] {
-            assert!(bad.parse::<ObjectRef>().is_err(), "{bad}");
-        }
     }
 }

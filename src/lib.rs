@@ -2,7 +2,8 @@
 //! Istio meshes.
 //!
 //! The arrows point one way: `server → admission → policy`, `source → policy`,
-//! `check → policy`, `audit → policy`. [`policy`] is pure and imports none of the others.
+//! `check → policy`, `audit → check → policy`; `server` and `source` both record into
+//! [`metrics`]. [`policy`] is pure and imports none of the others.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cli;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod source;

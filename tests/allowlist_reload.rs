@@ -185,11 +185,11 @@ fn big_allowlist(tag: usize, allow_probe: bool) -> String {
 fn decisions_stay_consistent_while_100k_allowlists_swap() {
     let store = PolicyStore::new(Metrics::new());
     store.load(&big_allowlist(0, false), "0").unwrap();
-    let spec = serde_json::value::to_raw_value(&serde_json::json!({
+    let spec = serde_json::value::to_raw_value(&serde_json::json!({"spec": {
         "hosts": ["probe.example", "h5-0.example.com"],
         "resolution": "DNS",
         "ports": [{"number": 443, "name": "https", "protocol": "TLS"}]
-    }))
+    }}))
     .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let checked = Arc::new(AtomicUsize::new(0));
@@ -205,9 +205,8 @@ fn decisions_stay_consistent_while_100k_allowlists_swap() {
                         operation: Operation::Create,
                         namespace: "default",
                         name: "probe",
-                        spec: Some(&spec),
-                        timeout_annotation: None,
-                        old_spec: None,
+                        object: Some(&spec),
+                        old_object: None,
                     };
                     let d = policy::evaluate(&req, &loaded.allowlist);
                     // Version k (tag) allows probe.example iff k is odd, and allows

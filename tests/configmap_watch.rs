@@ -5,8 +5,8 @@ mod fake_api;
 
 use std::sync::Arc;
 
-use egress_guard::cli::ObjectRef;
-use egress_guard::server::metrics::Metrics;
+use egress_guard::metrics::Metrics;
+use egress_guard::policy::ObjectRef;
 use egress_guard::source::PolicyStore;
 use egress_guard::source::configmap::{ConfigMapError, watch_configmap};
 use fake_api::{DEADLINE, FakeApi, Request, configmap, eventually};

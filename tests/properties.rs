@@ -229,16 +229,15 @@ proptest! {
         ))
         .unwrap();
         let eval = |obj: &Value| {
-            let spec = serde_json::value::to_raw_value(&obj["spec"]).unwrap();
+            let raw = serde_json::value::to_raw_value(obj).unwrap();
             policy::evaluate(
                 &Request {
                     kind: Some(Kind::VirtualService),
                     operation: Operation::Create,
                     namespace: "default",
                     name: "vs",
-                    spec: Some(&spec),
-                    timeout_annotation: None,
-                    old_spec: None,
+                    object: Some(&raw),
+                    old_object: None,
                 },
                 &allowlist,
             )
@@ -267,16 +266,19 @@ proptest! {
             "strict: {strict}\ndefaultTimeout: 1s\nhosts: [api.github.com, \"*.example.com\"]\ncidrs: [10.0.0.0/8]\negressGatewaySelectors: [{{istio: egressgateway}}]\n"
         ))
         .unwrap();
-        let raw = serde_json::value::to_raw_value(&spec).unwrap();
+        let object = json!({
+            "metadata": {"annotations": {"egress-guard.io/default-timeout": "garbage"}},
+            "spec": spec,
+        });
+        let raw = serde_json::value::to_raw_value(&object).unwrap();
         let d = policy::evaluate(
             &Request {
                 kind: Some(kind),
                 operation: Operation::Update,
                 namespace: "default",
                 name: "x",
-                spec: Some(&raw),
-                timeout_annotation: Some("garbage"),
-                old_spec: Some(&raw),
+                object: Some(&raw),
+                old_object: Some(&raw),
             },
             &allowlist,
         );
@@ -372,16 +374,15 @@ fn spec_like() -> impl Strategy<Value = Value> {
 }
 
 fn evaluate_raw(kind: Kind, text: String, allowlist: &Allowlist) -> policy::Decision {
-    let raw = serde_json::value::RawValue::from_string(text).unwrap();
+    let raw = serde_json::value::RawValue::from_string(format!("{{\"spec\":{text}}}")).unwrap();
     policy::evaluate(
         &Request {
             kind: Some(kind),
             operation: Operation::Create,
             namespace: "default",
             name: "x",
-            spec: Some(&raw),
-            timeout_annotation: None,
-            old_spec: None,
+            object: Some(&raw),
+            old_object: None,
         },
         allowlist,
     )

@@ -96,6 +96,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in table order.
+    #[cfg(test)]
     pub const ALL: [Code; 30] = [
         Code::HostNotAllowed,
         Code::WildcardTooBroad,
@@ -164,48 +165,6 @@ impl Code {
             Self::EgressProxy => "EG302",
         }
     }
-
-    /// A one-line description for docs and `--explain`-style output.
-    pub fn summary(self) -> &'static str {
-        match self {
-            Self::HostNotAllowed => "host is not in the allowlist",
-            Self::WildcardTooBroad => "wildcard host matches more than the allowlist covers",
-            Self::AddressNotAllowed => "IP address or CIDR is outside every allowed CIDR",
-            Self::PortNotAllowed => "host is allowed only on other ports",
-            Self::GrantExported => "namespace-only grant used by a ServiceEntry exported beyond it",
-            Self::InvalidHost => "invalid host name",
-            Self::PartialWildcard => {
-                "partial wildcard host (Istio warns; denied when strict, and always in Gateway hosts)"
-            }
-            Self::WildcardNotAllowed => "wildcard host where the field forbids it",
-            Self::IpAsHost => "IP address where a host name is required",
-            Self::InvalidPort => "invalid port number or name",
-            Self::DuplicatePort => "duplicate port number or name",
-            Self::InvalidProtocol => "unrecognised port protocol",
-            Self::ResolutionConflict => "resolution constraint violated",
-            Self::InvalidEndpoint => "endpoint address does not fit the resolution",
-            Self::InvalidDuration => "duration below 1ms, not whole milliseconds, or unparsable",
-            Self::MissingField => "required field missing or empty",
-            Self::InvalidExportTo => "invalid exportTo value",
-            Self::InvalidGatewayRef => "invalid gateway reference or server host namespace",
-            Self::InvalidAddress => "address is neither an IP nor a CIDR",
-            Self::SelectorWithEndpoints => "workloadSelector and endpoints are exclusive",
-            Self::InvalidSubset => "invalid or duplicate subset name",
-            Self::InvalidSidecarHost => "Sidecar egress host is not namespace/host",
-            Self::EgressProxyWithoutAllowAny => {
-                "egressProxy requires outboundTrafficPolicy ALLOW_ANY"
-            }
-            Self::InvalidSpec => "spec does not decode",
-            Self::MultiHostNonHttp => {
-                "several ServiceEntry hosts with resolution other than NONE need HTTP or TLS ports"
-            }
-            Self::OverlappingHosts => "duplicate or overlapping VirtualService hosts",
-            Self::InvalidRetry => "invalid retry policy",
-            Self::MirrorConflict => "HTTP route sets both mirror and mirrors",
-            Self::AllowAnyOutbound => "Sidecar ALLOW_ANY opens egress to every destination",
-            Self::EgressProxy => "Sidecar egressProxy sends unknown egress around the allowlist",
-        }
-    }
 }
 
 impl fmt::Display for Code {
@@ -255,6 +214,32 @@ pub enum Skip {
     NotIstio,
 }
 
+/// What a decision means for the object: the one place that classifies a [`Decision`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Admitted with nothing to report.
+    Allow,
+    /// Denied.
+    Deny,
+    /// Admitted, with violations reported (audit mode or unchanged spec).
+    Audit,
+    /// Not checked (DELETE, other kinds, exempt namespaces).
+    Skip,
+}
+
+impl Verdict {
+    /// The lowercase name used in logs, metric labels and JSON reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Audit => "audit",
+            Verdict::Skip => "skip",
+        }
+    }
+}
+
 /// The verdict for one object under one allowlist.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decision {
@@ -295,6 +280,20 @@ impl Decision {
         !self.violations.is_empty() && self.allowed()
     }
 
+    /// What the decision means: skipped, denied, allowed with violations reported, or
+    /// allowed cleanly.
+    pub fn verdict(&self) -> Verdict {
+        if self.skipped.is_some() {
+            Verdict::Skip
+        } else if !self.allowed() {
+            Verdict::Deny
+        } else if self.audited() {
+            Verdict::Audit
+        } else {
+            Verdict::Allow
+        }
+    }
+
     /// The patch, or `None` when there is nothing to change.
     pub fn patch(&self) -> Option<&json_patch::Patch> {
         (!self.patch.0.is_empty()).then_some(&self.patch)
@@ -312,7 +311,6 @@ mod tests {
             assert!(seen.insert(code.as_str()), "duplicate {code}");
             let band = &code.as_str()[..3];
             assert!(["EG1", "EG2", "EG3"].contains(&band), "{code}");
-            assert!(!code.summary().ends_with('.'));
         }
     }
 

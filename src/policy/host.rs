@@ -50,32 +50,39 @@ pub fn normalize(host: &str) -> Cow<'_, str> {
     }
 }
 
-/// Checks one DNS-1123 label: 1–63 of `[a-z0-9-]`, not starting or ending with `-`.
-///
-/// Mirrors Istio's `labels.IsDNS1123Label`; input is expected lowercase.
+/// Why `label` is not a DNS-1123 label (1–63 of `[a-z0-9-]`, alphanumeric at both
+/// ends), or `None` when it is one. Kubernetes names are lowercase; Istio's
+/// `labels.IsDNS1123Label` also accepts upper case (`upper`). The one implementation
+/// of the rule: [`check_label`] and `istio::is_dns1123_label` both call it.
+pub fn label_problem(label: &str, upper: bool) -> Option<&'static str> {
+    let b = label.as_bytes();
+    if b.is_empty() {
+        Some("empty")
+    } else if b.len() > 63 {
+        Some("longer than 63 characters")
+    } else if !b.iter().all(|c| {
+        c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || *c == b'-'
+            || (upper && c.is_ascii_uppercase())
+    }) {
+        Some("only a-z, 0-9 and '-' are allowed")
+    } else if b.first() == Some(&b'-') || b.last() == Some(&b'-') {
+        Some("must not start or end with '-'")
+    } else {
+        None
+    }
+}
+
+/// Checks one lowercase DNS-1123 label, as Kubernetes names and normalised hosts use.
 pub fn check_label(label: &str) -> Result<(), HostError> {
-    let bad = |reason| {
-        Err(HostError::Label {
+    match label_problem(label, false) {
+        None => Ok(()),
+        Some(reason) => Err(HostError::Label {
             label: label.to_owned(),
             reason,
-        })
-    };
-    if label.is_empty() {
-        return bad("empty");
+        }),
     }
-    if label.len() > 63 {
-        return bad("longer than 63 characters");
-    }
-    if !label
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return bad("only a-z, 0-9 and '-' are allowed");
-    }
-    if label.starts_with('-') || label.ends_with('-') {
-        return bad("must not start or end with '-'");
-    }
-    Ok(())
 }
 
 /// Checks a dotted name made only of DNS-1123 labels (no wildcard).

@@ -11,13 +11,15 @@ pub mod host;
 pub mod istio;
 pub mod kinds;
 pub mod matcher;
+pub mod object_ref;
 pub mod timeouts;
 
 use serde_json::value::RawValue;
 
 pub use allowlist::{Allowlist, AllowlistError};
-pub use decision::{Code, Decision, Mode, Skip, Violation};
+pub use decision::{Code, Decision, Mode, Skip, Verdict, Violation};
 pub use kinds::Kind;
+pub use object_ref::ObjectRef;
 
 use allowlist::{Grant, Lookup};
 use kinds::{Context, EgressRef, Target};
@@ -35,10 +37,22 @@ pub enum Operation {
     Connect,
 }
 
+impl Operation {
+    /// The name the admission API uses, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
 /// One object to judge, borrowed from wherever it was decoded.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    /// The Istio kind, or `None` for anything else.
+    /// The kind, or `None` for one egress-guard does not judge.
     pub kind: Option<Kind>,
     /// The operation.
     pub operation: Operation,
@@ -46,12 +60,10 @@ pub struct Request<'a> {
     pub namespace: &'a str,
     /// The object's name (may be empty on CREATE with `generateName`).
     pub name: &'a str,
-    /// The object's `spec` as JSON; `None` is judged as an empty spec.
-    pub spec: Option<&'a RawValue>,
-    /// The `egress-guard.io/default-timeout` annotation, if set.
-    pub timeout_annotation: Option<&'a str>,
-    /// On UPDATE, the stored object's `spec`.
-    pub old_spec: Option<&'a RawValue>,
+    /// The whole object as JSON; `None` is judged as an object without a spec.
+    pub object: Option<&'a RawValue>,
+    /// On UPDATE, the stored object.
+    pub old_object: Option<&'a RawValue>,
 }
 
 /// Judges one object under one allowlist.
@@ -66,13 +78,12 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist) -> Decision {
         return Decision::skip(Skip::ExemptNamespace);
     }
 
-    let empty = empty_spec();
-    let spec = req.spec.unwrap_or(empty);
+    let object = req.object.unwrap_or(empty_object());
     let cx = Context {
         allowlist,
         namespace: req.namespace,
     };
-    let findings = kinds::inspect(kind, spec, &cx);
+    let findings = kinds::inspect(kind, object, &cx);
 
     let mut decision = Decision {
         mode: allowlist.mode_for(req.namespace),
@@ -88,13 +99,19 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist) -> Decision {
 
     if req.operation == Operation::Update
         && !decision.violations.is_empty()
-        && req.old_spec.is_some_and(|old| same_json(old, spec))
+        && req.old_object.is_some_and(|old| same_spec(old, object))
     {
         decision.spec_unchanged = true;
     }
 
     if kind == Kind::VirtualService {
-        plan_timeouts(req, allowlist, &findings.http_routes, &mut decision);
+        plan_timeouts(
+            req.namespace,
+            findings.timeout_annotation.as_deref(),
+            allowlist,
+            &findings.http_routes,
+            &mut decision,
+        );
     }
     decision
 }
@@ -151,13 +168,14 @@ fn join_ports(ports: &[u16]) -> String {
 
 /// Adds the default-timeout patch for a VirtualService, honouring the annotation.
 fn plan_timeouts(
-    req: &Request<'_>,
+    namespace: &str,
+    annotation: Option<&str>,
     allowlist: &Allowlist,
     routes: &[kinds::HttpRouteInfo],
     decision: &mut Decision,
 ) {
-    let default = allowlist.default_timeout_for(req.namespace);
-    let timeout = match req.timeout_annotation.map(timeouts::parse_override) {
+    let default = allowlist.default_timeout_for(namespace);
+    let timeout = match annotation.map(timeouts::parse_override) {
         None => default,
         Some(Ok(timeouts::Override::OptOut)) => None,
         Some(Ok(timeouts::Override::Timeout(d))) => Some(d),
@@ -179,21 +197,40 @@ fn plan_timeouts(
 
 /// Spec equality for "UPDATE left spec unchanged": byte-equal JSON is the fast path
 /// (the apiserver encodes both the same way), structural equality the fallback.
-fn same_json(a: &RawValue, b: &RawValue) -> bool {
-    if a.get() == b.get() {
+fn same_spec(old: &RawValue, new: &RawValue) -> bool {
+    let (Some(a), Some(b)) = (spec_of(old), spec_of(new)) else {
+        return false;
+    };
+    let (a, b) = (
+        a.map_or("null", RawValue::get),
+        b.map_or("null", RawValue::get),
+    );
+    if a == b {
         return true;
     }
     match (
-        serde_json::from_str::<serde_json::Value>(a.get()),
-        serde_json::from_str::<serde_json::Value>(b.get()),
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
     ) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
 }
 
+/// The object's `spec` (`None` when absent or null), or `None` when it is not an object.
+fn spec_of(object: &RawValue) -> Option<Option<&RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct SpecOnly<'a> {
+        #[serde(borrow, default)]
+        spec: Option<&'a RawValue>,
+    }
+    serde_json::from_str::<SpecOnly<'_>>(object.get())
+        .ok()
+        .map(|s| s.spec)
+}
+
 #[allow(clippy::expect_used)]
-fn empty_spec() -> &'static RawValue {
+fn empty_object() -> &'static RawValue {
     static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
     EMPTY.get_or_init(|| RawValue::from_string("{}".to_owned()).expect("`{}` is valid JSON"))
 }

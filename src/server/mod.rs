@@ -4,7 +4,6 @@
 //! A request is read (bounded in size and time), decoded, judged synchronously by
 //! `policy::evaluate` against one lock-free snapshot of the allowlist, and answered.
 
-pub mod metrics;
 mod run;
 pub mod tls;
 
@@ -26,10 +25,9 @@ use axum_server::tls_rustls::RustlsConfig;
 use http_body_util::BodyExt;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
-use crate::admission::{self, Endpoint, ReviewError};
-use crate::policy;
+use crate::admission::{self, Endpoint, Outcome};
+pub use crate::metrics::Metrics;
 use crate::source::PolicyStore;
-pub use metrics::Metrics;
 use tls::TlsPaths;
 
 /// Largest accepted AdmissionReview body (the apiserver's own request limit is 3 MiB).
@@ -201,105 +199,84 @@ fn too_large() -> Rejection {
     )
 }
 
-/// Decodes, evaluates and answers one review. Synchronous: microseconds of work.
+/// Answers one review through the pipeline, then records it and writes its log line.
 fn judge(endpoint: Endpoint, st: &AppState, body: &[u8], started: Instant) -> Response {
-    let req = match admission::decode(body) {
-        Ok(r) => r,
-        Err(ReviewError::Undecodable {
-            uid,
-            api_version,
-            message,
-        }) => {
-            st.metrics
-                .record_bad_request(endpoint, "undecodable", started.elapsed());
-            tracing::warn!(endpoint = endpoint.as_str(), uid, %message, "AdmissionReview request does not decode");
-            let msg = format!("egress-guard could not decode the request: {message}");
-            return axum::Json(admission::error_review(&uid, &api_version, &msg)).into_response();
-        }
-        Err(e) => {
-            let reason = if matches!(e, ReviewError::NoRequest) {
-                "no_request"
-            } else {
-                "malformed"
-            };
-            st.metrics
-                .record_bad_request(endpoint, reason, started.elapsed());
-            tracing::warn!(endpoint = endpoint.as_str(), error = %e, "bad AdmissionReview");
-            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
-        }
-    };
-    let namespace = req.namespace.as_deref().unwrap_or_default();
-    let Some(loaded) = st.store.current() else {
-        st.metrics
-            .record_bad_request(endpoint, "not_ready", started.elapsed());
-        tracing::error!(uid = %req.uid, "no allowlist loaded; refusing to judge");
-        let review = admission::error_review(
-            &req.uid,
-            &req.types.api_version,
-            "egress-guard has no allowlist loaded yet",
-        );
-        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(review)).into_response();
-    };
-    let decision = policy::evaluate(&admission::to_policy_request(&req), &loaded.allowlist);
-    let response = admission::respond(endpoint, &req, &decision).into_review();
-    let body = match admission::encode(&response) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(error = %e, "encoding the response failed");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "encoding the response failed\n",
-            )
-                .into_response();
-        }
-    };
+    let loaded = st.store.current();
+    let reviewed = admission::review(endpoint, body, loaded.as_ref().map(|l| &l.allowlist));
     let elapsed = started.elapsed();
-    let operation = operation_label(&req.operation);
-    let outcome = st.metrics.record_review(
-        endpoint,
-        operation,
-        &req.kind.kind,
-        namespace,
-        &decision,
-        elapsed,
-    );
-    let codes: Vec<&str> = decision
-        .violations
-        .iter()
-        .map(|v| v.code.as_str())
-        .collect();
-    // One line per decision carrying the whole request context. No span: the line is
-    // the only event of a review, and a span per request costs more than the decision.
-    tracing::info!(
-        uid = %req.uid,
-        endpoint = endpoint.as_str(),
-        operation,
-        kind = %req.kind.kind,
-        namespace,
-        name = admission::object_name(&req),
-        dry_run = req.dry_run,
-        decision = outcome.as_str(),
-        mode = decision.mode.as_str(),
-        codes = %codes.join(","),
-        patched = decision.patched_routes.len(),
-        allowlist_revision = %loaded.revision,
-        elapsed_us = elapsed.as_micros() as u64,
-        "admission decision"
-    );
+    match &reviewed.outcome {
+        Outcome::Judged(j) => {
+            st.metrics.record_review(endpoint, j, elapsed);
+            let d = &j.decision;
+            let codes: Vec<&str> = d.violations.iter().map(|v| v.code.as_str()).collect();
+            // One line per decision carrying the whole request context. No span: the
+            // line is the only event of a review. Request strings are escaped and cut,
+            // so a crafted uid or kind cannot forge or flood log lines.
+            tracing::info!(
+                uid = %Clean(&j.uid),
+                endpoint = endpoint.as_str(),
+                operation = j.operation.as_str(),
+                kind = %Clean(&j.kind),
+                namespace = %Clean(&j.namespace),
+                name = %Clean(&j.name),
+                dry_run = j.dry_run,
+                decision = j.answer.as_str(),
+                mode = d.mode.as_str(),
+                codes = %codes.join(","),
+                patched = d.patched_routes.len(),
+                allowlist_revision = loaded.as_ref().map_or("", |l| l.revision.as_str()),
+                elapsed_us = elapsed.as_micros() as u64,
+                "admission decision"
+            );
+        }
+        Outcome::Rejected(r) => {
+            st.metrics.record_bad_request(endpoint, r.reason, elapsed);
+            tracing::warn!(
+                endpoint = endpoint.as_str(),
+                reason = r.reason,
+                uid = %Clean(r.uid.as_deref().unwrap_or_default()),
+                message = %Clean(&r.message),
+                "review not judged"
+            );
+        }
+    }
+    let status = StatusCode::from_u16(reviewed.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = if reviewed.json {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
     (
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body),
+        status,
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from(reviewed.body),
     )
         .into_response()
 }
 
-fn operation_label(op: &kube::core::admission::Operation) -> &'static str {
-    use kube::core::admission::Operation;
-    match op {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
+/// Request text for a log line: control characters escaped, at most [`Clean::MAX`]
+/// characters, so a value from the request body can neither break a text-format line
+/// nor flood the log.
+struct Clean<'a>(&'a str);
+
+impl Clean<'_> {
+    const MAX: usize = 256;
+}
+
+impl std::fmt::Display for Clean<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for (i, c) in self.0.chars().enumerate() {
+            if i == Self::MAX {
+                return f.write_char('…');
+            }
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -12,7 +12,7 @@ use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::source::watch;
 
 /// Paths of the TLS material.
@@ -30,7 +30,7 @@ pub struct TlsPaths {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         /// The file.
         path: String,
@@ -46,7 +46,7 @@ pub enum TlsError {
         what: String,
     },
     /// rustls refused the material (e.g. key does not match the certificate).
-    #[error("invalid TLS material: {0}")]
+    #[error("invalid TLS material")]
     Rustls(#[from] rustls::Error),
     /// The client CA bundle is unusable.
     #[error("invalid client CA: {0}")]

@@ -12,13 +12,13 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
 use super::PolicyStore;
-use crate::cli::ObjectRef;
+use crate::policy::ObjectRef;
 
 /// Why the ConfigMap source stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigMapError {
     /// The first allowlist read at start-up is invalid: fatal, as with a file.
-    #[error("allowlist in ConfigMap {cm} key {key}: {source}")]
+    #[error("allowlist in ConfigMap {cm} key {key}")]
     InvalidAtStartup {
         /// The ConfigMap.
         cm: String,

@@ -8,8 +8,8 @@ use std::time::Instant;
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 
+use crate::metrics::Metrics;
 use crate::policy::{Allowlist, AllowlistError};
-use crate::server::metrics::Metrics;
 
 pub mod configmap;
 pub mod file;

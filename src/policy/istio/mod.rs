@@ -29,12 +29,7 @@ const NAME_MAX: usize = 255;
 /// `labels.IsDNS1123Label`: 1–63 of `[a-zA-Z0-9-]`, alphanumeric at both ends. Unlike
 /// Kubernetes, Istio accepts upper case.
 pub fn is_dns1123_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= LABEL_MAX
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-        && b.first().is_some_and(u8::is_ascii_alphanumeric)
-        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+    super::host::label_problem(s, true).is_none()
 }
 
 /// `labels.IsWildcardDNS1123Label`: `*`, `*label`, `*-label` or a plain label.

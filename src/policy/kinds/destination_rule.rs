@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Findings, export_to, is_ip_literal, null_default};
+use super::{Context, Findings, HostEgress, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
 
@@ -60,19 +60,15 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
         spec.workload_selector.is_some(),
         out,
     );
-    let valid = out
-        .rule(
-            || "spec.host".to_owned(),
-            &spec.host,
-            istio::destination_rule_host(&spec.host),
-        )
-        .is_some();
-    if valid {
-        out.partial_wildcard(cx, "spec.host", &spec.host);
-    }
-    if valid || is_ip_literal(&spec.host) {
-        out.host_ref(cx, "spec.host".to_owned(), &spec.host, &[], false);
-    }
+    let syntax = istio::destination_rule_host(&spec.host);
+    out.host_field(
+        cx,
+        "spec.host".to_owned(),
+        &spec.host,
+        syntax,
+        true,
+        Some(HostEgress::default()),
+    );
     if let Some(tp) = &spec.traffic_policy {
         traffic_policy(tp, "spec.trafficPolicy", cx, out);
     }

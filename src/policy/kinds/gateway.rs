@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
-use super::{Context, Findings, is_ip_literal, null_default};
+use super::{Context, Findings, Port, is_ip_literal, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
 
@@ -27,16 +27,6 @@ struct Server {
     port: Option<Port>,
     #[serde(deserialize_with = "null_default")]
     bind: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Port {
-    number: i64,
-    #[serde(deserialize_with = "null_default")]
-    name: String,
-    #[serde(deserialize_with = "null_default")]
-    protocol: String,
 }
 
 pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {

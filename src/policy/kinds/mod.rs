@@ -13,6 +13,9 @@ use super::allowlist::Allowlist;
 use super::decision::{Code, Violation};
 use super::host::{self, HostPattern};
 use super::istio::{self, Failure};
+use super::timeouts;
+
+mod meta;
 
 mod destination_rule;
 mod gateway;
@@ -20,6 +23,7 @@ mod service_entry;
 mod sidecar;
 mod virtual_service;
 
+pub use meta::{Meta, Pairs};
 pub use virtual_service::HttpRouteInfo;
 
 /// The Istio networking kinds egress-guard understands.
@@ -118,6 +122,24 @@ pub struct EgressRef {
     pub exported_beyond_namespace: bool,
 }
 
+/// How a host field sends traffic: on which ports, and whether a namespace grant leaks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostEgress<'a> {
+    /// ServiceEntry ports (empty: not port-specific).
+    pub ports: &'a [u16],
+    /// The object is visible beyond its own namespace.
+    pub exported: bool,
+}
+
+/// What [`Findings::host_field`] found.
+#[derive(Debug, Clone, Copy)]
+pub struct HostField {
+    /// The host passed the field's syntax rule.
+    pub valid: bool,
+    /// It was recorded as egress leaving the mesh.
+    pub external: bool,
+}
+
 /// What is needed from outside the object to judge it.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
@@ -138,6 +160,8 @@ pub struct Findings {
     pub warnings: Vec<String>,
     /// VirtualService http routes, for the timeout mutation.
     pub http_routes: Vec<HttpRouteInfo>,
+    /// The VirtualService's `egress-guard.io/default-timeout` annotation.
+    pub timeout_annotation: Option<String>,
 }
 
 impl Findings {
@@ -200,6 +224,33 @@ impl Findings {
                 Code::PartialWildcard
             ));
         }
+    }
+
+    /// The sequence every host field goes through: Istio's syntax rule for the field,
+    /// the partial-wildcard policy when the field allows them (`partial_policy`), and an
+    /// egress reference when the host is where traffic can go (`egress`). A host that
+    /// fails the syntax rule is still an egress reference when it is an IP literal: an
+    /// address traffic can reach.
+    pub fn host_field(
+        &mut self,
+        cx: &Context<'_>,
+        path: String,
+        raw: &str,
+        syntax: Result<(), Failure>,
+        partial_policy: bool,
+        egress: Option<HostEgress<'_>>,
+    ) -> HostField {
+        let valid = self.rule(|| path.clone(), raw, syntax).is_some();
+        if valid && partial_policy {
+            self.partial_wildcard(cx, &path, raw);
+        }
+        let external = match egress {
+            Some(e) if valid || is_ip_literal(raw) => {
+                self.host_ref(cx, path, raw, e.ports, e.exported)
+            }
+            _ => false,
+        };
+        HostField { valid, external }
     }
 
     /// Adds an egress reference to a host as written in the resource, unless it stays
@@ -280,24 +331,30 @@ fn is_ip_literal(raw: &str) -> bool {
     matches!(target(raw), Target::Net(_))
 }
 
-/// Decodes `spec` into a kind's struct; a type error becomes an `EG219` violation
+/// An object as a kind module reads it: slim metadata and its typed `spec`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, bound(deserialize = "S: serde::Deserialize<'de> + Default"))]
+struct Object<S> {
+    #[serde(deserialize_with = "null_default")]
+    metadata: Meta,
+    #[serde(deserialize_with = "null_default")]
+    spec: S,
+}
+
+/// Decodes an object into a kind's struct; a type error becomes an `EG219` violation
 /// naming the field.
-fn decode<T: DeserializeOwned + Default>(spec: &RawValue, out: &mut Findings) -> Option<T> {
+fn decode<T: DeserializeOwned + Default>(object: &RawValue, out: &mut Findings) -> Option<T> {
     // Plain serde_json first: tracking the path costs as much as the decode itself, and
-    // is only needed to name the field of a spec that does not decode.
-    if let Ok(v) = serde_json::from_str::<T>(spec.get()) {
+    // is only needed to name the field of an object that does not decode.
+    if let Ok(v) = serde_json::from_str::<T>(object.get()) {
         return Some(v);
     }
-    let mut de = serde_json::Deserializer::from_str(spec.get());
+    let mut de = serde_json::Deserializer::from_str(object.get());
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(v) => Some(v),
         Err(e) => {
             let path = e.path().to_string();
-            let path = if path == "." {
-                "spec".to_owned()
-            } else {
-                format!("spec.{path}")
-            };
+            let path = if path == "." { "spec".to_owned() } else { path };
             let inner = e.into_inner();
             out.violation(
                 Code::InvalidSpec,
@@ -310,33 +367,38 @@ fn decode<T: DeserializeOwned + Default>(spec: &RawValue, out: &mut Findings) ->
     }
 }
 
-/// Runs the kind's extraction and validity rules over one spec.
-pub fn inspect(kind: Kind, spec: &RawValue, cx: &Context<'_>) -> Findings {
+/// Runs the kind's extraction and validity rules over one object.
+pub fn inspect(kind: Kind, object: &RawValue, cx: &Context<'_>) -> Findings {
     let mut out = Findings::default();
     match kind {
         Kind::ServiceEntry => {
-            if let Some(s) = decode(spec, &mut out) {
-                service_entry::inspect(&s, cx, &mut out);
+            if let Some(o) = decode::<Object<_>>(object, &mut out) {
+                service_entry::inspect(&o.spec, cx, &mut out);
             }
         }
         Kind::VirtualService => {
-            if let Some(s) = decode(spec, &mut out) {
-                virtual_service::inspect(&s, cx, &mut out);
+            if let Some(o) = decode::<Object<_>>(object, &mut out) {
+                out.timeout_annotation = o
+                    .metadata
+                    .annotations
+                    .get(timeouts::ANNOTATION)
+                    .map(str::to_owned);
+                virtual_service::inspect(&o.spec, cx, &mut out);
             }
         }
         Kind::DestinationRule => {
-            if let Some(s) = decode(spec, &mut out) {
-                destination_rule::inspect(&s, cx, &mut out);
+            if let Some(o) = decode::<Object<_>>(object, &mut out) {
+                destination_rule::inspect(&o.spec, cx, &mut out);
             }
         }
         Kind::Gateway => {
-            if let Some(s) = decode(spec, &mut out) {
-                gateway::inspect(&s, cx, &mut out);
+            if let Some(o) = decode::<Object<_>>(object, &mut out) {
+                gateway::inspect(&o.spec, cx, &mut out);
             }
         }
         Kind::Sidecar => {
-            if let Some(s) = decode(spec, &mut out) {
-                sidecar::inspect(&s, cx, &mut out);
+            if let Some(o) = decode::<Object<_>>(object, &mut out) {
+                sidecar::inspect(&o.spec, cx, &mut out);
             }
         }
     }
@@ -385,6 +447,18 @@ struct Destination {
 #[serde(default)]
 struct PortSelector {
     number: i64,
+}
+
+/// A service or server port: ServiceEntry `ports[]`, Gateway `servers[].port`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Port {
+    number: i64,
+    #[serde(deserialize_with = "null_default")]
+    protocol: String,
+    #[serde(deserialize_with = "null_default")]
+    name: String,
+    target_port: Option<i64>,
 }
 
 /// Deserializes `null` as the default, as Kubernetes clients treat them alike.

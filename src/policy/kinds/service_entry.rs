@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Findings, export_to, is_ip_literal, null_default};
+use super::{Context, Findings, HostEgress, Port, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio::{self, Resolution};
 
@@ -28,17 +28,6 @@ pub(super) struct Spec {
     workload_selector: Option<IgnoredAny>,
     #[serde(deserialize_with = "null_default")]
     export_to: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct Port {
-    number: i64,
-    #[serde(deserialize_with = "null_default")]
-    protocol: String,
-    #[serde(deserialize_with = "null_default")]
-    name: String,
-    target_port: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,23 +198,25 @@ fn check_hosts(
         resolution,
         Some(Resolution::Dns | Resolution::DnsRoundRobin)
     ) && spec.endpoints.is_empty();
+    let dynamic = resolution == Some(Resolution::DynamicDns);
+    let egress = HostEgress {
+        ports: &ports.numbers,
+        exported,
+    };
     for (i, raw) in spec.hosts.iter().enumerate() {
-        let path = format!("spec.hosts[{i}]");
-        let valid = out
-            .rule(|| path.clone(), raw, istio::service_entry_host(raw))
-            .is_some();
-        if valid {
-            if resolution == Some(Resolution::DynamicDns) {
-                out.rule(|| path.clone(), raw, istio::dynamic_dns_host(raw));
-            } else {
-                out.partial_wildcard(cx, &path, raw);
-            }
-            if dns_without_endpoints {
-                out.rule(|| path.clone(), raw, istio::dns_host_without_endpoints(raw));
-            }
+        let path = || format!("spec.hosts[{i}]");
+        let syntax = istio::service_entry_host(raw);
+        if !out
+            .host_field(cx, path(), raw, syntax, !dynamic, Some(egress))
+            .valid
+        {
+            continue;
         }
-        if valid || is_ip_literal(raw) {
-            out.host_ref(cx, path, raw, &ports.numbers, exported);
+        if dynamic {
+            out.rule(path, raw, istio::dynamic_dns_host(raw));
+        }
+        if dns_without_endpoints {
+            out.rule(path, raw, istio::dns_host_without_endpoints(raw));
         }
     }
 }

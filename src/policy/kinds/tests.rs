@@ -29,9 +29,10 @@ fn mk_allowlist(extra: &str) -> Allowlist {
     Allowlist::from_yaml(&format!("{ALLOWLIST}{extra}")).unwrap()
 }
 
+/// An object with this spec (YAML).
 fn mk_spec(yaml: &str) -> Box<RawValue> {
     let v: Value = serde_norway::from_str(yaml).unwrap();
-    serde_json::value::to_raw_value(&v).unwrap()
+    serde_json::value::to_raw_value(&serde_json::json!({ "spec": v })).unwrap()
 }
 
 fn eval_with(a: &Allowlist, kind: Kind, ns: &str, spec: &str) -> Decision {
@@ -41,9 +42,8 @@ fn eval_with(a: &Allowlist, kind: Kind, ns: &str, spec: &str) -> Decision {
         operation: Operation::Create,
         namespace: ns,
         name: "t",
-        spec: Some(&spec),
-        timeout_annotation: None,
-        old_spec: None,
+        object: Some(&spec),
+        old_object: None,
     };
     policy::evaluate(&req, a)
 }
@@ -395,19 +395,18 @@ fn delete_and_unchanged_updates_are_allowed() {
         operation: Operation::Delete,
         namespace: "default",
         name: "t",
-        spec: None,
-        timeout_annotation: None,
-        old_spec: Some(&spec),
+        object: None,
+        old_object: Some(&spec),
     };
     assert!(policy::evaluate(&req, &a).allowed());
     req.operation = Operation::Update;
-    req.spec = Some(&spec);
+    req.object = Some(&spec);
     let same = mk_spec("resolution: DNS\nhosts: [evil.example.org]\n");
-    req.old_spec = Some(&same);
+    req.old_object = Some(&same);
     let d = policy::evaluate(&req, &a);
     assert!(d.spec_unchanged && d.allowed() && !d.violations.is_empty());
     let changed = mk_spec("hosts: [other.example.org]\nresolution: DNS\n");
-    req.old_spec = Some(&changed);
+    req.old_object = Some(&changed);
     assert!(!policy::evaluate(&req, &a).allowed());
 }
 
@@ -431,9 +430,8 @@ fn unknown_kinds_are_skipped() {
         operation: Operation::Create,
         namespace: "default",
         name: "web",
-        spec: Some(&spec),
-        timeout_annotation: None,
-        old_spec: None,
+        object: Some(&spec),
+        old_object: None,
     };
     assert_eq!(
         policy::evaluate(&req, &mk_allowlist("")).skipped,
@@ -505,16 +503,20 @@ fn timeout_scope_namespace_default_and_annotation() {
     );
 
     let a = mk_allowlist("");
-    let spec = mk_spec(VS_TWO_ROUTES);
     let with_annotation = |value: &'static str| {
+        let spec: Value = serde_norway::from_str(VS_TWO_ROUTES).unwrap();
+        let object = serde_json::json!({
+            "metadata": {"annotations": {policy::timeouts::ANNOTATION: value}},
+            "spec": spec,
+        });
+        let object = serde_json::value::to_raw_value(&object).unwrap();
         let req = Request {
             kind: Some(Kind::VirtualService),
             operation: Operation::Create,
             namespace: "default",
             name: "t",
-            spec: Some(&spec),
-            timeout_annotation: Some(value),
-            old_spec: None,
+            object: Some(&object),
+            old_object: None,
         };
         policy::evaluate(&req, &a)
     };
@@ -547,14 +549,10 @@ fn fixture(name: &str) -> Value {
 fn eval_fixture(name: &str, a: &Allowlist) -> Decision {
     let review = fixture(name);
     let req = &review["request"];
-    let object = if req["object"].is_null() {
-        &req["oldObject"]
-    } else {
-        &req["object"]
-    };
-    let spec = serde_json::value::to_raw_value(&object["spec"]).unwrap();
+    let object = (!req["object"].is_null())
+        .then(|| serde_json::value::to_raw_value(&req["object"]).unwrap());
     let old = (!req["oldObject"].is_null())
-        .then(|| serde_json::value::to_raw_value(&req["oldObject"]["spec"]).unwrap());
+        .then(|| serde_json::value::to_raw_value(&req["oldObject"]).unwrap());
     let op = match req["operation"].as_str().unwrap() {
         "CREATE" => Operation::Create,
         "UPDATE" => Operation::Update,
@@ -568,9 +566,8 @@ fn eval_fixture(name: &str, a: &Allowlist) -> Decision {
         operation: op,
         namespace: req["namespace"].as_str().unwrap(),
         name: req["name"].as_str().unwrap(),
-        spec: Some(&spec),
-        timeout_annotation: None,
-        old_spec: old.as_deref(),
+        object: object.as_deref(),
+        old_object: old.as_deref(),
     };
     policy::evaluate(&r, a)
 }

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Destination, Findings, export_to, is_ip_literal, null_default};
+use super::{Context, Destination, Findings, HostEgress, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio::{self, VirtualServiceBinding};
 
@@ -208,22 +208,12 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
 /// VirtualService applies to the mesh.
 fn check_hosts(spec: &Spec, binding: VirtualServiceBinding, cx: &Context<'_>, out: &mut Findings) {
     let mut all_valid = true;
+    let egress = binding.applies_to_mesh.then_some(HostEgress::default());
     for (i, raw) in spec.hosts.iter().enumerate() {
-        let path = format!("spec.hosts[{i}]");
-        let valid = out
-            .rule(
-                || path.clone(),
-                raw,
-                istio::virtual_service_host(raw, binding),
-            )
-            .is_some();
-        all_valid &= valid;
-        if valid {
-            out.partial_wildcard(cx, &path, raw);
-        }
-        if binding.applies_to_mesh && (valid || is_ip_literal(raw)) {
-            out.host_ref(cx, path, raw, &[], false);
-        }
+        let syntax = istio::virtual_service_host(raw, binding);
+        all_valid &= out
+            .host_field(cx, format!("spec.hosts[{i}]"), raw, syntax, true, egress)
+            .valid;
     }
     // Istio only looks for overlaps when every host is valid.
     if all_valid {
@@ -346,10 +336,15 @@ fn destination(
             istio::port_number(p.number),
         );
     }
-    let path = format!("{path}.host");
     let raw = d.host.as_str();
-    let valid = out
-        .rule(|| path.clone(), raw, istio::destination_host(raw))
-        .is_some();
-    (valid || is_ip_literal(raw)) && out.host_ref(cx, path, raw, &[], false)
+    let syntax = istio::destination_host(raw);
+    out.host_field(
+        cx,
+        format!("{path}.host"),
+        raw,
+        syntax,
+        false,
+        Some(HostEgress::default()),
+    )
+    .external
 }

@@ -1,6 +1,13 @@
-//! Prometheus metrics, recorded in one place from decisions and reload outcomes.
-//! Labels are bounded: never an object name or a host.
+//! Prometheus metrics, recorded in one place from reviews and reload outcomes. Sits
+//! below the server and the allowlist sources, which both record into it.
+//!
+//! Labels are bounded: never an object name or a host. `kind` is one of the kinds
+//! egress-guard knows or `other`; `namespace` is the namespace for the first
+//! [`MAX_NAMESPACE_LABELS`] distinct valid namespace names seen, then `other`, so a
+//! client posting made-up reviews cannot mint series without end.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{
@@ -8,8 +15,10 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::admission::Endpoint;
-use crate::policy::Decision;
+use crate::admission::{Endpoint, Judgement};
+
+/// Distinct `namespace` label values before new namespaces are counted as `other`.
+pub const MAX_NAMESPACE_LABELS: usize = 500;
 
 /// Every egress-guard metric family.
 #[derive(Clone)]
@@ -26,56 +35,12 @@ pub struct Metrics {
     allowlist_load_seconds: Histogram,
     tls_reloads: IntCounterVec,
     tls_expiry: IntGauge,
+    namespaces: Arc<Mutex<HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
-    }
-}
-
-/// How a request ended, for the `decision` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Allowed with nothing to report.
-    Allow,
-    /// Denied.
-    Deny,
-    /// Allowed with violations reported (audit mode or unchanged spec).
-    Audit,
-    /// Allowed with a patch.
-    Patch,
-    /// Not checked (DELETE, other kinds, exempt namespace).
-    Skip,
-    /// Could not be judged (bad request).
-    Error,
-}
-
-impl Outcome {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allow => "allow",
-            Outcome::Deny => "deny",
-            Outcome::Audit => "audit",
-            Outcome::Patch => "patch",
-            Outcome::Skip => "skip",
-            Outcome::Error => "error",
-        }
-    }
-
-    /// Classifies a decision as answered on `endpoint`.
-    pub fn of(endpoint: Endpoint, d: &Decision) -> Self {
-        if d.skipped.is_some() {
-            return Outcome::Skip;
-        }
-        match endpoint {
-            Endpoint::Mutate if d.patch().is_some() => Outcome::Patch,
-            Endpoint::Mutate => Outcome::Allow,
-            Endpoint::Validate if !d.allowed() => Outcome::Deny,
-            Endpoint::Validate if d.audited() => Outcome::Audit,
-            Endpoint::Validate => Outcome::Allow,
-        }
     }
 }
 
@@ -216,44 +181,59 @@ impl Metrics {
                 .expect("valid metric"),
             ),
             registry: r,
+            namespaces: Arc::default(),
         }
     }
 
-    /// Records one answered review; returns how it was classified, for the log line.
-    pub fn record_review(
-        &self,
-        endpoint: Endpoint,
-        operation: &str,
-        kind: &str,
-        namespace: &str,
-        d: &Decision,
-        elapsed: Duration,
-    ) -> Outcome {
-        let outcome = Outcome::of(endpoint, d);
+    /// Records one judged review.
+    pub fn record_review(&self, endpoint: Endpoint, j: &Judgement, elapsed: Duration) {
         self.requests
-            .with_label_values(&[endpoint.as_str(), operation, kind, outcome.as_str()])
+            .with_label_values(&[
+                endpoint.as_str(),
+                j.operation.as_str(),
+                j.kind_label,
+                j.answer.as_str(),
+            ])
             .inc();
         self.duration
             .with_label_values(&[endpoint.as_str()])
             .observe(elapsed.as_secs_f64());
-        if endpoint == Endpoint::Validate {
+        let d = &j.decision;
+        if endpoint == Endpoint::Validate && !d.violations.is_empty() {
+            let namespace = self.namespace_label(&j.namespace);
             for v in &d.violations {
                 self.violations
-                    .with_label_values(&[namespace, v.code.as_str(), d.mode.as_str()])
+                    .with_label_values(&[namespace.as_str(), v.code.as_str(), d.mode.as_str()])
                     .inc();
             }
         }
         if endpoint == Endpoint::Mutate {
             self.timeouts_added.inc_by(d.patched_routes.len() as u64);
         }
-        outcome
+    }
+
+    /// The `namespace` label for `ns`: itself while fewer than [`MAX_NAMESPACE_LABELS`]
+    /// distinct namespaces have been seen, `other` beyond that or for a name that is
+    /// not a valid namespace name.
+    fn namespace_label(&self, ns: &str) -> String {
+        if crate::policy::host::check_label(ns).is_err() {
+            return "other".to_owned();
+        }
+        let Ok(mut seen) = self.namespaces.lock() else {
+            return "other".to_owned();
+        };
+        if seen.contains(ns) || (seen.len() < MAX_NAMESPACE_LABELS && seen.insert(ns.to_owned())) {
+            ns.to_owned()
+        } else {
+            "other".to_owned()
+        }
     }
 
     /// Records a request that could not be evaluated.
     pub fn record_bad_request(&self, endpoint: Endpoint, reason: &str, elapsed: Duration) {
         self.bad_requests.with_label_values(&[reason]).inc();
         self.requests
-            .with_label_values(&[endpoint.as_str(), "", "", Outcome::Error.as_str()])
+            .with_label_values(&[endpoint.as_str(), "", "", "error"])
             .inc();
         self.duration
             .with_label_values(&[endpoint.as_str()])
@@ -310,16 +290,42 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::Answer;
+    use crate::policy::{Code, Decision, Operation, Violation};
+
+    fn judged(kind_label: &'static str, namespace: &str, violations: usize) -> Judgement {
+        let v = Violation {
+            code: Code::HostNotAllowed,
+            path: "spec.hosts[0]".into(),
+            value: "x".into(),
+            message: "m".into(),
+        };
+        Judgement {
+            uid: "u".into(),
+            kind: kind_label.into(),
+            kind_label,
+            namespace: namespace.into(),
+            name: "n".into(),
+            operation: Operation::Create,
+            dry_run: false,
+            answer: if violations > 0 {
+                Answer::Deny
+            } else {
+                Answer::Allow
+            },
+            decision: Decision {
+                violations: vec![v; violations],
+                ..Decision::default()
+            },
+        }
+    }
 
     #[test]
     fn renders_every_family_after_use() {
         let m = Metrics::new();
         m.record_review(
             Endpoint::Validate,
-            "CREATE",
-            "ServiceEntry",
-            "default",
-            &Decision::default(),
+            &judged("ServiceEntry", "default", 0),
             Duration::from_micros(80),
         );
         m.record_bad_request(Endpoint::Validate, "malformed", Duration::from_micros(5));
@@ -338,5 +344,39 @@ mod tests {
         ] {
             assert!(text.contains(family), "missing {family} in\n{text}");
         }
+    }
+
+    #[test]
+    fn namespace_labels_are_capped_and_validated() {
+        let m = Metrics::new();
+        for i in 0..MAX_NAMESPACE_LABELS + 50 {
+            m.record_review(
+                Endpoint::Validate,
+                &judged("ServiceEntry", &format!("ns-{i}"), 1),
+                Duration::ZERO,
+            );
+        }
+        m.record_review(
+            Endpoint::Validate,
+            &judged("ServiceEntry", "Not A Namespace\n", 1),
+            Duration::ZERO,
+        );
+        m.record_review(
+            Endpoint::Validate,
+            &judged("ServiceEntry", "ns-0", 1),
+            Duration::ZERO,
+        );
+        let text = m.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("egress_guard_violations_total{"))
+            .count();
+        assert_eq!(
+            series,
+            MAX_NAMESPACE_LABELS + 1,
+            "one series per admitted namespace plus other"
+        );
+        assert!(text.contains("egress_guard_violations_total{code=\"EG101\",mode=\"enforce\",namespace=\"other\"} 51"), "{text}");
+        assert!(text.contains("namespace=\"ns-0\"} 2"));
     }
 }
