@@ -4,7 +4,7 @@
 //! `cargo run --release --example engine-profile [-- ENTRIES]` (default 100,000)
 //!
 //! Phases: the whole `evaluate`; `kinds::inspect` (spec decode, Istio rules, egress
-//! references); the allowlist lookups of those references; `timeouts::plan`; and, as
+//! references judged against the allowlist as they are found); `timeouts::plan`; and, as
 //! floors, a plain JSON scan of the spec and a typed decode of a VirtualService-shaped
 //! struct with and without `serde_path_to_error` (which `kinds::decode` uses).
 //! Counts come from a counting wrapper around jemalloc (the binary's allocator).
@@ -14,7 +14,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use egress_guard::policy::kinds::{self, Context, Target};
+use egress_guard::policy::budget::Budget;
+use egress_guard::policy::kinds::{self, Context};
 use egress_guard::policy::{self, Allowlist, Kind, Operation, Request, timeouts};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -157,29 +158,15 @@ fn main() {
         row(
             name,
             "evaluate (total)",
-            measure(n, || policy::evaluate(&req, &a)),
+            measure(n, || policy::evaluate(&req, &a, &policy::Env::default())),
         );
+        let budget = || Budget::for_object(spec.get().len(), None);
         row(
             name,
-            "kinds::inspect (decode + rules + refs)",
-            measure(n, || kinds::inspect(kind, &spec, &cx)),
+            "kinds::inspect (decode + rules + allowlist lookups)",
+            measure(n, || kinds::inspect(kind, &spec, &cx, budget())),
         );
-        let findings = kinds::inspect(kind, &spec, &cx);
-        row(
-            name,
-            &format!("allowlist lookups ({} refs)", findings.refs.len()),
-            measure(n, || {
-                findings
-                    .refs
-                    .iter()
-                    .map(|r| match &r.target {
-                        Target::Host(h) => a.lookup_host("default", h, &r.ports),
-                        Target::Net(net) => a.lookup_net("default", net),
-                    })
-                    .filter(|l| matches!(l, policy::allowlist::Lookup::Allowed(_)))
-                    .count()
-            }),
-        );
+        let findings = kinds::inspect(kind, &spec, &cx, budget());
         if kind == Kind::VirtualService {
             let t = a
                 .default_timeout_for("default")

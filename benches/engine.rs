@@ -98,7 +98,7 @@ fn allowlist(entries: usize) -> Allowlist {
 }
 
 fn check(obj: &Object, a: &Allowlist) {
-    let d = policy::evaluate(&obj.request(), a);
+    let d = policy::evaluate(&obj.request(), a, &policy::Env::default());
     if obj.expect_allowed {
         assert!(
             d.allowed() && d.violations.is_empty() && d.warnings.is_empty(),
@@ -134,7 +134,7 @@ fn decision(c: &mut Criterion) {
             check(obj, &a);
             let req = obj.request();
             group.bench_with_input(BenchmarkId::new(obj.name, size), &a, |b, a| {
-                b.iter(|| policy::evaluate(black_box(&req), black_box(a)));
+                b.iter(|| policy::evaluate(black_box(&req), black_box(a), &policy::Env::default()));
             });
         }
     }
@@ -168,7 +168,7 @@ fn fixture(name: &str) -> Vec<u8> {
 /// Bytes in, bytes out through the handler's own pipeline (minus TLS, HTTP, metrics
 /// and logging).
 fn review(endpoint: Endpoint, body: &[u8], a: &Allowlist) -> Vec<u8> {
-    admission::review(endpoint, body, Some(a)).body
+    admission::review(endpoint, body, Some(a), &policy::Env::default()).body
 }
 
 fn request_path(c: &mut Criterion) {

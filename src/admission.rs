@@ -16,7 +16,7 @@ use kube::core::{DynamicObject, NamespaceResourceScope, Resource, Status};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use crate::policy::{self, Allowlist, Decision, Kind, Operation, Skip, Verdict, Violation};
+use crate::policy::{self, Allowlist, Decision, Env, Kind, Operation, Skip, Verdict, Violation};
 
 /// Kubernetes truncates warnings longer than this.
 pub const MAX_WARNING_LEN: usize = 256;
@@ -198,8 +198,13 @@ pub struct Rejection {
 }
 
 /// Answers one review body on `endpoint` under `allowlist` (`None`: none loaded yet,
-/// so the request is refused with 503).
-pub fn review(endpoint: Endpoint, body: &[u8], allowlist: Option<&Allowlist>) -> Reviewed {
+/// so the request is refused with 503), within the engine limits of `env`.
+pub fn review(
+    endpoint: Endpoint,
+    body: &[u8],
+    allowlist: Option<&Allowlist>,
+    env: &Env<'_>,
+) -> Reviewed {
     let req = match decode(body) {
         Ok(r) => r,
         Err(ReviewError::Undecodable {
@@ -232,7 +237,7 @@ pub fn review(endpoint: Endpoint, body: &[u8], allowlist: Option<&Allowlist>) ->
         let msg = "egress-guard has no allowlist loaded yet".to_owned();
         return error_answer(503, &req.uid, &req.types.api_version, "not_ready", msg);
     };
-    let decision = policy::evaluate(&to_policy_request(&req), allowlist);
+    let decision = policy::evaluate(&to_policy_request(&req), allowlist, env);
     let response = respond(endpoint, &req, &decision).into_review();
     let body = match encode(&response) {
         Ok(b) => b,
@@ -579,7 +584,7 @@ mod tests {
 
     fn answer(endpoint: Endpoint, name: &str) -> serde_json::Value {
         let a = Allowlist::from_yaml(policy::allowlist::EXAMPLE).unwrap();
-        let r = review(endpoint, &fixture(name), Some(&a));
+        let r = review(endpoint, &fixture(name), Some(&a), &Env::default());
         assert_eq!(r.status, 200);
         serde_json::from_slice(&r.body).unwrap()
     }
@@ -646,7 +651,7 @@ mod tests {
     fn unchanged_spec_update_is_allowed_with_warnings() {
         let a = Allowlist::from_yaml("hosts: [nothing.example]\n").unwrap();
         let req = decode(&fixture("validate-update-serviceentry-v1-github-api")).unwrap();
-        let d = policy::evaluate(&to_policy_request(&req), &a);
+        let d = policy::evaluate(&to_policy_request(&req), &a, &policy::Env::default());
         let resp = respond(Endpoint::Validate, &req, &d);
         assert!(resp.allowed);
         let w = resp.warnings.unwrap();

@@ -252,7 +252,7 @@ pub fn evaluate(m: &Manifest, allowlist: &Allowlist) -> Decision {
         object: Some(&m.object),
         old_object: None,
     };
-    policy::evaluate(&req, allowlist)
+    policy::evaluate(&req, allowlist, &policy::Env::default())
 }
 
 /// Loads the allowlist from a file, or the embedded example.

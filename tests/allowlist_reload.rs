@@ -208,7 +208,7 @@ fn decisions_stay_consistent_while_100k_allowlists_swap() {
                         object: Some(&spec),
                         old_object: None,
                     };
-                    let d = policy::evaluate(&req, &loaded.allowlist);
+                    let d = policy::evaluate(&req, &loaded.allowlist, &policy::Env::default());
                     // Version k (tag) allows probe.example iff k is odd, and allows
                     // h5-0 only in version 0: every decision must match exactly one version.
                     let tag: usize = loaded.revision.parse().unwrap();

@@ -140,6 +140,45 @@ fn v6_in(entry: (u128, u8), q: (u128, u8)) -> bool {
     entry.1 <= q.1 && q.0 & mask == entry.0
 }
 
+/// Istio's pairwise overlap check, the oracle for the linear one: every host that
+/// matches some earlier host.
+fn ref_overlaps(hosts: &[String]) -> Vec<usize> {
+    (0..hosts.len())
+        .filter(|&j| (0..j).any(|i| policy::istio::hosts_match(&hosts[i], &hosts[j])))
+        .collect()
+}
+
+/// Hosts from a tiny alphabet so that suffix relations are frequent.
+fn overlap_host() -> impl Strategy<Value = String> {
+    let body = proptest::string::string_regex("[ab.]{0,6}").unwrap();
+    (any::<bool>(), body).prop_map(|(wild, b)| if wild { format!("*{b}") } else { b })
+}
+
+/// Istio's `host.Name.SubsetOf`, the oracle for the indexed SNI check.
+fn ref_subset_of(n: &str, o: &str) -> bool {
+    match (n.strip_prefix('*'), o.strip_prefix('*')) {
+        (Some(_), Some(x)) => n.len() >= o.len() && n[1..].ends_with(x),
+        (Some(_), None) => false,
+        (None, Some(x)) => n.ends_with(x),
+        (None, None) => n == o,
+    }
+}
+
+proptest! {
+    #[test]
+    fn indexed_sni_subset_check_agrees_with_istios(hosts in prop::collection::vec(overlap_host(), 0..8), sni in overlap_host()) {
+        let index = policy::istio::HostSubsets::new(&hosts);
+        let want = hosts.iter().any(|h| ref_subset_of(&sni, h));
+        prop_assert_eq!(index.sni_subset(&sni).is_ok(), want, "{:?} in {:?}", sni, hosts);
+    }
+
+    #[test]
+    fn linear_overlap_check_agrees_with_istios_pairwise_one(hosts in prop::collection::vec(overlap_host(), 0..12)) {
+        let got: Vec<usize> = policy::istio::overlapping_hosts(&hosts).into_iter().map(|(j, _)| j).collect();
+        prop_assert_eq!(got, ref_overlaps(&hosts));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -164,7 +203,7 @@ proptest! {
         let allowlist = Allowlist::from_yaml(&allowlist_yaml(&entries, &[])).unwrap();
         let asked = if upper { format!("{}.", query.to_uppercase()) } else { query.clone() };
         let host: HostPattern = asked.parse().unwrap();
-        let got = matches!(allowlist.lookup_host("ns", &host, &query_ports), Lookup::Allowed(Grant::Global));
+        let got = matches!(allowlist.lookup_host("ns", &host, &egress_guard::policy::matcher::PortSet::new(query_ports.clone())), Lookup::Allowed(Grant::Global));
         prop_assert_eq!(got, ref_allowed(&entries, &query, &query_ports), "query {} ports {:?}", query, query_ports);
     }
 
@@ -239,7 +278,7 @@ proptest! {
                     object: Some(&raw),
                     old_object: None,
                 },
-                &allowlist,
+                &allowlist, &policy::Env::default()
             )
         };
         let first = eval(&object);
@@ -280,7 +319,7 @@ proptest! {
                 object: Some(&raw),
                 old_object: Some(&raw),
             },
-            &allowlist,
+            &allowlist, &policy::Env::default()
         );
         // Violations always name a path under spec.
         for v in &d.violations {
@@ -385,6 +424,7 @@ fn evaluate_raw(kind: Kind, text: String, allowlist: &Allowlist) -> policy::Deci
             old_object: None,
         },
         allowlist,
+        &policy::Env::default(),
     )
 }
 

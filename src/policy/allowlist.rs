@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use super::decision::Mode;
 use super::duration::Duration;
 use super::host::{self, HostPattern};
-use super::matcher::{CidrIndex, HostIndex, HostMatch, PortRule};
+use super::matcher::{CidrIndex, HostIndex, HostMatch, PortRule, PortSet};
 
 /// The example allowlist shipped in the binary, used when no source is configured.
 pub const EXAMPLE: &str = include_str!("../../examples/allowlist.yaml");
@@ -56,6 +56,8 @@ struct Doc {
     internal_domains: Option<Vec<FromStrValue<Domain>>>,
     #[serde(default)]
     egress_gateway_selectors: Vec<BTreeMap<String, String>>,
+    #[serde(default)]
+    egress_gateway_labels: Option<Vec<BTreeMap<String, String>>>,
     #[serde(default)]
     hosts: Vec<HostEntry>,
     #[serde(default)]
@@ -261,8 +263,11 @@ pub struct Allowlist {
     pub exempt_namespaces: HashSet<String>,
     /// Domains inside the mesh, never checked against the allowlist.
     pub internal_domains: Vec<Box<str>>,
-    /// Gateway selectors that mark a Gateway as an egress gateway.
+    /// Gateway selectors that mark a Gateway as an egress gateway (selector ⊇ one).
     pub egress_gateway_selectors: Vec<BTreeMap<String, String>>,
+    /// Label sets of the egress gateway pods: a Gateway whose selector selects them
+    /// (selector ⊆ one) is an egress gateway.
+    pub egress_gateway_labels: Vec<BTreeMap<String, String>>,
     /// Grants for every namespace.
     pub global: Grants,
     /// Per-namespace grants and overrides.
@@ -287,8 +292,13 @@ pub enum Lookup {
     Allowed(Grant),
     /// Not covered at any level.
     NotCovered,
-    /// Covered, but not on these ports.
-    PortsDenied(Vec<u16>),
+    /// Covered, but not on some ports.
+    PortsDenied {
+        /// The first few denied ports.
+        first: Vec<u16>,
+        /// How many are denied in all.
+        count: usize,
+    },
 }
 
 impl Allowlist {
@@ -338,6 +348,9 @@ impl Allowlist {
             exempt_namespaces: doc.exempt_namespaces.into_iter().map(|n| n.0.0).collect(),
             internal_domains,
             egress_gateway_selectors: doc.egress_gateway_selectors,
+            egress_gateway_labels: doc
+                .egress_gateway_labels
+                .unwrap_or_else(default_egress_gateway_labels),
             global: Grants::build(doc.hosts, doc.cidrs),
             namespaces,
             warnings,
@@ -387,7 +400,7 @@ impl Allowlist {
     }
 
     /// Looks a host up globally, then in the namespace's own grants.
-    pub fn lookup_host(&self, ns: &str, host: &HostPattern, ports: &[u16]) -> Lookup {
+    pub fn lookup_host(&self, ns: &str, host: &HostPattern, ports: &PortSet) -> Lookup {
         let global = self.global.hosts.lookup(host, ports);
         if global == HostMatch::Allowed {
             return Lookup::Allowed(Grant::Global);
@@ -397,20 +410,21 @@ impl Allowlist {
         });
         match (global, local) {
             (_, HostMatch::Allowed) => Lookup::Allowed(Grant::Namespace),
-            (HostMatch::PortsDenied(p), _) | (_, HostMatch::PortsDenied(p)) => {
-                Lookup::PortsDenied(p)
-            }
+            (HostMatch::PortsDenied { first, count }, _)
+            | (_, HostMatch::PortsDenied { first, count }) => Lookup::PortsDenied { first, count },
             _ => Lookup::NotCovered,
         }
     }
 
-    /// Checks an address or network against global, then namespace CIDRs.
+    /// Checks an address or network against global, then namespace CIDRs. An
+    /// IPv4-mapped IPv6 network (`::ffff:203.0.113.9`) is the IPv4 network it maps.
     pub fn lookup_net(&self, ns: &str, net: &IpNet) -> Lookup {
-        if self.global.cidrs.contains_net(net) {
+        let net = unmap_v4(net);
+        if self.global.cidrs.contains_net(&net) {
             Lookup::Allowed(Grant::Global)
         } else if self
             .namespace(ns)
-            .is_some_and(|n| n.grants.cidrs.contains_net(net))
+            .is_some_and(|n| n.grants.cidrs.contains_net(&net))
         {
             Lookup::Allowed(Grant::Namespace)
         } else {
@@ -418,12 +432,51 @@ impl Allowlist {
         }
     }
 
-    /// True when a Gateway with this selector is an egress gateway.
-    pub fn is_egress_selector(&self, selector: &BTreeMap<String, String>) -> bool {
-        self.egress_gateway_selectors
-            .iter()
-            .any(|want| !want.is_empty() && want.iter().all(|(k, v)| selector.get(k) == Some(v)))
+    /// True when a Gateway with this selector configures an egress gateway: it selects
+    /// the pods of one (selector ⊆ an `egressGatewayLabels` set; an empty selector
+    /// selects every gateway), or it contains one of `egressGatewaySelectors`.
+    pub fn is_egress_selector<'s>(
+        &self,
+        selector: impl Iterator<Item = (&'s str, &'s str)> + Clone,
+    ) -> bool {
+        let mut sel = selector.clone().peekable();
+        if sel.peek().is_none() {
+            return true;
+        }
+        let selects = |labels: &BTreeMap<String, String>| {
+            selector
+                .clone()
+                .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+        };
+        let contains = |want: &BTreeMap<String, String>| {
+            !want.is_empty()
+                && want
+                    .iter()
+                    .all(|(k, v)| selector.clone().any(|(sk, sv)| sk == k && sv == v))
+        };
+        self.egress_gateway_labels.iter().any(selects)
+            || self.egress_gateway_selectors.iter().any(contains)
     }
+}
+
+/// The labels of Istio's own egress gateway deployment.
+fn default_egress_gateway_labels() -> Vec<BTreeMap<String, String>> {
+    vec![BTreeMap::from([
+        ("app".to_owned(), "istio-egressgateway".to_owned()),
+        ("istio".to_owned(), "egressgateway".to_owned()),
+    ])]
+}
+
+/// `::ffff:a.b.c.d/n` (n ≥ 96) as `a.b.c.d/(n−96)`; anything else unchanged.
+pub fn unmap_v4(net: &IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && let Some(len) = v6.prefix_len().checked_sub(96)
+        && let Ok(mapped) = ipnet::Ipv4Net::new(v4, len)
+    {
+        return IpNet::V4(mapped);
+    }
+    *net
 }
 
 fn non_zero(d: Duration) -> Option<Duration> {
@@ -492,19 +545,40 @@ namespaces:
         assert_eq!(a.entries(), 6);
         let stripe: HostPattern = "api.stripe.com".parse().unwrap();
         assert_eq!(
-            a.lookup_host("payments", &stripe, &[]),
+            a.lookup_host("payments", &stripe, &PortSet::default()),
             Lookup::Allowed(Grant::Namespace)
         );
-        assert_eq!(a.lookup_host("default", &stripe, &[]), Lookup::NotCovered);
+        assert_eq!(
+            a.lookup_host("default", &stripe, &PortSet::default()),
+            Lookup::NotCovered
+        );
         let db: HostPattern = "db.example.com".parse().unwrap();
         assert_eq!(
-            a.lookup_host("x", &db, &[5432]),
+            a.lookup_host("x", &db, &PortSet::new(vec![5432])),
             Lookup::Allowed(Grant::Global)
         );
         assert_eq!(
-            a.lookup_host("x", &db, &[3306]),
-            Lookup::PortsDenied(vec![3306])
+            a.lookup_host("x", &db, &PortSet::new(vec![3306])),
+            Lookup::PortsDenied {
+                first: vec![3306],
+                count: 1
+            }
         );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_their_ipv4_address() {
+        let a = load("cidrs: [203.0.113.0/24]\n");
+        for (net, allowed) in [
+            ("::ffff:203.0.113.9/128", true),
+            ("::ffff:203.0.113.0/120", true),
+            ("::ffff:203.0.112.0/119", false),
+            ("::ffff:198.51.100.1/128", false),
+            ("::ffff:0:0/96", false),
+        ] {
+            let got = a.lookup_net("x", &net.parse().unwrap());
+            assert_eq!(got == Lookup::Allowed(Grant::Global), allowed, "{net}");
+        }
     }
 
     #[test]
@@ -590,22 +664,34 @@ namespaces:
         let a = load("hosts: [\"*\"]\n");
         assert_eq!(a.warnings.len(), 1);
         assert_eq!(
-            a.lookup_host("x", &"anything.example".parse().unwrap(), &[]),
+            a.lookup_host(
+                "x",
+                &"anything.example".parse().unwrap(),
+                &PortSet::default()
+            ),
             Lookup::Allowed(Grant::Global)
         );
     }
 
     #[test]
-    fn egress_selectors_match_as_label_subsets() {
-        let a = load("egressGatewaySelectors:\n  - {istio: egressgateway}\n");
-        let sel = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<BTreeMap<_, _>>()
-        };
-        assert!(a.is_egress_selector(&sel(&[("istio", "egressgateway"), ("app", "x")])));
-        assert!(!a.is_egress_selector(&sel(&[("istio", "ingressgateway")])));
-        assert!(!a.is_egress_selector(&sel(&[])));
+    fn egress_gateways_are_decided_by_the_pods_they_select() {
+        let sel = |pairs: &'static [(&'static str, &'static str)]| pairs.iter().copied();
+        // Default: Istio's egress gateway labels.
+        let a = load("hosts: [a.example]\n");
+        assert!(a.is_egress_selector(sel(&[("istio", "egressgateway")])));
+        assert!(a.is_egress_selector(sel(&[("app", "istio-egressgateway")])));
+        assert!(
+            a.is_egress_selector(sel(&[])),
+            "an empty selector selects every gateway"
+        );
+        assert!(!a.is_egress_selector(sel(&[("istio", "ingressgateway")])));
+        assert!(!a.is_egress_selector(sel(&[("istio", "egressgateway"), ("extra", "x")])));
+        // Configured pod labels replace the default; old-style selectors still count.
+        let b = load(
+            "egressGatewayLabels:\n  - {app: egress, team: net}\negressGatewaySelectors:\n  - {gw: out}\n",
+        );
+        assert!(b.is_egress_selector(sel(&[("team", "net")])));
+        assert!(!b.is_egress_selector(sel(&[("istio", "egressgateway")])));
+        assert!(b.is_egress_selector(sel(&[("gw", "out"), ("zone", "a")])));
     }
 }

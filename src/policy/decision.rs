@@ -26,7 +26,8 @@ impl Mode {
     }
 }
 
-/// Stable violation codes: `EG1xx` allowlist, `EG2xx` Istio validity, `EG3xx` bypass.
+/// Stable violation codes: `EG1xx` allowlist, `EG2xx` Istio validity, `EG3xx` bypass,
+/// `EG9xx` evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Code {
     /// A host is not covered by the allowlist.
@@ -88,16 +89,21 @@ pub enum Code {
     InvalidRetry,
     /// An HTTP route sets both `mirror` and `mirrors`.
     MirrorConflict,
+    /// An HTTP route combines fields Istio forbids together (route and redirect, a
+    /// root route with route or redirect, a delegate that delegates again, …).
+    RouteConflict,
     /// A Sidecar opens egress to any destination with `ALLOW_ANY`.
     AllowAnyOutbound,
     /// A Sidecar routes unknown egress through an `egressProxy`.
     EgressProxy,
+    /// The object could not be evaluated within the work budget or the deadline.
+    TooComplex,
 }
 
 impl Code {
     /// Every code, in table order.
     #[cfg(test)]
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 32] = [
         Code::HostNotAllowed,
         Code::WildcardTooBroad,
         Code::AddressNotAllowed,
@@ -126,8 +132,10 @@ impl Code {
         Code::OverlappingHosts,
         Code::InvalidRetry,
         Code::MirrorConflict,
+        Code::RouteConflict,
         Code::AllowAnyOutbound,
         Code::EgressProxy,
+        Code::TooComplex,
     ];
 
     /// The stable code, e.g. `EG101`.
@@ -161,8 +169,10 @@ impl Code {
             Self::OverlappingHosts => "EG221",
             Self::InvalidRetry => "EG222",
             Self::MirrorConflict => "EG223",
+            Self::RouteConflict => "EG224",
             Self::AllowAnyOutbound => "EG301",
             Self::EgressProxy => "EG302",
+            Self::TooComplex => "EG901",
         }
     }
 }
@@ -179,6 +189,26 @@ impl Serialize for Code {
     }
 }
 
+/// Longest value a violation quotes; longer values are cut and marked with `…`.
+pub const MAX_VALUE: usize = 256;
+/// Longest path or message a violation carries.
+pub const MAX_TEXT: usize = 512;
+
+/// `s` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
+pub fn truncated(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut cut = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = String::with_capacity(cut + '…'.len_utf8());
+    out.push_str(s.get(..cut).unwrap_or_default());
+    out.push('…');
+    out
+}
+
 /// One problem with one field of one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -190,6 +220,18 @@ pub struct Violation {
     pub value: String,
     /// A short reason, lowercase, no trailing period.
     pub message: String,
+}
+
+impl Violation {
+    /// A violation whose texts are bounded: an object cannot make one large.
+    pub fn new(code: Code, path: &str, value: &str, message: &str) -> Self {
+        Self {
+            code,
+            path: truncated(path, MAX_TEXT),
+            value: truncated(value, MAX_VALUE),
+            message: truncated(message, MAX_TEXT),
+        }
+    }
 }
 
 impl fmt::Display for Violation {
@@ -249,8 +291,10 @@ pub struct Decision {
     pub skipped: Option<Skip>,
     /// Set on an UPDATE whose spec did not change: violations become warnings.
     pub spec_unchanged: bool,
-    /// Everything wrong with the object.
+    /// What is wrong with the object: the first [`MAX_VIOLATIONS`](crate::policy::kinds::MAX_VIOLATIONS).
     pub violations: Vec<Violation>,
+    /// Violations found beyond those kept.
+    pub omitted: usize,
     /// Non-fatal findings (Istio warnings, allowed partial wildcards, opt-outs).
     pub warnings: Vec<String>,
     /// RFC 6902 operations adding default timeouts; empty when nothing to add.
@@ -273,6 +317,11 @@ impl Decision {
     /// True when the request may proceed: no violations, or they are only reported.
     pub fn allowed(&self) -> bool {
         self.violations.is_empty() || self.mode == Mode::Audit || self.spec_unchanged
+    }
+
+    /// Every violation found, kept or not.
+    pub fn violation_count(&self) -> usize {
+        self.violations.len() + self.omitted
     }
 
     /// True when violations were found but let through (audit mode or unchanged spec).
@@ -310,8 +359,17 @@ mod tests {
         for code in Code::ALL {
             assert!(seen.insert(code.as_str()), "duplicate {code}");
             let band = &code.as_str()[..3];
-            assert!(["EG1", "EG2", "EG3"].contains(&band), "{code}");
+            assert!(["EG1", "EG2", "EG3", "EG9"].contains(&band), "{code}");
         }
+    }
+
+    #[test]
+    fn texts_are_bounded_on_char_boundaries() {
+        let v = Violation::new(Code::InvalidHost, &"p".repeat(2000), &"é".repeat(1000), "m");
+        assert!(v.value.len() <= MAX_VALUE && v.value.ends_with('…'));
+        assert!(v.path.len() <= MAX_TEXT);
+        assert_eq!(truncated("short", 10), "short");
+        assert_eq!(truncated("abcdef", 4), "a…");
     }
 
     #[test]

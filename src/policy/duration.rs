@@ -51,49 +51,55 @@ impl Duration {
 impl FromStr for Duration {
     type Err = DurationError;
 
+    /// Go's `time.ParseDuration`: one optional sign, then one or more `<number><unit>`.
+    /// A single left-to-right pass: no recursion, no re-parsing, so the cost is linear
+    /// in the input whatever it holds.
     fn from_str(raw: &str) -> Result<Self, DurationError> {
         let syntax = || DurationError::Syntax(raw.to_owned());
         let s = raw.trim();
-        if let Some(rest) = s.strip_prefix('-') {
-            if rest.parse::<Duration>().is_ok_and(|d| !d.is_zero()) {
-                return Err(DurationError::Negative(raw.to_owned()));
-            }
-            return rest.parse::<Duration>().map_err(|_| syntax());
-        }
-        let s = s.strip_prefix('+').unwrap_or(s);
-        if s == "0" {
-            return Ok(Self { nanos: 0 });
-        }
-        if s.is_empty() {
-            return Err(syntax());
-        }
-        let mut nanos: u128 = 0;
-        let mut rest = s;
-        while !rest.is_empty() {
-            let num_end = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(syntax)?;
-            let (num, tail) = rest.split_at(num_end);
-            let unit_end = tail
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(tail.len());
-            let (unit, next) = tail.split_at(unit_end);
-            let scale: u128 = match unit {
-                "ns" => 1,
-                "us" | "µs" | "μs" => 1_000,
-                "ms" => NANOS_PER_MILLI,
-                "s" => 1_000_000_000,
-                "m" => 60_000_000_000,
-                "h" => 3_600_000_000_000,
-                _ => return Err(syntax()),
-            };
-            nanos = nanos
-                .checked_add(scaled(num, scale).ok_or_else(syntax)?)
-                .ok_or_else(syntax)?;
-            rest = next;
+        let (negative, s) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
+        };
+        let nanos = if s == "0" {
+            0
+        } else {
+            sum_of_terms(s).ok_or_else(syntax)?
+        };
+        if negative && nanos > 0 {
+            return Err(DurationError::Negative(raw.to_owned()));
         }
         Ok(Self { nanos })
     }
+}
+
+/// The total of `<number><unit>` terms, or `None` when `s` is not a sequence of them.
+fn sum_of_terms(s: &str) -> Option<u128> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut nanos: u128 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (num, tail) = rest.split_at(num_end);
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => NANOS_PER_MILLI,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        nanos = nanos.checked_add(scaled(num, scale)?)?;
+        rest = next;
+    }
+    Some(nanos)
 }
 
 /// `num` (digits with an optional fraction) times `scale`, truncating below 1ns.
@@ -162,9 +168,33 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for s in ["", "15", "s", "1x", "1.2.3s", "abc", "1s2", "-5s"] {
+        for s in [
+            "", "15", "s", "1x", "1.2.3s", "abc", "1s2", "-5s", "--1s", "+-1s", "-", "-0s1",
+        ] {
             assert!(s.parse::<Duration>().is_err(), "{s:?} should not parse");
         }
+        assert_eq!("-0s".parse::<Duration>(), Ok(Duration::from_millis(0)));
+        assert_eq!("+1s".parse::<Duration>(), Ok(Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn hostile_input_is_linear_and_cannot_overflow_the_stack() {
+        // Used to recurse once per leading '-' and parse twice per level: 12,000 dashes
+        // overflowed the stack, 26 cost 2^26 parses.
+        for n in [26, 12_000, 1_000_000] {
+            let s = format!("{}1s", "-".repeat(n));
+            assert!(matches!(
+                s.parse::<Duration>(),
+                Err(DurationError::Syntax(_))
+            ));
+        }
+        let long = "1".repeat(1_000_000) + "s";
+        assert!(
+            long.parse::<Duration>().is_err(),
+            "overflow is a syntax error"
+        );
+        let many = "1ms".repeat(300_000);
+        assert_eq!(many.parse::<Duration>(), Ok(Duration::from_millis(300_000)));
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! O(distinct prefix lengths), independent of the number of entries.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 
 use ipnet::IpNet;
+use nohash_hasher::IntMap;
 
 use super::host::HostPattern;
+use super::suffix_hash::SuffixHasher;
 
 /// Which ports an entry allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,14 +31,10 @@ impl PortRule {
             }
         }
     }
-
-    fn allows(&self, port: u16) -> bool {
-        match self {
-            PortRule::Any => true,
-            PortRule::Only(ports) => ports.binary_search(&port).is_ok(),
-        }
-    }
 }
+
+/// Denied ports named in a [`HostMatch::PortsDenied`]; the rest are only counted.
+pub const MAX_DENIED_PORTS_NAMED: usize = 5;
 
 /// The outcome of looking a host up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,34 +43,136 @@ pub enum HostMatch {
     Allowed,
     /// No entry covers the host.
     NotCovered,
-    /// Entries cover the host, but not on these ports.
-    PortsDenied(Vec<u16>),
+    /// Entries cover the host, but not on some requested ports.
+    PortsDenied {
+        /// The first few denied ports, ascending.
+        first: Vec<u16>,
+        /// How many requested ports are denied in all.
+        count: usize,
+    },
+}
+
+/// The ports a reference uses, sorted and deduplicated once so that each lookup checks
+/// them in time proportional to the allowlist entry's ports, not to this list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortSet(Vec<u16>);
+
+impl PortSet {
+    /// Sorts and deduplicates.
+    pub fn new(mut ports: Vec<u16>) -> Self {
+        ports.sort_unstable();
+        ports.dedup();
+        Self(ports)
+    }
+
+    /// The ports, ascending.
+    pub fn as_slice(&self) -> &[u16] {
+        &self.0
+    }
+
+    /// True when no port was given ("any port will do").
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Checks these ports against the union of `allowed` (each sorted): all allowed, or
+    /// the first few denied and their count. Costs O(|allowed| · log |self|).
+    fn check(&self, allowed: &[u16]) -> HostMatch {
+        let inside = allowed
+            .iter()
+            .filter(|p| self.0.binary_search(p).is_ok())
+            .count();
+        let count = self.0.len() - inside;
+        if count == 0 {
+            return HostMatch::Allowed;
+        }
+        // At most |allowed| ports are skipped before the list is full.
+        let first = self
+            .0
+            .iter()
+            .copied()
+            .filter(|p| allowed.binary_search(p).is_err())
+            .take(MAX_DENIED_PORTS_NAMED)
+            .collect();
+        HostMatch::PortsDenied { first, count }
+    }
+}
+
+/// Names keyed by their suffix hash, so that a lookup can probe every suffix of a name
+/// without rehashing it. The rare names whose key collides with an earlier name's go
+/// to an ordinary string map.
+#[derive(Debug, Clone, Default)]
+struct Table {
+    primary: IntMap<u64, (Box<str>, PortRule)>,
+    collided: HashMap<Box<str>, PortRule>,
+}
+
+impl Table {
+    fn insert(&mut self, key: u64, name: &str, rule: &PortRule) {
+        match self.primary.get_mut(&key) {
+            None => {
+                self.primary.insert(key, (name.into(), rule.clone()));
+            }
+            Some((n, r)) if &**n == name => r.merge(rule),
+            Some(_) => match self.collided.get_mut(name) {
+                Some(r) => r.merge(rule),
+                None => {
+                    self.collided.insert(name.into(), rule.clone());
+                }
+            },
+        }
+    }
+
+    fn get(&self, key: u64, name: &str) -> Option<&PortRule> {
+        match self.primary.get(&key) {
+            Some((n, r)) if &**n == name => Some(r),
+            _ => self.collided.get(name),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.primary.len() + self.collided.len()
+    }
 }
 
 /// Host entries indexed for lookups that walk the host's labels, never the entries.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HostIndex {
+    hasher: SuffixHasher,
     any: Option<PortRule>,
-    exact: HashMap<Box<str>, PortRule>,
+    exact: Table,
     /// Keyed by the domain after `*.`.
-    wildcard: HashMap<Box<str>, PortRule>,
+    wildcard: Table,
 }
+
+impl Default for HostIndex {
+    fn default() -> Self {
+        Self {
+            hasher: SuffixHasher::random(),
+            any: None,
+            exact: Table::default(),
+            wildcard: Table::default(),
+        }
+    }
+}
+
+/// Names longer than DNS allows match no entry but `*`: every entry is at most this
+/// long, and bounding the walk bounds the cost of a hostile name.
+const MAX_NAME: usize = 255;
 
 impl HostIndex {
     /// Adds one allowlist entry; repeated hosts merge their ports.
     pub fn insert(&mut self, pattern: &HostPattern, ports: PortRule) {
-        let slot = match pattern {
-            HostPattern::Any => self.any.get_or_insert(PortRule::Only(Box::new([]))),
-            HostPattern::Exact(h) => self
-                .exact
-                .entry(h.clone())
-                .or_insert(PortRule::Only(Box::new([]))),
-            HostPattern::Wildcard(s) | HostPattern::Partial { suffix: s, .. } => self
-                .wildcard
-                .entry(s.clone())
-                .or_insert(PortRule::Only(Box::new([]))),
-        };
-        slot.merge(&ports);
+        match pattern {
+            HostPattern::Any => match &mut self.any {
+                Some(r) => r.merge(&ports),
+                None => self.any = Some(ports),
+            },
+            HostPattern::Exact(h) => self.exact.insert(self.hasher.hash(h), h, &ports),
+            HostPattern::Wildcard(s) | HostPattern::Partial { suffix: s, .. } => {
+                self.wildcard.insert(self.hasher.hash(s), s, &ports)
+            }
+        }
     }
 
     /// Number of distinct entries.
@@ -86,49 +185,53 @@ impl HostIndex {
         self.len() == 0
     }
 
-    /// Looks up a normalised host or pattern; `ports` empty means "any port will do".
-    pub fn lookup(&self, host: &HostPattern, ports: &[u16]) -> HostMatch {
-        let mut rule: Option<PortRule> = self.any.clone();
-        let mut add = |r: Option<&PortRule>| {
-            if let Some(r) = r {
-                match &mut rule {
-                    Some(acc) => acc.merge(r),
-                    None => rule = Some(r.clone()),
-                }
-            }
+    /// Looks up a normalised host or pattern on `ports` (empty: any port will do).
+    /// One right-to-left pass over the name: O(length), whatever the entry count.
+    pub fn lookup(&self, host: &HostPattern, ports: &PortSet) -> HostMatch {
+        let mut rules: Vec<&PortRule> = Vec::new();
+        if let Some(r) = &self.any {
+            rules.push(r);
+        }
+        let (name, exact) = match host {
+            HostPattern::Any => ("", false),
+            HostPattern::Exact(name) => (&**name, true),
+            HostPattern::Wildcard(d) | HostPattern::Partial { suffix: d, .. } => (&**d, false),
         };
-        match host {
-            HostPattern::Any => {}
-            HostPattern::Exact(name) => {
-                add(self.exact.get(&**name));
-                for suffix in strict_suffixes(name) {
-                    add(self.wildcard.get(suffix));
-                }
-            }
-            HostPattern::Wildcard(domain) | HostPattern::Partial { suffix: domain, .. } => {
-                add(self.wildcard.get(&**domain));
-                for suffix in strict_suffixes(domain) {
-                    add(self.wildcard.get(suffix));
-                }
-            }
+        if !name.is_empty() && name.len() <= MAX_NAME {
+            let bytes = name.as_bytes();
+            self.hasher.suffixes(name, |i, key| {
+                // Only the whole name and the suffixes after a dot are looked up; both
+                // start on a character boundary, so `get` never fails there.
+                let table = match i.checked_sub(1).map(|j| bytes.get(j)) {
+                    // The whole name: an exact entry for a host, `*.name` for a wildcard.
+                    None if exact => &self.exact,
+                    None => &self.wildcard,
+                    // A proper parent domain: only a wildcard entry covers it.
+                    Some(Some(b'.')) => &self.wildcard,
+                    Some(_) => return true,
+                };
+                rules.extend(name.get(i..).and_then(|rest| table.get(key, rest)));
+                true
+            });
         }
-        match rule {
-            None => HostMatch::NotCovered,
-            Some(rule) => {
-                let denied: Vec<u16> = ports.iter().copied().filter(|p| !rule.allows(*p)).collect();
-                if denied.is_empty() {
-                    HostMatch::Allowed
-                } else {
-                    HostMatch::PortsDenied(denied)
-                }
-            }
+        if rules.is_empty() {
+            return HostMatch::NotCovered;
         }
+        if ports.is_empty() || rules.iter().any(|r| **r == PortRule::Any) {
+            return HostMatch::Allowed;
+        }
+        let mut allowed: Vec<u16> = rules
+            .iter()
+            .flat_map(|r| match r {
+                PortRule::Any => &[][..],
+                PortRule::Only(p) => &p[..],
+            })
+            .copied()
+            .collect();
+        allowed.sort_unstable();
+        allowed.dedup();
+        ports.check(&allowed)
     }
-}
-
-/// `a.b.c` yields `b.c`, `c`: every proper parent domain, without allocating.
-fn strict_suffixes(name: &str) -> impl Iterator<Item = &str> {
-    name.match_indices('.').map(move |(i, _)| &name[i + 1..])
 }
 
 /// CIDR entries grouped by prefix length: containment is one hash probe per length.
@@ -206,11 +309,6 @@ impl CidrIndex {
         let sets = if width == 32 { &self.v4 } else { &self.v6 };
         sets.contains(bits, len, width)
     }
-
-    /// True when the address lies inside an allowed network.
-    pub fn contains_addr(&self, addr: IpAddr) -> bool {
-        self.contains_net(&IpNet::from(addr))
-    }
 }
 
 #[cfg(test)]
@@ -254,18 +352,25 @@ mod tests {
             (
                 "db.example.com",
                 &[5432, 3306],
-                HostMatch::PortsDenied(vec![3306]),
+                HostMatch::PortsDenied {
+                    first: vec![3306],
+                    count: 1,
+                },
             ),
             ("db.example.com", &[], HostMatch::Allowed),
             ("x.corp.example", &[80], HostMatch::Allowed),
             (
                 "x.corp.example",
                 &[8080],
-                HostMatch::PortsDenied(vec![8080]),
+                HostMatch::PortsDenied {
+                    first: vec![8080],
+                    count: 1,
+                },
             ),
         ];
         for (host, ports, want) in cases {
-            assert_eq!(&idx.lookup(&p(host), ports), want, "{host} {ports:?}");
+            let ports = PortSet::new(ports.to_vec());
+            assert_eq!(&idx.lookup(&p(host), &ports), want, "{host} {ports:?}");
         }
     }
 
@@ -276,20 +381,28 @@ mod tests {
             ("*.example.com", Some(&[3306])),
             ("db.example.com", Some(&[6432])),
         ]);
+        let ports = |p: &[u16]| PortSet::new(p.to_vec());
         assert_eq!(
-            idx.lookup(&p("db.example.com"), &[5432, 3306, 6432]),
+            idx.lookup(&p("db.example.com"), &ports(&[5432, 3306, 6432])),
             HostMatch::Allowed
         );
         assert_eq!(idx.len(), 2);
         let any = index(&[("db.example.com", Some(&[5432])), ("*", None)]);
-        assert_eq!(any.lookup(&p("db.example.com"), &[1]), HostMatch::Allowed);
+        assert_eq!(
+            any.lookup(&p("db.example.com"), &ports(&[1])),
+            HostMatch::Allowed
+        );
     }
 
     #[test]
     fn star_entry_covers_everything() {
         let idx = index(&[("*", None)]);
         for host in ["*", "*.com", "a", "a.b.c"] {
-            assert_eq!(idx.lookup(&p(host), &[]), HostMatch::Allowed, "{host}");
+            assert_eq!(
+                idx.lookup(&p(host), &PortSet::default()),
+                HostMatch::Allowed,
+                "{host}"
+            );
         }
     }
 
@@ -323,8 +436,43 @@ mod tests {
         for (net, want) in cases {
             assert_eq!(idx.contains_net(&net.parse().unwrap()), want, "{net}");
         }
-        assert!(idx.contains_addr("203.0.113.200".parse().unwrap()));
-        assert!(!idx.contains_addr("198.51.100.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn many_ports_are_checked_without_a_product() {
+        let idx = index(&[("db.example.com", Some(&[5432, 6432]))]);
+        let ports = PortSet::new((1..=60_000).rev().collect());
+        match idx.lookup(&p("db.example.com"), &ports) {
+            HostMatch::PortsDenied { first, count } => {
+                assert_eq!(first, [1, 2, 3, 4, 5]);
+                assert_eq!(count, 59_998);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_names_only_match_the_star_entry() {
+        let long = format!("{}.example.com", "a.".repeat(200));
+        let idx = index(&[("*.example.com", None)]);
+        let host = HostPattern::from_accepted(&long);
+        assert_eq!(
+            idx.lookup(&host, &PortSet::default()),
+            HostMatch::NotCovered
+        );
+        let star = index(&[("*", None)]);
+        assert_eq!(star.lookup(&host, &PortSet::default()), HostMatch::Allowed);
+    }
+
+    #[test]
+    fn colliding_keys_still_match_by_name() {
+        let mut t = Table::default();
+        t.insert(7, "a.example", &PortRule::Any);
+        t.insert(7, "b.example", &PortRule::Only(Box::new([1])));
+        assert_eq!(t.get(7, "a.example"), Some(&PortRule::Any));
+        assert_eq!(t.get(7, "b.example"), Some(&PortRule::Only(Box::new([1]))));
+        assert_eq!(t.get(7, "c.example"), None);
+        assert_eq!(t.len(), 2);
     }
 
     #[test]

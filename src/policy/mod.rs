@@ -5,6 +5,7 @@
 //! module must not import anything from the server, sources or CLI.
 
 pub mod allowlist;
+pub mod budget;
 pub mod decision;
 pub mod duration;
 pub mod host;
@@ -12,6 +13,7 @@ pub mod istio;
 pub mod kinds;
 pub mod matcher;
 pub mod object_ref;
+pub mod suffix_hash;
 pub mod timeouts;
 
 use serde_json::value::RawValue;
@@ -21,8 +23,10 @@ pub use decision::{Code, Decision, Mode, Skip, Verdict, Violation};
 pub use kinds::Kind;
 pub use object_ref::ObjectRef;
 
-use allowlist::{Grant, Lookup};
-use kinds::{Context, EgressRef, Target};
+use std::sync::atomic::AtomicBool;
+
+use budget::Budget;
+use kinds::Context;
 
 /// The admission operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +70,18 @@ pub struct Request<'a> {
     pub old_object: Option<&'a RawValue>,
 }
 
+/// What the edges supply besides the object and the allowlist.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Env<'a> {
+    /// Raised by the caller (the server does at its deadline) to stop the evaluation;
+    /// the decision then carries an `EG901` "too complex" violation.
+    pub cancel: Option<&'a AtomicBool>,
+    /// Work units for this evaluation; `None` sizes the budget from the object.
+    pub work: Option<u64>,
+}
+
 /// Judges one object under one allowlist.
-pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist) -> Decision {
+pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Decision {
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
         return Decision::skip(Skip::Delete);
     }
@@ -83,19 +97,19 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist) -> Decision {
         allowlist,
         namespace: req.namespace,
     };
-    let findings = kinds::inspect(kind, object, &cx);
+    let budget = match env.work {
+        Some(units) => Budget::new(units, env.cancel),
+        None => Budget::for_object(object.get().len(), env.cancel),
+    };
+    let findings = kinds::inspect(kind, object, &cx, budget);
 
     let mut decision = Decision {
         mode: allowlist.mode_for(req.namespace),
         violations: findings.violations,
+        omitted: findings.omitted,
         warnings: findings.warnings,
         ..Decision::default()
     };
-    for r in &findings.refs {
-        if let Some(v) = check_ref(r, req.namespace, allowlist) {
-            decision.violations.push(v);
-        }
-    }
 
     if req.operation == Operation::Update
         && !decision.violations.is_empty()
@@ -114,56 +128,6 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist) -> Decision {
         );
     }
     decision
-}
-
-/// Matches one egress reference against the allowlist.
-fn check_ref(r: &EgressRef, ns: &str, allowlist: &Allowlist) -> Option<Violation> {
-    let lookup = match &r.target {
-        Target::Host(h) => allowlist.lookup_host(ns, h, &r.ports),
-        Target::Net(n) => allowlist.lookup_net(ns, n),
-    };
-    let (code, message) = match lookup {
-        Lookup::Allowed(Grant::Global) => return None,
-        Lookup::Allowed(Grant::Namespace) if !r.exported_beyond_namespace => return None,
-        Lookup::Allowed(Grant::Namespace) => (
-            Code::GrantExported,
-            format!(
-                "granted only to namespace {ns}; set exportTo: [\".\"] so the grant does not leak to the mesh"
-            ),
-        ),
-        Lookup::PortsDenied(ports) => (
-            Code::PortNotAllowed,
-            format!("not allowed on port(s) {}", join_ports(&ports)),
-        ),
-        Lookup::NotCovered => match &r.target {
-            Target::Net(_) => (
-                Code::AddressNotAllowed,
-                format!("not inside an allowed CIDR for namespace {ns}"),
-            ),
-            Target::Host(h) if h.is_wildcard() => (
-                Code::WildcardTooBroad,
-                format!("wildcard matches hosts the allowlist does not cover for namespace {ns}"),
-            ),
-            Target::Host(_) => (
-                Code::HostNotAllowed,
-                format!("not in the allowlist for namespace {ns}"),
-            ),
-        },
-    };
-    Some(Violation {
-        code,
-        path: r.path.clone(),
-        value: r.value.clone(),
-        message,
-    })
-}
-
-fn join_ports(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Adds the default-timeout patch for a VirtualService, honouring the annotation.

@@ -202,7 +202,12 @@ fn too_large() -> Rejection {
 /// Answers one review through the pipeline, then records it and writes its log line.
 fn judge(endpoint: Endpoint, st: &AppState, body: &[u8], started: Instant) -> Response {
     let loaded = st.store.current();
-    let reviewed = admission::review(endpoint, body, loaded.as_ref().map(|l| &l.allowlist));
+    let reviewed = admission::review(
+        endpoint,
+        body,
+        loaded.as_ref().map(|l| &l.allowlist),
+        &crate::policy::Env::default(),
+    );
     let elapsed = started.elapsed();
     match &reviewed.outcome {
         Outcome::Judged(j) => {

@@ -10,9 +10,11 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
+use nohash_hasher::IntMap;
 
 use super::decision::Code;
 use super::duration::Duration;
+use super::suffix_hash::SuffixHasher;
 
 /// A rule failure: the code and a short reason. The caller adds path and value.
 pub type Failure = (Code, String);
@@ -369,22 +371,161 @@ pub fn hosts_match(a: &str, b: &str) -> bool {
 }
 
 /// Duplicate or overlapping VirtualService hosts (`ValidateVirtualService`): the index of
-/// every later host that matches an earlier one. Istio checks this only when every host
-/// is valid.
-pub fn overlapping_hosts(hosts: &[String]) -> Vec<(usize, Failure)> {
-    let mut out = Vec::new();
-    for (j, b) in hosts.iter().enumerate() {
-        if let Some(a) = hosts.iter().take(j).find(|a| hosts_match(a, b)) {
-            out.push((
+/// every host that [`hosts_match`]es an earlier one. Istio checks this only when every
+/// host is valid, so each is at most 255 bytes.
+///
+/// Istio compares every pair; this is linear in the total length instead. Every overlap
+/// involves a wildcard `*x` whose `x` is a suffix of the other host's body (the host
+/// itself, or `y` of a wildcard `*y`): walking each body's suffixes once, with keys
+/// computed in O(1) per step ([`SuffixHasher`]), finds every such pair; equal strings
+/// are found by key. Keys combine a 61-bit hash with the length, so a false match
+/// needs a collision of random-base polynomial hashes: about 2⁻⁵⁰ per review.
+pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> Vec<(usize, Failure)> {
+    let hasher = SuffixHasher::random();
+    // First index of each exact host and of each wildcard's suffix, by key.
+    let mut first_exact: IntMap<u64, usize> = IntMap::default();
+    let mut first_wild: IntMap<u64, usize> = IntMap::default();
+    let mut partner: Vec<Option<usize>> = vec![None; hosts.len()];
+    for (j, h) in hosts.iter().enumerate() {
+        let h = h.as_ref();
+        let (wild, b) = match h.strip_prefix('*') {
+            Some(x) => (true, x),
+            None => (false, h),
+        };
+        let key = hasher.hash(b);
+        let table = if wild {
+            &mut first_wild
+        } else {
+            &mut first_exact
+        };
+        let first = *table.entry(key).or_insert(j);
+        if first != j {
+            partner[j] = Some(first);
+        }
+    }
+    let mark = |a: usize, b: usize, partner: &mut Vec<Option<usize>>| {
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        if let Some(slot) = partner.get_mut(hi)
+            && slot.is_none_or(|p| lo < p)
+        {
+            *slot = Some(lo);
+        }
+    };
+    let empty = hasher.empty();
+    for (j, h) in hosts.iter().enumerate() {
+        let h = h.as_ref();
+        let b = h.strip_prefix('*').unwrap_or(h);
+        // `*` alone (empty suffix) matches everything.
+        if let Some(&k) = first_wild.get(&empty)
+            && k != j
+        {
+            mark(j, k, &mut partner);
+        }
+        hasher.suffixes(b, |_, key| {
+            if let Some(&k) = first_wild.get(&key)
+                && k != j
+            {
+                mark(j, k, &mut partner);
+            }
+            true
+        });
+    }
+    partner
+        .iter()
+        .enumerate()
+        .filter_map(|(j, p)| {
+            let i = (*p)?;
+            let (a, b) = (hosts.get(i)?.as_ref(), hosts.get(j)?.as_ref());
+            Some((
                 j,
                 (
                     Code::OverlappingHosts,
                     format!("duplicate hosts in virtual service: {a} & {b}"),
                 ),
-            ));
+            ))
+        })
+        .collect()
+}
+
+/// The hosts of one VirtualService, indexed to answer Istio's `host.Name.SubsetOf` for
+/// SNI hosts in time linear in the SNI host, not in the number of hosts.
+#[derive(Debug)]
+pub struct HostSubsets<'a> {
+    hasher: SuffixHasher,
+    exact: HashSet<&'a str>,
+    /// Wildcard hosts by the key of what follows their `*`.
+    wild: IntMap<u64, &'a str>,
+    /// The first few hosts as written, for the message, and how many there are.
+    shown: Vec<&'a str>,
+    count: usize,
+}
+
+impl<'a> HostSubsets<'a> {
+    /// Indexes the VirtualService's hosts.
+    pub fn new<S: AsRef<str>>(hosts: &'a [S]) -> Self {
+        let hasher = SuffixHasher::random();
+        let mut exact = HashSet::new();
+        let mut wild = IntMap::default();
+        for h in hosts {
+            let h = h.as_ref();
+            match h.strip_prefix('*') {
+                Some(x) => {
+                    wild.entry(hasher.hash(x)).or_insert(x);
+                }
+                None => {
+                    exact.insert(h);
+                }
+            }
+        }
+        Self {
+            hasher,
+            exact,
+            wild,
+            shown: hosts.iter().take(5).map(AsRef::as_ref).collect(),
+            count: hosts.len(),
         }
     }
-    out
+
+    /// `validateSniHost`: a valid SNI host must be a subset of some host
+    /// (`host.Name.SubsetOf`: equal, or under a wildcard host; a wildcard only under a
+    /// wildcard whose suffix its own ends with).
+    pub fn sni_subset(&self, sni: &str) -> Result<(), Failure> {
+        let (body, wildcard) = match sni.strip_prefix('*') {
+            Some(y) => (y, true),
+            None => (sni, false),
+        };
+        if !wildcard && self.exact.contains(sni) {
+            return Ok(());
+        }
+        let mut covered = self
+            .wild
+            .get(&self.hasher.empty())
+            .is_some_and(|x| x.is_empty());
+        if !covered {
+            self.hasher.suffixes(body, |i, key| {
+                covered = self
+                    .wild
+                    .get(&key)
+                    .is_some_and(|x| body.get(i..) == Some(*x));
+                !covered
+            });
+        }
+        if covered {
+            return Ok(());
+        }
+        let more = if self.count > self.shown.len() {
+            ", …"
+        } else {
+            ""
+        };
+        fail(
+            Code::InvalidHost,
+            format!(
+                "SNI host is not a compatible subset of any of the virtual service hosts: [{}{more}]",
+                self.shown.join(", ")
+            ),
+        )
+    }
 }
 
 /// A TLS route SNI host (`validateSniHost`): a wildcard domain, or a generated SNI name
@@ -508,10 +649,14 @@ pub fn sidecar_egress_host(raw: &str) -> Result<(), Failure> {
 
 /// Duplicate or shadowed Sidecar egress hosts (`ValidateSidecar`): Istio only warns.
 /// Warnings carry the index of the host, or `None` for the list as a whole.
-pub fn sidecar_duplicate_hosts(hosts: &[String], namespace: &str) -> Vec<(Option<usize>, String)> {
+pub fn sidecar_duplicate_hosts<'h, S: AsRef<str>>(
+    hosts: &'h [S],
+    namespace: &'h str,
+) -> Vec<(Option<usize>, String)> {
     let mut seen: HashMap<&str, HashSet<&str>> = HashMap::new();
     let mut out = Vec::new();
     for (i, raw) in hosts.iter().enumerate() {
+        let raw = raw.as_ref();
         let Some((ns, svc)) = raw.split_once('/') else {
             continue;
         };
@@ -539,6 +684,53 @@ pub fn sidecar_duplicate_hosts(hosts: &[String], namespace: &str) -> Vec<(Option
     out
 }
 
+/// A Sidecar egress listener port (`validateSidecarEgressPortBindAndCaptureMode`): an
+/// optional DNS-label name and a known protocol; port 0 only with a `unix://` bind and
+/// capture mode DEFAULT or NONE, otherwise 1–65535 and an IP bind if any.
+pub fn sidecar_egress_port(
+    number: i64,
+    name: &str,
+    protocol_name: &str,
+    bind: &str,
+    capture_mode: &str,
+) -> Vec<Failure> {
+    let mut out = Vec::new();
+    if !name.is_empty()
+        && let Err(e) = port_name(name)
+    {
+        out.push(e);
+    }
+    if let Err(e) = protocol(protocol_name) {
+        out.push(e);
+    }
+    if number == 0 {
+        match bind.strip_prefix(UNIX_PREFIX) {
+            None => out.push((
+                Code::InvalidPort,
+                "sidecar: ports with 0 value must have a unix domain socket bind address"
+                    .to_owned(),
+            )),
+            Some(path) => out.extend(unix_address(path).err()),
+        }
+        if !matches!(capture_mode, "" | "DEFAULT" | "NONE") {
+            out.push((
+                Code::InvalidSpec,
+                "sidecar: captureMode must be DEFAULT/NONE for unix domain socket listeners"
+                    .to_owned(),
+            ));
+        }
+    } else {
+        out.extend(port_number(number).err());
+        if !bind.is_empty() && parse_ip(bind).is_none() {
+            out.push((
+                Code::InvalidAddress,
+                "bind must be an IP address".to_owned(),
+            ));
+        }
+    }
+    out
+}
+
 /// A Sidecar `egressProxy.host` (`validateSidecarOutboundTrafficPolicy`): an FQDN, no
 /// wildcards (short names pass).
 pub fn egress_proxy_host(raw: &str) -> Result<(), Failure> {
@@ -549,9 +741,10 @@ pub fn egress_proxy_host(raw: &str) -> Result<(), Failure> {
 /// parts, or a name without `/` that must be an FQDN (`mesh`, `my-gw`, legacy
 /// `name.namespace`). Istio stops at the first name without `/`, so later names are not
 /// checked at all (`[mesh, "*/gw"]` is accepted).
-pub fn gateway_names(names: &[String]) -> Vec<(usize, Failure)> {
+pub fn gateway_names<S: AsRef<str>>(names: &[S]) -> Vec<(usize, Failure)> {
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
+        let name = name.as_ref();
         let Some((ns, gw)) = name.split_once('/') else {
             if let Err((_, e)) = fqdn(name) {
                 out.push((
@@ -591,16 +784,16 @@ pub struct ExportScope<'a> {
 /// `exportTo` (`validateExportTo`): `.`, `*` or DNS labels (`~` only for ServiceEntry),
 /// no duplicates (`.` is the own namespace), `*` and `~` alone. Failures carry the
 /// index of the entry, or `None` for the list as a whole.
-pub fn export_to(values: &[String], scope: ExportScope<'_>) -> Vec<(Option<usize>, Failure)> {
+pub fn export_to<'v, S: AsRef<str>>(
+    values: &'v [S],
+    scope: ExportScope<'v>,
+) -> Vec<(Option<usize>, Failure)> {
     let bad = |reason: String| (Code::InvalidExportTo, reason);
     let mut out = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
     for (i, v) in values.iter().enumerate() {
-        let key = if v == "." {
-            scope.namespace
-        } else {
-            v.as_str()
-        };
+        let v = v.as_ref();
+        let key = if v == "." { scope.namespace } else { v };
         if seen.contains(key) {
             let reason = if key == v {
                 format!("duplicate entries in exportTo for entry {v}")
@@ -720,29 +913,84 @@ pub fn http_retry(r: &Retry<'_>) -> Vec<Failure> {
 /// The parts of one `http[]` route that `validateHTTPRouteConflict` looks at.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpRouteShape {
-    /// The route has `delegate` and the VirtualService has hosts: a root route, which
-    /// Istio only checks for `route` and `redirect`.
-    pub root: bool,
+    /// The VirtualService is a delegate (it has no hosts).
+    pub in_delegate: bool,
+    /// The route sets `delegate`: in a VirtualService with hosts, a root route.
+    pub delegate: bool,
     /// Number of `route` destinations.
     pub routes: usize,
     /// `redirect` is set.
     pub redirect: bool,
     /// `directResponse` is set.
     pub direct_response: bool,
+    /// `fault` is set.
+    pub fault: bool,
+    /// `rewrite` is set.
+    pub rewrite: bool,
     /// `mirror` is set.
     pub mirror: bool,
     /// Number of `mirrors`.
     pub mirrors: usize,
 }
 
-/// An HTTP route forwards somewhere and mirrors one way (`validateHTTPRouteConflict`):
-/// one of `route`, `redirect`, `directResponse`; not both `mirror` and `mirrors`.
+/// An HTTP route forwards one way and mirrors one way (`validateHTTPRouteConflict`). A
+/// root route (`delegate` in a VirtualService with hosts) may set neither `route` nor
+/// `redirect`; a route of a delegate VirtualService may not delegate again; otherwise
+/// exactly one of `route`, `redirect`, `directResponse`, with no fault or rewrite next
+/// to a redirect or direct response, and not both `mirror` and `mirrors`.
 pub fn http_route_conflict(s: &HttpRouteShape) -> Vec<Failure> {
+    let conflict = |what: &str| {
+        (
+            Code::RouteConflict,
+            format!("HTTP route cannot contain both {what}"),
+        )
+    };
     let mut out = Vec::new();
-    if s.root {
+    if s.delegate && !s.in_delegate {
+        if s.redirect {
+            out.push((
+                Code::RouteConflict,
+                "root HTTP route must not specify redirect".to_owned(),
+            ));
+        }
+        if s.routes > 0 {
+            out.push((
+                Code::RouteConflict,
+                "root HTTP route must not specify route".to_owned(),
+            ));
+        }
         return out;
     }
-    if s.routes == 0 && !s.redirect && !s.direct_response {
+    if s.in_delegate && s.delegate {
+        out.push((
+            Code::RouteConflict,
+            "delegate HTTP route cannot contain delegate".to_owned(),
+        ));
+    }
+    if s.redirect {
+        if s.routes > 0 {
+            out.push(conflict("route and redirect"));
+        }
+        if s.fault {
+            out.push(conflict("fault and redirect"));
+        }
+        if s.rewrite {
+            out.push(conflict("rewrite and redirect"));
+        }
+        if s.direct_response {
+            out.push(conflict("directResponse and redirect"));
+        }
+    } else if s.direct_response {
+        if s.routes > 0 {
+            out.push(conflict("route and directResponse"));
+        }
+        if s.fault {
+            out.push(conflict("fault and directResponse"));
+        }
+        if s.rewrite {
+            out.push(conflict("rewrite and directResponse"));
+        }
+    } else if s.routes == 0 {
         out.push((
             Code::MissingField,
             "HTTP route needs route, redirect or directResponse".to_owned(),
@@ -981,6 +1229,29 @@ pub fn server_protocol(raw: &str) -> Result<Protocol, Failure> {
         ),
         p => Ok(p),
     }
+}
+
+/// A Gateway server `bind` (`validateServerBind`): `unix://` with a valid socket path
+/// and port number 0, or an IP address, or empty.
+pub fn server_bind(bind: &str, port_number: i64) -> Vec<Failure> {
+    let mut out = Vec::new();
+    if let Some(path) = bind.strip_prefix(UNIX_PREFIX) {
+        if let Err(e) = unix_address(path) {
+            out.push(e);
+        }
+        if port_number != 0 {
+            out.push((
+                Code::InvalidPort,
+                "port number must be 0 for a unix domain socket bind".to_owned(),
+            ));
+        }
+    } else if !bind.is_empty() && parse_ip(bind).is_none() {
+        out.push((
+            Code::InvalidAddress,
+            "bind must be an IP address or a unix:// socket path".to_owned(),
+        ));
+    }
+    out
 }
 
 /// A Gateway server port name (`validateServerPort`): required, any string.

@@ -466,12 +466,49 @@ fn retries_and_routes() {
     };
     assert_eq!(codes(redirect), []);
     let root = HttpRouteShape {
-        root: true,
+        delegate: true,
         mirror: true,
         mirrors: 1,
         ..HttpRouteShape::default()
     };
     assert_eq!(codes(root), []);
+    // A root route may not also route or redirect; a delegate's route may not delegate.
+    let root_with_route = HttpRouteShape {
+        delegate: true,
+        routes: 1,
+        redirect: true,
+        ..HttpRouteShape::default()
+    };
+    assert_eq!(
+        codes(root_with_route),
+        [Code::RouteConflict, Code::RouteConflict]
+    );
+    let nested = HttpRouteShape {
+        in_delegate: true,
+        delegate: true,
+        ..route
+    };
+    assert_eq!(codes(nested), [Code::RouteConflict]);
+    let mixed = HttpRouteShape {
+        redirect: true,
+        direct_response: true,
+        fault: true,
+        ..route
+    };
+    assert_eq!(
+        codes(mixed),
+        [
+            Code::RouteConflict,
+            Code::RouteConflict,
+            Code::RouteConflict
+        ]
+    );
+    let direct = HttpRouteShape {
+        direct_response: true,
+        rewrite: true,
+        ..HttpRouteShape::default()
+    };
+    assert_eq!(codes(direct), [Code::RouteConflict]);
     let both = HttpRouteShape {
         mirror: true,
         mirrors: 1,

@@ -1,58 +1,77 @@
-//! DestinationRule: `spec.host` and every TLS `sni` (top-level, port-level and per
-//! subset) are egress. Validity mirrors Istio's `ValidateDestinationRule` for the host,
-//! subset names and `exportTo`; `tls.sni` is never validated by Istio, so not here either.
+//! DestinationRule: `spec.host`, every TLS `sni` (top-level, port-level and per subset)
+//! and the tunnel `targetHost` are egress. Validity mirrors Istio's
+//! `ValidateDestinationRule` for the host, subset names and `exportTo`; `tls.sni` is
+//! never validated by Istio, so not here either.
 
 use std::collections::HashSet;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Findings, HostEgress, export_to, null_default};
+use super::{Context, Findings, HostEgress, Str, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
+use crate::policy::matcher::PortSet;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec {
-    #[serde(deserialize_with = "null_default")]
-    host: String,
-    traffic_policy: Option<TrafficPolicy>,
-    #[serde(deserialize_with = "null_default")]
-    subsets: Vec<Subset>,
-    #[serde(deserialize_with = "null_default")]
-    export_to: Vec<String>,
+pub(super) struct Spec<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    host: Str<'a>,
+    #[serde(borrow)]
+    traffic_policy: Option<TrafficPolicy<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    subsets: Vec<Subset<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    export_to: Vec<Str<'a>>,
     workload_selector: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-struct TrafficPolicy {
-    tls: Option<Tls>,
-    #[serde(deserialize_with = "null_default")]
-    port_level_settings: Vec<PortPolicy>,
+struct TrafficPolicy<'a> {
+    #[serde(borrow)]
+    tls: Option<Tls<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    port_level_settings: Vec<PortPolicy<'a>>,
+    #[serde(borrow)]
+    tunnel: Option<Tunnel<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct PortPolicy {
-    tls: Option<Tls>,
+struct PortPolicy<'a> {
+    #[serde(borrow)]
+    tls: Option<Tls<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Tls {
-    sni: Option<String>,
+struct Tls<'a> {
+    #[serde(borrow)]
+    sni: Option<Str<'a>>,
+}
+
+/// `trafficPolicy.tunnel`: the proxy opens a CONNECT (or POST) tunnel to `targetHost`
+/// through the destination, so the target host is where traffic goes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Tunnel<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    target_host: Str<'a>,
+    target_port: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-struct Subset {
-    #[serde(deserialize_with = "null_default")]
-    name: String,
-    traffic_policy: Option<TrafficPolicy>,
+struct Subset<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    name: Str<'a>,
+    #[serde(borrow)]
+    traffic_policy: Option<TrafficPolicy<'a>>,
 }
 
-pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
+pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
     export_to(
         &spec.export_to,
         cx,
@@ -63,57 +82,87 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     let syntax = istio::destination_rule_host(&spec.host);
     out.host_field(
         cx,
-        "spec.host".to_owned(),
+        || "spec.host".to_owned(),
         &spec.host,
         syntax,
         true,
         Some(HostEgress::default()),
     );
     if let Some(tp) = &spec.traffic_policy {
-        traffic_policy(tp, "spec.trafficPolicy", cx, out);
+        traffic_policy(tp, &|| "spec.trafficPolicy".to_owned(), cx, out);
     }
     let mut names = HashSet::new();
     for (i, subset) in spec.subsets.iter().enumerate() {
-        let path = format!("spec.subsets[{i}]");
-        if !names.insert(subset.name.as_str()) {
+        if !out.charge(subset.name.len()) {
+            return;
+        }
+        let path = || format!("spec.subsets[{i}]");
+        if !names.insert(&*subset.name) {
             out.violation(
                 Code::InvalidSubset,
-                format!("{path}.name"),
+                format!("{}.name", path()),
                 &subset.name,
                 "duplicate subset name",
             );
         }
         out.rule(
-            || format!("{path}.name"),
+            || format!("{}.name", path()),
             &subset.name,
             istio::subset_name(&subset.name),
         );
         if let Some(tp) = &subset.traffic_policy {
-            traffic_policy(tp, &format!("{path}.trafficPolicy"), cx, out);
+            traffic_policy(tp, &|| format!("{}.trafficPolicy", path()), cx, out);
         }
     }
 }
 
-fn traffic_policy(tp: &TrafficPolicy, base: &str, cx: &Context<'_>, out: &mut Findings) {
-    if let Some(sni) = tp.tls.as_ref().and_then(|t| t.sni.as_deref()) {
-        sni_ref(sni, format!("{base}.tls.sni"), cx, out);
+fn traffic_policy(
+    tp: &TrafficPolicy<'_>,
+    base: &dyn Fn() -> String,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
+    if let Some(sni) = tp.tls.as_ref().and_then(|t| t.sni.as_ref()) {
+        sni_ref(sni, &|| format!("{}.tls.sni", base()), cx, out);
     }
     for (i, pl) in tp.port_level_settings.iter().enumerate() {
-        if let Some(sni) = pl.tls.as_ref().and_then(|t| t.sni.as_deref()) {
-            sni_ref(
-                sni,
-                format!("{base}.portLevelSettings[{i}].tls.sni"),
-                cx,
-                out,
-            );
+        if !out.charge(1) {
+            return;
         }
+        if let Some(sni) = pl.tls.as_ref().and_then(|t| t.sni.as_ref()) {
+            let path = || format!("{}.portLevelSettings[{i}].tls.sni", base());
+            sni_ref(sni, &path, cx, out);
+        }
+    }
+    if let Some(t) = &tp.tunnel {
+        tunnel(t, &|| format!("{}.tunnel", base()), cx, out);
     }
 }
 
 /// An SNI is where TLS origination connects. Istio does not validate its syntax, so an
 /// unparsable one is not a validity error; it is matched verbatim (only `*` covers it).
-fn sni_ref(sni: &str, path: String, cx: &Context<'_>, out: &mut Findings) {
-    if !sni.is_empty() {
+fn sni_ref(sni: &str, path: &dyn Fn() -> String, cx: &Context<'_>, out: &mut Findings<'_>) {
+    if !sni.is_empty() && out.charge(sni.len()) {
         out.name_ref(cx, path, sni);
     }
+}
+
+/// `tunnel` (`validateTunnelSettings`): a target host that is an FQDN or an IP, and a
+/// port; the host is egress on that port.
+fn tunnel(t: &Tunnel<'_>, base: &dyn Fn() -> String, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let path = || format!("{}.targetHost", base());
+    let port = out
+        .port(|| format!("{}.targetPort", base()), t.target_port)
+        .map(|p| PortSet::new(vec![p]));
+    let raw = &*t.target_host;
+    let syntax = if istio::parse_ip(raw).is_some() {
+        Ok(())
+    } else {
+        istio::fqdn(raw)
+    };
+    let egress = HostEgress {
+        ports: port.as_ref(),
+        exported: false,
+    };
+    out.host_field(cx, path, raw, syntax, false, Some(egress));
 }

@@ -1,36 +1,38 @@
-//! Gateway: server hosts are egress only on egress gateways (selector matches one of the
-//! allowlist's `egressGatewaySelectors`). Validity mirrors Istio's `validateGateway` /
-//! `validateServer`.
+//! Gateway: server hosts are egress only on egress gateways, decided by whether the
+//! selector selects the egress gateway pods (the allowlist's `egressGatewayLabels`).
+//! Validity mirrors Istio's `validateGateway` / `validateServer`.
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
-use super::{Context, Findings, Port, is_ip_literal, null_default};
+use super::{Context, Findings, HostEgress, Port, Str, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(super) struct Spec {
-    #[serde(deserialize_with = "null_default")]
-    selector: BTreeMap<String, String>,
-    #[serde(deserialize_with = "null_default")]
-    servers: Vec<Server>,
+pub(super) struct Spec<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    selector: BTreeMap<Str<'a>, Str<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    servers: Vec<Server<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Server {
-    #[serde(deserialize_with = "null_default")]
-    hosts: Vec<String>,
-    port: Option<Port>,
-    #[serde(deserialize_with = "null_default")]
-    bind: String,
+struct Server<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    hosts: Vec<Str<'a>>,
+    #[serde(borrow)]
+    port: Option<Port<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    bind: Str<'a>,
 }
 
-pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
-    let egress = cx.allowlist.is_egress_selector(&spec.selector);
+pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let selector = spec.selector.iter().map(|(k, v)| (&**k, &**v));
+    let egress = cx.allowlist.is_egress_selector(selector);
     if spec.servers.is_empty() {
         out.violation(
             Code::MissingField,
@@ -41,67 +43,85 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     }
     let mut port_names = HashSet::new();
     for (i, server) in spec.servers.iter().enumerate() {
-        let base = format!("spec.servers[{i}]");
+        if !out.charge(1 + server.bind.len()) {
+            return;
+        }
+        let base = || format!("spec.servers[{i}]");
         match &server.port {
             None => out.violation(
                 Code::MissingField,
-                format!("{base}.port"),
+                format!("{}.port", base()),
                 "",
                 "server port is required",
             ),
             Some(p) => {
                 server_port(&base, p, &server.bind, out);
-                if !port_names.insert(p.name.as_str()) {
+                if !port_names.insert(&*p.name) {
                     out.violation(
                         Code::DuplicatePort,
-                        format!("{base}.port.name"),
+                        format!("{}.port.name", base()),
                         &p.name,
                         "port names must be unique across servers",
                     );
                 }
             }
         }
+        server_bind(&base, server, out);
         if server.hosts.is_empty() {
             out.violation(
                 Code::MissingField,
-                format!("{base}.hosts"),
+                format!("{}.hosts", base()),
                 "",
                 "server must have at least one host",
             );
         }
         for (j, raw) in server.hosts.iter().enumerate() {
-            let path = format!("{base}.hosts[{j}]");
+            if !out.charge(raw.len()) {
+                return;
+            }
+            let path = || format!("{}.hosts[{j}]", base());
             let checked = istio::gateway_server_host(raw);
             // A partial wildcard is denied but still a host the allowlist must cover.
             let referable = matches!(checked, Ok(()) | Err((Code::PartialWildcard, _)));
-            out.rule(|| path.clone(), raw, checked);
+            out.rule(path, raw, checked);
             // Egress is the host part, without the `namespace/` prefix.
-            let name = raw.split_once('/').map_or(raw.as_str(), |(_, h)| h);
-            if egress && (referable || is_ip_literal(name)) {
-                out.host_ref(cx, path, name, &[], false);
+            let name = raw.split_once('/').map_or(&**raw, |(_, h)| h);
+            if egress && (referable || super::is_ip_literal(name)) {
+                out.host_ref(cx, path, name, HostEgress::default().ports, false);
             }
         }
     }
 }
 
-/// A server port (`validateServerPort`): a known protocol, a name, and a number in
-/// 1–65535 unless the server binds a unix socket.
-fn server_port(base: &str, p: &Port, bind: &str, out: &mut Findings) {
+/// A server port (`validateServerPort`): a known protocol, a name, a number in 1–65535
+/// unless the server binds a unix socket, and no `targetPort`.
+fn server_port(base: &dyn Fn() -> String, p: &Port<'_>, bind: &str, out: &mut Findings<'_>) {
     if p.number > 0 || !bind.starts_with(istio::UNIX_PREFIX) {
-        out.rule(
-            || format!("{base}.port.number"),
-            &p.number.to_string(),
-            istio::port_number(p.number),
-        );
+        out.port(|| format!("{}.port.number", base()), p.number);
     }
     out.rule(
-        || format!("{base}.port.name"),
+        || format!("{}.port.name", base()),
         &p.name,
         istio::server_port_name(&p.name),
     );
     out.rule(
-        || format!("{base}.port.protocol"),
+        || format!("{}.port.protocol", base()),
         &p.protocol,
         istio::server_protocol(&p.protocol),
     );
+    if let Some(tp) = p.target_port.filter(|tp| *tp > 0) {
+        out.violation(
+            Code::InvalidPort,
+            format!("{}.port.targetPort", base()),
+            &tp.to_string(),
+            "targetPort has no impact on Gateways",
+        );
+    }
+}
+
+/// `bind` (`validateServerBind`): a unix socket path with port number 0, or an IP.
+fn server_bind(base: &dyn Fn() -> String, server: &Server<'_>, out: &mut Findings<'_>) {
+    let path = || format!("{}.bind", base());
+    let number = server.port.as_ref().map_or(0, |p| p.number);
+    out.rules(path, &server.bind, istio::server_bind(&server.bind, number));
 }

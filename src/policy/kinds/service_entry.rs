@@ -6,42 +6,43 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Findings, HostEgress, Port, export_to, null_default};
+use super::{Context, Findings, HostEgress, Port, Str, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio::{self, Resolution};
+use crate::policy::matcher::PortSet;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec {
-    #[serde(deserialize_with = "null_default")]
-    hosts: Vec<String>,
-    #[serde(deserialize_with = "null_default")]
-    addresses: Vec<String>,
-    #[serde(deserialize_with = "null_default")]
-    ports: Vec<Port>,
-    #[serde(deserialize_with = "null_default")]
-    resolution: String,
-    #[serde(deserialize_with = "null_default")]
-    location: String,
-    #[serde(deserialize_with = "null_default")]
-    endpoints: Vec<Endpoint>,
+pub(super) struct Spec<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    hosts: Vec<Str<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    addresses: Vec<Str<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    ports: Vec<Port<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    resolution: Str<'a>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    location: Str<'a>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    endpoints: Vec<Endpoint<'a>>,
     workload_selector: Option<IgnoredAny>,
-    #[serde(deserialize_with = "null_default")]
-    export_to: Vec<String>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    export_to: Vec<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Endpoint {
-    #[serde(deserialize_with = "null_default")]
-    address: String,
-    #[serde(deserialize_with = "null_default")]
-    network: String,
-    #[serde(deserialize_with = "null_default")]
-    ports: BTreeMap<String, i64>,
+struct Endpoint<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    address: Str<'a>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    network: Str<'a>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    ports: BTreeMap<Str<'a>, i64>,
 }
 
-pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
+pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
     let exported = export_to(&spec.export_to, cx, true, false, out);
     out.rule(
         || "spec.location".to_owned(),
@@ -62,6 +63,9 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     check_hosts(spec, resolution, &ports, exported, cx, out);
 
     for (i, raw) in spec.addresses.iter().enumerate() {
+        if !out.charge(raw.len()) {
+            return;
+        }
         let path = || format!("spec.addresses[{i}]");
         let Some(net) = out.rule(path, raw, istio::ip_subnet(raw)) else {
             continue;
@@ -69,7 +73,7 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
         if let Some(res) = resolution {
             out.rule(path, raw, istio::address_for(res, raw.contains('/')));
         }
-        out.net_ref(path(), raw, net, exported);
+        out.net_ref(cx, path, raw, net, exported);
     }
 
     if let Some(res) = resolution {
@@ -83,12 +87,15 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
         && spec.endpoints.is_empty()
         && spec.workload_selector.is_none()
     {
-        out.warnings.push(
+        out.warn(|| {
             "spec.endpoints: STATIC resolution without endpoints or workloadSelector matches nothing"
-                .to_owned(),
-        );
+                .to_owned()
+        });
     }
     for (i, ep) in spec.endpoints.iter().enumerate() {
+        if !out.charge(ep.address.len() + ep.ports.len()) {
+            return;
+        }
         check_endpoint(i, ep, resolution, &ports, exported, cx, out);
     }
 }
@@ -96,7 +103,7 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
 /// What the hosts and endpoints need to know about the ports.
 struct Ports<'a> {
     /// Valid port numbers, for port-restricted allowlist entries.
-    numbers: Vec<u16>,
+    numbers: PortSet,
     /// Declared port names, valid or not, as Istio collects them.
     names: HashSet<&'a str>,
 }
@@ -104,50 +111,52 @@ struct Ports<'a> {
 /// Ports (`ValidateServiceEntry`): 1–65535, DNS-label names, known protocols, unique
 /// numbers and names, protocols that fit the resolution and the number of hosts.
 fn check_ports<'a>(
-    spec: &'a Spec,
+    spec: &'a Spec<'_>,
     resolution: Option<Resolution>,
-    out: &mut Findings,
+    out: &mut Findings<'_>,
 ) -> Ports<'a> {
     let mut numbers = Vec::with_capacity(spec.ports.len());
     let mut seen_numbers = HashSet::new();
     let mut seen_names = HashSet::new();
     let mut multi_host_reported = false;
     for (i, port) in spec.ports.iter().enumerate() {
-        let base = format!("spec.ports[{i}]");
-        let number = port.number.to_string();
-        if let Some(n) = out.rule(
-            || format!("{base}.number"),
-            &number,
-            istio::port_number(port.number),
-        ) {
-            numbers.push(n);
+        if !out.charge(1 + port.name.len() + port.protocol.len()) {
+            break;
+        }
+        let base = || format!("spec.ports[{i}]");
+        let number = || port.number.to_string();
+        match istio::port_number(port.number) {
+            Ok(n) => numbers.push(n),
+            Err((code, message)) => {
+                out.violation(code, format!("{}.number", base()), &number(), &message)
+            }
         }
         if !seen_numbers.insert(port.number) {
             out.violation(
                 Code::DuplicatePort,
-                format!("{base}.number"),
-                &number,
+                format!("{}.number", base()),
+                &number(),
                 "port number is not unique",
             );
         }
         out.rule(
-            || format!("{base}.name"),
+            || format!("{}.name", base()),
             &port.name,
             istio::port_name(&port.name),
         );
-        if !seen_names.insert(port.name.as_str()) {
+        if !seen_names.insert(&*port.name) {
             out.violation(
                 Code::DuplicatePort,
-                format!("{base}.name"),
+                format!("{}.name", base()),
                 &port.name,
                 "port name is not unique",
             );
         }
-        let protocol = || format!("{base}.protocol");
+        let protocol = || format!("{}.protocol", base());
         out.rule(protocol, &port.protocol, istio::protocol(&port.protocol));
         if let Some(tp) = port.target_port {
             out.rule(
-                || format!("{base}.targetPort"),
+                || format!("{}.targetPort", base()),
                 &tp.to_string(),
                 istio::port_number(tp),
             );
@@ -172,18 +181,18 @@ fn check_ports<'a>(
         }
     }
     Ports {
-        numbers,
+        numbers: PortSet::new(numbers),
         names: seen_names,
     }
 }
 
 fn check_hosts(
-    spec: &Spec,
+    spec: &Spec<'_>,
     resolution: Option<Resolution>,
     ports: &Ports<'_>,
     exported: bool,
     cx: &Context<'_>,
-    out: &mut Findings,
+    out: &mut Findings<'_>,
 ) {
     if spec.hosts.is_empty() {
         out.violation(
@@ -200,14 +209,17 @@ fn check_hosts(
     ) && spec.endpoints.is_empty();
     let dynamic = resolution == Some(Resolution::DynamicDns);
     let egress = HostEgress {
-        ports: &ports.numbers,
+        ports: Some(&ports.numbers),
         exported,
     };
     for (i, raw) in spec.hosts.iter().enumerate() {
+        if !out.charge(raw.len()) {
+            return;
+        }
         let path = || format!("spec.hosts[{i}]");
         let syntax = istio::service_entry_host(raw);
         if !out
-            .host_field(cx, path(), raw, syntax, !dynamic, Some(egress))
+            .host_field(cx, path, raw, syntax, !dynamic, Some(egress))
             .valid
         {
             continue;
@@ -226,15 +238,15 @@ fn check_hosts(
 /// a host.
 fn check_endpoint(
     i: usize,
-    ep: &Endpoint,
+    ep: &Endpoint<'_>,
     resolution: Option<Resolution>,
     ports: &Ports<'_>,
     exported: bool,
     cx: &Context<'_>,
-    out: &mut Findings,
+    out: &mut Findings<'_>,
 ) {
     let path = || format!("spec.endpoints[{i}].address");
-    let raw = ep.address.as_str();
+    let raw = &*ep.address;
     let unix = raw.starts_with(istio::UNIX_PREFIX);
     match resolution {
         Some(Resolution::Static) => {
@@ -255,7 +267,7 @@ fn check_endpoint(
             out.rule(path, raw, istio::dns_endpoint(raw));
         }
         // NONE and DYNAMIC_DNS forbid endpoints altogether (`endpoint_count`).
-        _ => return check_endpoint_refs(path(), raw, &ports.numbers, exported, cx, out),
+        _ => return endpoint_ref(path, raw, &ports.numbers, exported, cx, out),
     }
     for (name, &number) in &ep.ports {
         out.rule(
@@ -265,23 +277,23 @@ fn check_endpoint(
         );
     }
     if !unix {
-        check_endpoint_refs(path(), raw, &ports.numbers, exported, cx, out);
+        endpoint_ref(path, raw, &ports.numbers, exported, cx, out);
     }
 }
 
 /// Endpoint addresses are egress whatever the verdict: IPs and CIDRs as networks, host
 /// names when they are FQDNs.
-fn check_endpoint_refs(
-    path: String,
+fn endpoint_ref(
+    path: impl Fn() -> String,
     raw: &str,
-    ports: &[u16],
+    ports: &PortSet,
     exported: bool,
     cx: &Context<'_>,
-    out: &mut Findings,
+    out: &mut Findings<'_>,
 ) {
     if let Ok(net) = istio::ip_subnet(raw) {
-        out.net_ref(path, raw, net, exported);
+        out.net_ref(cx, path, raw, net, exported);
     } else if istio::fqdn(raw).is_ok() {
-        out.host_ref(cx, path, raw, ports, exported);
+        out.host_ref(cx, path, raw, Some(ports), exported);
     }
 }

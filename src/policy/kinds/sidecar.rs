@@ -1,41 +1,52 @@
 //! Sidecar: `outboundTrafficPolicy.mode: ALLOW_ANY` and `egressProxy` open egress to
 //! every destination, so they are bypass violations unless the namespace is granted
-//! `allowAnyOutbound`. Validity mirrors Istio's `validateSidecar` for these fields.
+//! `allowAnyOutbound`. Validity mirrors Istio's `validateSidecar` for the egress
+//! listeners and `validateSidecarOutboundTrafficPolicy`.
+
+use std::collections::HashSet;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Destination, Findings, is_ip_literal, null_default};
+use super::{Context, Destination, Findings, HostEgress, Port, Str, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec {
-    #[serde(deserialize_with = "null_default")]
-    egress: Vec<EgressListener>,
+pub(super) struct Spec<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    egress: Vec<EgressListener<'a>>,
     #[serde(deserialize_with = "null_default")]
     ingress: Vec<IgnoredAny>,
-    outbound_traffic_policy: Option<OutboundTrafficPolicy>,
+    #[serde(borrow)]
+    outbound_traffic_policy: Option<OutboundTrafficPolicy<'a>>,
     inbound_connection_pool: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EgressListener {
-    #[serde(deserialize_with = "null_default")]
-    hosts: Vec<String>,
+#[serde(default, rename_all = "camelCase")]
+struct EgressListener<'a> {
+    #[serde(borrow)]
+    port: Option<Port<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    bind: Str<'a>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    capture_mode: Str<'a>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    hosts: Vec<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-struct OutboundTrafficPolicy {
-    #[serde(deserialize_with = "null_default")]
-    mode: String,
-    egress_proxy: Option<Destination>,
+struct OutboundTrafficPolicy<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    mode: Str<'a>,
+    #[serde(borrow)]
+    egress_proxy: Option<Destination<'a>>,
 }
 
-pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
+pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
     let any_set = !spec.egress.is_empty()
         || !spec.ingress.is_empty()
         || spec.outbound_traffic_policy.is_some()
@@ -47,43 +58,105 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     {
         return;
     }
+    egress_listeners(spec, cx, out);
+    if let Some(otp) = &spec.outbound_traffic_policy {
+        outbound_traffic_policy(otp, cx, out);
+    }
+}
+
+/// `egress[]` (`validateSidecar`): one catch-all listener without a port, last; ports
+/// valid and unique per IP-bound listener, unix sockets unique; hosts
+/// `namespace/host`, with Istio's duplicate warnings.
+fn egress_listeners(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let mut catch_all_found = false;
+    let mut ports = HashSet::new();
+    let mut sockets = HashSet::new();
+    let last = spec.egress.len().saturating_sub(1);
     for (i, listener) in spec.egress.iter().enumerate() {
-        let base = format!("spec.egress[{i}].hosts");
+        if !out.charge(1 + listener.hosts.len()) {
+            return;
+        }
+        let base = || format!("spec.egress[{i}]");
+        match &listener.port {
+            None if catch_all_found => {
+                out.violation(
+                    Code::InvalidPort,
+                    format!("{}.port", base()),
+                    "",
+                    "sidecar: egress can have only one listener with empty port",
+                );
+                continue;
+            }
+            None if i != last => out.violation(
+                Code::InvalidPort,
+                format!("{}.port", base()),
+                "",
+                "sidecar: the egress listener with empty port should be the last listener in the list",
+            ),
+            None => catch_all_found = true,
+            Some(p) => {
+                let path = || format!("{}.port", base());
+                out.rules(
+                    path,
+                    &p.number.to_string(),
+                    istio::sidecar_egress_port(p.number, &p.name, &p.protocol, &listener.bind, &listener.capture_mode),
+                );
+                if p.target_port.is_some_and(|tp| tp > 0) {
+                    out.violation(
+                        Code::InvalidPort,
+                        format!("{}.targetPort", path()),
+                        "",
+                        "targetPort has no impact on Sidecars",
+                    );
+                }
+                let unique = if p.number == 0 {
+                    sockets.insert(&*listener.bind)
+                } else {
+                    ports.insert(p.number)
+                };
+                if !unique {
+                    out.violation(
+                        Code::DuplicatePort,
+                        path(),
+                        &p.number.to_string(),
+                        "sidecar: ports on IP bound listeners and unix domain socket binds must be unique",
+                    );
+                }
+            }
+        }
+        let hosts = || format!("{}.hosts", base());
         if listener.hosts.is_empty() {
             out.violation(
                 Code::MissingField,
-                &base,
+                hosts(),
                 "",
                 "egress listener must have at least one host",
             );
         }
         for (j, raw) in listener.hosts.iter().enumerate() {
             out.rule(
-                || format!("{base}[{j}]"),
+                || format!("{}[{j}]", hosts()),
                 raw,
                 istio::sidecar_egress_host(raw),
             );
         }
         for (j, warning) in istio::sidecar_duplicate_hosts(&listener.hosts, cx.namespace) {
-            let path = j.map_or_else(|| base.clone(), |j| format!("{base}[{j}]"));
-            out.warnings.push(format!("{path}: {warning}"));
+            let path = j.map_or_else(hosts, |j| format!("{}[{j}]", hosts()));
+            out.warn(|| format!("{path}: {warning}"));
         }
-    }
-    if let Some(otp) = &spec.outbound_traffic_policy {
-        outbound_traffic_policy(otp, cx, out);
     }
 }
 
 /// `outboundTrafficPolicy`: ALLOW_ANY and `egressProxy` are bypasses unless the namespace
 /// is granted `allowAnyOutbound`; validity mirrors `validateSidecarOutboundTrafficPolicy`.
-fn outbound_traffic_policy(otp: &OutboundTrafficPolicy, cx: &Context<'_>, out: &mut Findings) {
-    let mode_path = "spec.outboundTrafficPolicy.mode";
+fn outbound_traffic_policy(
+    otp: &OutboundTrafficPolicy<'_>,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
+    let mode_path = || "spec.outboundTrafficPolicy.mode".to_owned();
     let known_mode = out
-        .rule(
-            || mode_path.to_owned(),
-            &otp.mode,
-            istio::outbound_mode(&otp.mode),
-        )
+        .rule(mode_path, &otp.mode, istio::outbound_mode(&otp.mode))
         .is_some();
     let allow_any = otp.mode == "ALLOW_ANY";
     let granted = cx
@@ -93,35 +166,34 @@ fn outbound_traffic_policy(otp: &OutboundTrafficPolicy, cx: &Context<'_>, out: &
     if allow_any && !granted {
         out.violation(
             Code::AllowAnyOutbound,
-            mode_path,
+            mode_path(),
             &otp.mode,
-            format!("ALLOW_ANY lets workloads reach any host; namespace {} is not granted allowAnyOutbound", cx.namespace),
+            &format!(
+                "ALLOW_ANY lets workloads reach any host; namespace {} is not granted allowAnyOutbound",
+                cx.namespace
+            ),
         );
     }
     let Some(proxy) = &otp.egress_proxy else {
         return;
     };
-    let proxy_path = "spec.outboundTrafficPolicy.egressProxy";
+    let proxy_path = || "spec.outboundTrafficPolicy.egressProxy".to_owned();
     if !granted {
         out.violation(
             Code::EgressProxy,
-            proxy_path,
+            proxy_path(),
             &proxy.host,
-            format!(
+            &format!(
                 "egressProxy forwards unknown egress; namespace {} is not granted allowAnyOutbound",
                 cx.namespace
             ),
         );
     }
-    let host_path = || format!("{proxy_path}.host");
+    let host_path = || format!("{}.host", proxy_path());
     // Istio checks the proxy only once the mode is known to be ALLOW_ANY.
     if known_mode
         && out
-            .rule(
-                || proxy_path.to_owned(),
-                &proxy.host,
-                istio::egress_proxy_mode(&otp.mode),
-            )
+            .rule(proxy_path, &proxy.host, istio::egress_proxy_mode(&otp.mode))
             .is_some()
     {
         out.rule(
@@ -132,20 +204,16 @@ fn outbound_traffic_policy(otp: &OutboundTrafficPolicy, cx: &Context<'_>, out: &
         match &proxy.port {
             None => out.violation(
                 Code::MissingField,
-                format!("{proxy_path}.port"),
+                format!("{}.port", proxy_path()),
                 "",
                 "egressProxy port must be set",
             ),
             Some(p) => {
                 // `validateDestination`; the host's FQDN check above covers more.
-                out.rule(
-                    || format!("{proxy_path}.port.number"),
-                    &p.number.to_string(),
-                    istio::port_number(p.number),
-                );
+                out.port(|| format!("{}.port.number", proxy_path()), p.number);
                 if !proxy.subset.is_empty() {
                     out.rule(
-                        || format!("{proxy_path}.subset"),
+                        || format!("{}.subset", proxy_path()),
                         &proxy.subset,
                         istio::subset_name(&proxy.subset),
                     );
@@ -153,7 +221,13 @@ fn outbound_traffic_policy(otp: &OutboundTrafficPolicy, cx: &Context<'_>, out: &
             }
         }
     }
-    if istio::egress_proxy_host(&proxy.host).is_ok() || is_ip_literal(&proxy.host) {
-        out.host_ref(cx, host_path(), &proxy.host, &[], false);
+    if istio::egress_proxy_host(&proxy.host).is_ok() || super::is_ip_literal(&proxy.host) {
+        out.host_ref(
+            cx,
+            host_path,
+            &proxy.host,
+            HostEgress::default().ports,
+            false,
+        );
     }
 }

@@ -45,7 +45,7 @@ fn eval_with(a: &Allowlist, kind: Kind, ns: &str, spec: &str) -> Decision {
         object: Some(&spec),
         old_object: None,
     };
-    policy::evaluate(&req, a)
+    policy::evaluate(&req, a, &policy::Env::default())
 }
 
 fn eval(kind: Kind, ns: &str, spec: &str) -> Decision {
@@ -398,16 +398,16 @@ fn delete_and_unchanged_updates_are_allowed() {
         object: None,
         old_object: Some(&spec),
     };
-    assert!(policy::evaluate(&req, &a).allowed());
+    assert!(policy::evaluate(&req, &a, &policy::Env::default()).allowed());
     req.operation = Operation::Update;
     req.object = Some(&spec);
     let same = mk_spec("resolution: DNS\nhosts: [evil.example.org]\n");
     req.old_object = Some(&same);
-    let d = policy::evaluate(&req, &a);
+    let d = policy::evaluate(&req, &a, &policy::Env::default());
     assert!(d.spec_unchanged && d.allowed() && !d.violations.is_empty());
     let changed = mk_spec("hosts: [other.example.org]\nresolution: DNS\n");
     req.old_object = Some(&changed);
-    assert!(!policy::evaluate(&req, &a).allowed());
+    assert!(!policy::evaluate(&req, &a, &policy::Env::default()).allowed());
 }
 
 #[test]
@@ -434,7 +434,7 @@ fn unknown_kinds_are_skipped() {
         old_object: None,
     };
     assert_eq!(
-        policy::evaluate(&req, &mk_allowlist("")).skipped,
+        policy::evaluate(&req, &mk_allowlist(""), &policy::Env::default()).skipped,
         Some(policy::Skip::NotIstio)
     );
     assert_eq!(
@@ -518,7 +518,7 @@ fn timeout_scope_namespace_default_and_annotation() {
             object: Some(&object),
             old_object: None,
         };
-        policy::evaluate(&req, &a)
+        policy::evaluate(&req, &a, &policy::Env::default())
     };
     assert!(with_annotation("none").patch().is_none());
     let custom = with_annotation("2.5s");
@@ -569,7 +569,7 @@ fn eval_fixture(name: &str, a: &Allowlist) -> Decision {
         object: object.as_deref(),
         old_object: old.as_deref(),
     };
-    policy::evaluate(&r, a)
+    policy::evaluate(&r, a, &policy::Env::default())
 }
 
 #[test]

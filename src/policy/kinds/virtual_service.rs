@@ -6,100 +6,109 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Destination, Findings, HostEgress, export_to, null_default};
+use super::{Context, Destination, Findings, HostEgress, Str, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio::{self, VirtualServiceBinding};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec {
-    #[serde(deserialize_with = "null_default")]
-    hosts: Vec<String>,
-    #[serde(deserialize_with = "null_default")]
-    gateways: Vec<String>,
-    #[serde(deserialize_with = "null_default")]
-    http: Vec<HttpRoute>,
-    #[serde(deserialize_with = "null_default")]
-    tcp: Vec<TcpRoute>,
-    #[serde(deserialize_with = "null_default")]
-    tls: Vec<TlsRoute>,
-    #[serde(deserialize_with = "null_default")]
-    export_to: Vec<String>,
+pub(super) struct Spec<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    hosts: Vec<Str<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    gateways: Vec<Str<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    http: Vec<HttpRoute<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    tcp: Vec<TcpRoute<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    tls: Vec<TlsRoute<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    export_to: Vec<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-struct HttpRoute {
-    #[serde(rename = "match", deserialize_with = "null_default")]
-    matches: Vec<RouteMatch>,
-    #[serde(deserialize_with = "null_default")]
-    route: Vec<RouteDestination>,
+struct HttpRoute<'a> {
+    #[serde(rename = "match", borrow, deserialize_with = "null_default")]
+    matches: Vec<RouteMatch<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    route: Vec<RouteDestination<'a>>,
     redirect: Option<IgnoredAny>,
     direct_response: Option<IgnoredAny>,
     delegate: Option<IgnoredAny>,
-    mirror: Option<Destination>,
-    #[serde(deserialize_with = "null_default")]
-    mirrors: Vec<Mirror>,
-    timeout: Option<String>,
-    retries: Option<Retries>,
+    fault: Option<IgnoredAny>,
+    rewrite: Option<IgnoredAny>,
+    #[serde(borrow)]
+    mirror: Option<Destination<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    mirrors: Vec<Mirror<'a>>,
+    #[serde(borrow)]
+    timeout: Option<Str<'a>>,
+    #[serde(borrow)]
+    retries: Option<Retries<'a>>,
 }
 
 /// The part of an HTTP or TCP match that names gateways.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct RouteMatch {
-    #[serde(deserialize_with = "null_default")]
-    gateways: Vec<String>,
+struct RouteMatch<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    gateways: Vec<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct TcpRoute {
-    #[serde(rename = "match", deserialize_with = "null_default")]
-    matches: Vec<RouteMatch>,
-    #[serde(deserialize_with = "null_default")]
-    route: Vec<RouteDestination>,
+struct TcpRoute<'a> {
+    #[serde(rename = "match", borrow, deserialize_with = "null_default")]
+    matches: Vec<RouteMatch<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    route: Vec<RouteDestination<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct TlsRoute {
-    #[serde(rename = "match", deserialize_with = "null_default")]
-    matches: Vec<TlsMatch>,
-    #[serde(deserialize_with = "null_default")]
-    route: Vec<RouteDestination>,
+struct TlsRoute<'a> {
+    #[serde(rename = "match", borrow, deserialize_with = "null_default")]
+    matches: Vec<TlsMatch<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    route: Vec<RouteDestination<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-struct TlsMatch {
-    #[serde(deserialize_with = "null_default")]
-    sni_hosts: Vec<String>,
-    #[serde(deserialize_with = "null_default")]
-    gateways: Vec<String>,
+struct TlsMatch<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    sni_hosts: Vec<Str<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    gateways: Vec<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct RouteDestination {
-    destination: Option<Destination>,
+struct RouteDestination<'a> {
+    #[serde(borrow)]
+    destination: Option<Destination<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Mirror {
-    destination: Option<Destination>,
+struct Mirror<'a> {
+    #[serde(borrow)]
+    destination: Option<Destination<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-struct Retries {
+struct Retries<'a> {
     attempts: i64,
-    per_try_timeout: Option<String>,
-    #[serde(deserialize_with = "null_default")]
-    retry_on: String,
+    #[serde(borrow)]
+    per_try_timeout: Option<Str<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    retry_on: Str<'a>,
     retry_remote_localities: Option<IgnoredAny>,
-    backoff: Option<String>,
+    #[serde(borrow)]
+    backoff: Option<Str<'a>>,
 }
 
 /// What the timeout mutation needs to know about one `http[]` route.
@@ -116,7 +125,7 @@ pub struct HttpRouteInfo {
     pub external: bool,
 }
 
-pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
+pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
     export_to(&spec.export_to, cx, false, false, out);
     // No hosts means a delegate, which only makes sense as plain HTTP routes.
     let delegate = spec.hosts.is_empty();
@@ -131,16 +140,16 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
                     Code::MissingField,
                     "spec.hosts",
                     "",
-                    format!(
+                    &format!(
                         "a virtual service without hosts is a delegate, which must not set {field}"
                     ),
                 );
             }
         }
     }
-    gateway_names(&spec.gateways, "spec.gateways", out);
+    gateway_names(&spec.gateways, &|| "spec.gateways".to_owned(), out);
     let applies_to_gateway =
-        !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == "mesh");
+        !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| *g == "mesh");
     let binding = VirtualServiceBinding {
         applies_to_gateway,
         applies_to_mesh: !applies_to_gateway,
@@ -160,45 +169,72 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
     }
 
     for (i, route) in spec.http.iter().enumerate() {
+        if out.exhausted() {
+            return;
+        }
         http_route(i, route, delegate, cx, out);
     }
     for (i, route) in spec.tcp.iter().enumerate() {
-        let base = format!("spec.tcp[{i}]");
+        if !out.charge(1) {
+            return;
+        }
+        let base = || format!("spec.tcp[{i}]");
         for (k, m) in route.matches.iter().enumerate() {
-            gateway_names(&m.gateways, &format!("{base}.match[{k}].gateways"), out);
+            gateway_names(
+                &m.gateways,
+                &|| format!("{}.match[{k}].gateways", base()),
+                out,
+            );
         }
         routes(&base, &route.route, "TCP route is required", cx, out);
     }
+    tls_routes(spec, cx, out);
+}
+
+/// `tls[]`: SNI hosts (valid, and each a subset of some VirtualService host) and their
+/// destinations.
+fn tls_routes(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
     // Istio validates SNI hosts as gateway-bound unless `mesh` is listed, even with no
     // gateways at all (`isGateway`).
-    let sni_gateway = !spec.gateways.iter().any(|g| g == "mesh");
+    let sni_gateway = !spec.gateways.iter().any(|g| *g == "mesh");
+    let subsets = istio::HostSubsets::new(&spec.hosts);
     for (i, route) in spec.tls.iter().enumerate() {
-        let base = format!("spec.tls[{i}]");
+        if !out.charge(1) {
+            return;
+        }
+        let base = || format!("spec.tls[{i}]");
         if route.matches.is_empty() {
             out.violation(
                 Code::MissingField,
-                format!("{base}.match"),
+                format!("{}.match", base()),
                 "",
                 "TLS route must have at least one match condition",
             );
         }
         for (k, m) in route.matches.iter().enumerate() {
-            let mbase = format!("{base}.match[{k}]");
+            let mbase = || format!("{}.match[{k}]", base());
             if m.sni_hosts.is_empty() {
                 out.violation(
                     Code::MissingField,
-                    format!("{mbase}.sniHosts"),
+                    format!("{}.sniHosts", mbase()),
                     "",
                     "TLS match must have at least one SNI host",
                 );
             }
             for (j, sni) in m.sni_hosts.iter().enumerate() {
-                let path = || format!("{mbase}.sniHosts[{j}]");
-                if let Some(Some(w)) = out.rule(path, sni, istio::sni_host(sni, sni_gateway)) {
-                    out.warnings.push(format!("{}: {w}", path()));
+                if !out.charge(sni.len()) {
+                    return;
+                }
+                let path = || format!("{}.sniHosts[{j}]", mbase());
+                match out.rule(path, sni, istio::sni_host(sni, sni_gateway)) {
+                    Some(Some(w)) => out.warn(|| format!("{}: {w}", path())),
+                    Some(None) => {
+                        out.rule(path, sni, subsets.sni_subset(sni));
+                    }
+                    None => {}
                 }
             }
-            gateway_names(&m.gateways, &format!("{mbase}.gateways"), out);
+            gateway_names(&m.gateways, &|| format!("{}.gateways", mbase()), out);
         }
         routes(&base, &route.route, "TLS route is required", cx, out);
     }
@@ -206,57 +242,79 @@ pub(super) fn inspect(spec: &Spec, cx: &Context<'_>, out: &mut Findings) {
 
 /// `spec.hosts`: validity, overlaps, the partial-wildcard policy, and egress when the
 /// VirtualService applies to the mesh.
-fn check_hosts(spec: &Spec, binding: VirtualServiceBinding, cx: &Context<'_>, out: &mut Findings) {
+fn check_hosts(
+    spec: &Spec<'_>,
+    binding: VirtualServiceBinding,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
     let mut all_valid = true;
     let egress = binding.applies_to_mesh.then_some(HostEgress::default());
     for (i, raw) in spec.hosts.iter().enumerate() {
+        if !out.charge(raw.len()) {
+            return;
+        }
         let syntax = istio::virtual_service_host(raw, binding);
         all_valid &= out
-            .host_field(cx, format!("spec.hosts[{i}]"), raw, syntax, true, egress)
+            .host_field(cx, || format!("spec.hosts[{i}]"), raw, syntax, true, egress)
             .valid;
     }
     // Istio only looks for overlaps when every host is valid.
     if all_valid {
         for (j, (code, message)) in istio::overlapping_hosts(&spec.hosts) {
-            let value = spec.hosts.get(j).map_or("", String::as_str);
-            out.violation(code, format!("spec.hosts[{j}]"), value, message);
+            let value = spec.hosts.get(j).map_or("", |h| &**h);
+            out.violation(code, format!("spec.hosts[{j}]"), value, &message);
         }
     }
 }
 
 /// One `http[]` route (`validateHTTPRoute`), recorded for the timeout mutation.
-fn http_route(i: usize, route: &HttpRoute, delegate: bool, cx: &Context<'_>, out: &mut Findings) {
-    let base = format!("spec.http[{i}]");
+fn http_route(
+    i: usize,
+    route: &HttpRoute<'_>,
+    delegate: bool,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
+    out.charge(1);
+    let base = || format!("spec.http[{i}]");
     for (k, m) in route.matches.iter().enumerate() {
-        gateway_names(&m.gateways, &format!("{base}.match[{k}].gateways"), out);
+        gateway_names(
+            &m.gateways,
+            &|| format!("{}.match[{k}].gateways", base()),
+            out,
+        );
     }
     let shape = istio::HttpRouteShape {
-        root: route.delegate.is_some() && !delegate,
+        in_delegate: delegate,
+        delegate: route.delegate.is_some(),
         routes: route.route.len(),
         redirect: route.redirect.is_some(),
         direct_response: route.direct_response.is_some(),
+        fault: route.fault.is_some(),
+        rewrite: route.rewrite.is_some(),
         mirror: route.mirror.is_some(),
         mirrors: route.mirrors.len(),
     };
-    out.rules(|| base.clone(), "", istio::http_route_conflict(&shape));
+    out.rules(base, "", istio::http_route_conflict(&shape));
 
     let mut external = false;
     for (j, rd) in route.route.iter().enumerate() {
-        let path = format!("{base}.route[{j}].destination");
-        external |= destination(rd.destination.as_ref(), path, cx, out);
+        let path = || format!("{}.route[{j}].destination", base());
+        external |= destination(rd.destination.as_ref(), &path, cx, out);
     }
     if let Some(m) = &route.mirror {
-        destination(Some(m), format!("{base}.mirror"), cx, out);
+        destination(Some(m), &|| format!("{}.mirror", base()), cx, out);
     }
     for (j, m) in route.mirrors.iter().enumerate() {
-        let path = format!("{base}.mirrors[{j}].destination");
-        destination(m.destination.as_ref(), path, cx, out);
+        let path = || format!("{}.mirrors[{j}].destination", base());
+        destination(m.destination.as_ref(), &path, cx, out);
     }
     if let Some(t) = &route.timeout {
-        out.rule(|| format!("{base}.timeout"), t, istio::duration(t));
+        out.rule(|| format!("{}.timeout", base()), t, istio::duration(t));
     }
     if let Some(r) = &route.retries {
-        retries(&format!("{base}.retries"), r, out);
+        retries(&|| format!("{}.retries", base()), r, out);
     }
     out.http_routes.push(HttpRouteInfo {
         index: i,
@@ -267,80 +325,88 @@ fn http_route(i: usize, route: &HttpRoute, delegate: bool, cx: &Context<'_>, out
 }
 
 /// A retry policy (`ValidateHTTPRetry`): the policy itself and its two durations.
-fn retries(base: &str, r: &Retries, out: &mut Findings) {
+fn retries(base: &dyn Fn() -> String, r: &Retries<'_>, out: &mut Findings<'_>) {
     let policy = istio::Retry {
         attempts: r.attempts,
         per_try_timeout: r.per_try_timeout.is_some(),
         retry_on: &r.retry_on,
         retry_remote_localities: r.retry_remote_localities.is_some(),
     };
-    out.rules(|| base.to_owned(), "", istio::http_retry(&policy));
+    out.charge(r.retry_on.len());
+    out.rules(base, "", istio::http_retry(&policy));
     for (field, value) in [
         ("perTryTimeout", &r.per_try_timeout),
         ("backoff", &r.backoff),
     ] {
         if let Some(t) = value {
-            out.rule(|| format!("{base}.{field}"), t, istio::duration(t));
+            out.rule(|| format!("{}.{field}", base()), t, istio::duration(t));
         }
     }
 }
 
 /// A TCP or TLS route's destinations, which are required.
 fn routes(
-    base: &str,
-    route: &[RouteDestination],
+    base: &dyn Fn() -> String,
+    route: &[RouteDestination<'_>],
     required: &str,
     cx: &Context<'_>,
-    out: &mut Findings,
+    out: &mut Findings<'_>,
 ) {
     if route.is_empty() {
-        out.violation(Code::MissingField, format!("{base}.route"), "", required);
+        out.violation(
+            Code::MissingField,
+            format!("{}.route", base()),
+            "",
+            required,
+        );
     }
     for (j, rd) in route.iter().enumerate() {
-        let path = format!("{base}.route[{j}].destination");
-        destination(rd.destination.as_ref(), path, cx, out);
+        let path = || format!("{}.route[{j}].destination", base());
+        destination(rd.destination.as_ref(), &path, cx, out);
     }
 }
 
 /// Gateway references (`validateGatewayNames`) at `path[i]`.
-fn gateway_names(names: &[String], path: &str, out: &mut Findings) {
+fn gateway_names(names: &[Str<'_>], path: &dyn Fn() -> String, out: &mut Findings<'_>) {
+    if names.is_empty() || !out.charge(names.len()) {
+        return;
+    }
     for (i, (code, message)) in istio::gateway_names(names) {
-        let value = names.get(i).map_or("", String::as_str);
-        out.violation(code, format!("{path}[{i}]"), value, message);
+        let value = names.get(i).map_or("", |n| &**n);
+        out.violation(code, format!("{}[{i}]", path()), value, &message);
     }
 }
 
-/// Checks one destination (`validateDestination`) and records it as egress; returns
-/// true when it leaves the mesh. An IP host is invalid but still checked as an address.
+/// Checks one destination (`validateDestination`) and judges it as egress; returns
+/// true when it leaves the mesh. An IP host is invalid but still judged as an address.
 fn destination(
-    d: Option<&Destination>,
-    path: String,
+    d: Option<&Destination<'_>>,
+    path: &dyn Fn() -> String,
     cx: &Context<'_>,
-    out: &mut Findings,
+    out: &mut Findings<'_>,
 ) -> bool {
     let Some(d) = d else {
-        out.violation(Code::MissingField, path, "", "destination is required");
+        out.violation(Code::MissingField, path(), "", "destination is required");
         return false;
     };
+    if !out.charge(d.host.len()) {
+        return false;
+    }
     if !d.subset.is_empty() {
         out.rule(
-            || format!("{path}.subset"),
+            || format!("{}.subset", path()),
             &d.subset,
             istio::subset_name(&d.subset),
         );
     }
     if let Some(p) = &d.port {
-        out.rule(
-            || format!("{path}.port.number"),
-            &p.number.to_string(),
-            istio::port_number(p.number),
-        );
+        out.port(|| format!("{}.port.number", path()), p.number);
     }
-    let raw = d.host.as_str();
+    let raw = &*d.host;
     let syntax = istio::destination_host(raw);
     out.host_field(
         cx,
-        format!("{path}.host"),
+        || format!("{}.host", path()),
         raw,
         syntax,
         false,

@@ -1,0 +1,338 @@
+//! What a kind module reports while it reads an object: violations, warnings, and
+//! egress references, each judged against the allowlist the moment it is found.
+//!
+//! Everything here is bounded: the first [`MAX_VIOLATIONS`] violations and
+//! [`MAX_WARNINGS`] warnings are kept (the rest are counted), texts are cut, and every
+//! call charges the work [`Budget`]. Field paths are built lazily, only for what is
+//! reported, so valid fields cost no allocation.
+
+use ipnet::IpNet;
+
+use super::HttpRouteInfo;
+use crate::policy::allowlist::{Allowlist, Grant, Lookup, unmap_v4};
+use crate::policy::budget::Budget;
+use crate::policy::decision::{Code, MAX_TEXT, Violation, truncated};
+use crate::policy::host::{self, HostPattern};
+use crate::policy::istio::{self, Failure};
+use crate::policy::matcher::PortSet;
+
+/// Violations kept per object; more are counted in [`Findings::omitted`].
+pub const MAX_VIOLATIONS: usize = 100;
+/// Warnings kept per object; one more line says how many were left out.
+pub const MAX_WARNINGS: usize = 100;
+
+/// What is needed from outside the object to judge it.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The allowlist in force.
+    pub allowlist: &'a Allowlist,
+    /// The object's namespace.
+    pub namespace: &'a str,
+}
+
+/// Where an egress reference points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A host name or wildcard.
+    Host(HostPattern),
+    /// An IP address (as a /32 or /128) or a CIDR.
+    Net(IpNet),
+}
+
+/// How a host field sends traffic: on which ports, and whether a namespace grant leaks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostEgress<'a> {
+    /// The ports traffic leaves on (empty: not port-specific).
+    pub ports: Option<&'a PortSet>,
+    /// The object is visible beyond its own namespace.
+    pub exported: bool,
+}
+
+/// What [`Findings::host_field`] found.
+#[derive(Debug, Clone, Copy)]
+pub struct HostField {
+    /// The host passed the field's syntax rule.
+    pub valid: bool,
+    /// It was recorded as egress leaving the mesh.
+    pub external: bool,
+}
+
+/// Everything one kind module finds in one object.
+#[derive(Debug)]
+pub struct Findings<'b> {
+    /// Validity, allowlist and bypass violations, in field order (the first
+    /// [`MAX_VIOLATIONS`]).
+    pub violations: Vec<Violation>,
+    /// Violations found beyond those kept.
+    pub omitted: usize,
+    /// Non-fatal findings (the first [`MAX_WARNINGS`]).
+    pub warnings: Vec<String>,
+    omitted_warnings: usize,
+    /// VirtualService http routes, for the timeout mutation.
+    pub http_routes: Vec<HttpRouteInfo>,
+    /// The VirtualService's `egress-guard.io/default-timeout` annotation.
+    pub timeout_annotation: Option<String>,
+    budget: Budget<'b>,
+}
+
+impl<'b> Findings<'b> {
+    /// An empty report that may spend `budget`.
+    pub fn new(budget: Budget<'b>) -> Self {
+        Self {
+            violations: Vec::new(),
+            omitted: 0,
+            warnings: Vec::new(),
+            omitted_warnings: 0,
+            http_routes: Vec::new(),
+            timeout_annotation: None,
+            budget,
+        }
+    }
+
+    /// Spends work; false once the budget is gone, after which loops should stop.
+    pub fn charge(&mut self, units: usize) -> bool {
+        self.budget.charge(units)
+    }
+
+    /// True once the budget is spent or the evaluation was cancelled.
+    pub fn exhausted(&self) -> bool {
+        self.budget.exhausted()
+    }
+
+    /// Closes the report: a spent budget becomes an `EG901` violation in front, and
+    /// left-out warnings are counted in a last line.
+    pub fn finish(mut self) -> Self {
+        if self.budget.exhausted() {
+            self.violations.insert(
+                0,
+                Violation::new(
+                    Code::TooComplex,
+                    "",
+                    "",
+                    "object too complex to evaluate within the work budget; nothing after this point was checked",
+                ),
+            );
+        }
+        if self.omitted_warnings > 0 {
+            self.warnings
+                .push(format!("and {} more warnings", self.omitted_warnings));
+        }
+        self
+    }
+
+    /// Records a violation (bounded: see [`MAX_VIOLATIONS`]).
+    pub fn violation(&mut self, code: Code, path: impl AsRef<str>, value: &str, message: &str) {
+        self.budget.charge(1);
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations
+                .push(Violation::new(code, path.as_ref(), value, message));
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// Records a warning (bounded: see [`MAX_WARNINGS`]); built only when kept.
+    pub fn warn(&mut self, warning: impl FnOnce() -> String) {
+        self.budget.charge(1);
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(truncated(&warning(), MAX_TEXT));
+        } else {
+            self.omitted_warnings += 1;
+        }
+    }
+
+    /// Records the outcome of a rule: a violation on failure, the value on success.
+    pub fn rule<T>(
+        &mut self,
+        path: impl Fn() -> String,
+        value: &str,
+        r: Result<T, Failure>,
+    ) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err((code, message)) => {
+                self.violation(code, path(), value, &message);
+                None
+            }
+        }
+    }
+
+    /// A port number (`agent.ValidatePort`): the port, or a violation quoting it.
+    pub fn port(&mut self, path: impl Fn() -> String, number: i64) -> Option<u16> {
+        match istio::port_number(number) {
+            Ok(p) => Some(p),
+            Err((code, message)) => {
+                self.violation(code, path(), &number.to_string(), &message);
+                None
+            }
+        }
+    }
+
+    /// Records every failure of a rule that can fail several ways.
+    pub fn rules(&mut self, path: impl Fn() -> String, value: &str, failures: Vec<Failure>) {
+        for (code, message) in failures {
+            self.violation(code, path(), value, &message);
+        }
+    }
+
+    /// Applies the partial-wildcard policy to a ServiceEntry, VirtualService or
+    /// DestinationRule host (`ValidatePartialWildCard`): Istio only warns, which has
+    /// caused outages, so `strict` denies. Warnings start with the code.
+    pub fn partial_wildcard(&mut self, cx: &Context<'_>, path: impl Fn() -> String, value: &str) {
+        if !istio::is_partial_wildcard(value) {
+            return;
+        }
+        if cx.allowlist.strict {
+            self.violation(
+                Code::PartialWildcard,
+                path(),
+                value,
+                "partial wildcards are denied in strict mode; use \"*.domain\"",
+            );
+        } else {
+            self.warn(|| {
+                format!(
+                    "{} {}: partial wildcard {value:?} matches unpredictably (Istio only warns); use \"*.domain\"",
+                    Code::PartialWildcard,
+                    path()
+                )
+            });
+        }
+    }
+
+    /// The sequence every host field goes through: Istio's syntax rule for the field,
+    /// the partial-wildcard policy when the field allows them (`partial_policy`), and an
+    /// egress reference when the host is where traffic can go (`egress`). A host that
+    /// fails the syntax rule is still an egress reference when it is an IP literal: an
+    /// address traffic can reach.
+    pub fn host_field(
+        &mut self,
+        cx: &Context<'_>,
+        path: impl Fn() -> String,
+        raw: &str,
+        syntax: Result<(), Failure>,
+        partial_policy: bool,
+        egress: Option<HostEgress<'_>>,
+    ) -> HostField {
+        let valid = self.rule(&path, raw, syntax).is_some();
+        if valid && partial_policy {
+            self.partial_wildcard(cx, &path, raw);
+        }
+        let external = match egress {
+            Some(e) if valid || is_ip_literal(raw) => {
+                self.host_ref(cx, &path, raw, e.ports, e.exported)
+            }
+            _ => false,
+        };
+        HostField { valid, external }
+    }
+
+    /// Judges a host as written in the resource, unless it stays inside the mesh; says
+    /// whether it leaves the mesh. IP literals (`10.0.0.1`, `1.2.3.4.`) are judged as
+    /// addresses.
+    pub fn host_ref(
+        &mut self,
+        cx: &Context<'_>,
+        path: impl Fn() -> String,
+        value: &str,
+        ports: Option<&PortSet>,
+        exported: bool,
+    ) -> bool {
+        self.judge(cx, path, value, target(value), ports, exported)
+    }
+
+    /// Judges a name that is matched as a name even when it looks like an IP address:
+    /// a TLS SNI is sent to the server, it is not where traffic goes.
+    pub fn name_ref(&mut self, cx: &Context<'_>, path: impl Fn() -> String, value: &str) -> bool {
+        let target = Target::Host(HostPattern::from_accepted(value));
+        self.judge(cx, path, value, target, None, false)
+    }
+
+    /// Judges an address or network.
+    pub fn net_ref(
+        &mut self,
+        cx: &Context<'_>,
+        path: impl Fn() -> String,
+        value: &str,
+        net: IpNet,
+        exported: bool,
+    ) {
+        self.judge(cx, path, value, Target::Net(net), None, exported);
+    }
+
+    /// Looks one reference up and records a violation when the allowlist does not
+    /// grant it; returns whether it leaves the mesh.
+    fn judge(
+        &mut self,
+        cx: &Context<'_>,
+        path: impl Fn() -> String,
+        value: &str,
+        target: Target,
+        ports: Option<&PortSet>,
+        exported: bool,
+    ) -> bool {
+        if !self.charge(value.len().max(1)) {
+            return false;
+        }
+        let (ns, allowlist) = (cx.namespace, cx.allowlist);
+        let none = PortSet::default();
+        let lookup = match &target {
+            Target::Host(h) if allowlist.is_internal(h) => return false,
+            Target::Host(h) => allowlist.lookup_host(ns, h, ports.unwrap_or(&none)),
+            Target::Net(n) => allowlist.lookup_net(ns, &unmap_v4(n)),
+        };
+        let (code, message) = match lookup {
+            Lookup::Allowed(Grant::Global) => return true,
+            Lookup::Allowed(Grant::Namespace) if !exported => return true,
+            Lookup::Allowed(Grant::Namespace) => (
+                Code::GrantExported,
+                format!(
+                    "granted only to namespace {ns}; set exportTo: [\".\"] so the grant does not leak to the mesh"
+                ),
+            ),
+            Lookup::PortsDenied { first, count } => {
+                let mut ports: Vec<String> = first.iter().map(u16::to_string).collect();
+                if count > first.len() {
+                    ports.push(format!("and {} more", count - first.len()));
+                }
+                (
+                    Code::PortNotAllowed,
+                    format!("not allowed on port(s) {}", ports.join(", ")),
+                )
+            }
+            Lookup::NotCovered => match &target {
+                Target::Net(_) => (
+                    Code::AddressNotAllowed,
+                    format!("not inside an allowed CIDR for namespace {ns}"),
+                ),
+                Target::Host(h) if h.is_wildcard() => (
+                    Code::WildcardTooBroad,
+                    format!(
+                        "wildcard matches hosts the allowlist does not cover for namespace {ns}"
+                    ),
+                ),
+                Target::Host(_) => (
+                    Code::HostNotAllowed,
+                    format!("not in the allowlist for namespace {ns}"),
+                ),
+            },
+        };
+        self.violation(code, path(), value, &message);
+        true
+    }
+}
+
+/// What a host string Istio accepts points at: an address when it is an IP literal
+/// (after normalisation, so `1.2.3.4.` too), otherwise a host pattern.
+pub fn target(raw: &str) -> Target {
+    match istio::parse_ip(&host::normalize(raw)) {
+        Some(ip) => Target::Net(IpNet::from(ip)),
+        None => Target::Host(HostPattern::from_accepted(raw)),
+    }
+}
+
+/// True when a host should be judged even though a validity rule failed: an IP where a
+/// name is required is still an address traffic can go to.
+pub fn is_ip_literal(raw: &str) -> bool {
+    matches!(target(raw), Target::Net(_))
+}
