@@ -16,6 +16,7 @@ use kube::core::{DynamicObject, NamespaceResourceScope, Resource, Status};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use crate::policy::decision::{MAX_TEXT, MAX_VALUE, truncated};
 use crate::policy::{self, Allowlist, Decision, Env, Kind, Operation, Skip, Verdict, Violation};
 
 /// Kubernetes truncates warnings longer than this.
@@ -207,38 +208,53 @@ pub fn review(
 ) -> Reviewed {
     let req = match decode(body) {
         Ok(r) => r,
-        Err(ReviewError::Undecodable {
-            uid,
-            api_version,
-            message,
-        }) => {
-            let msg = format!("egress-guard could not decode the request: {message}");
-            return error_answer(200, &uid, &api_version, "undecodable", msg);
-        }
-        Err(e) => {
-            let reason = if matches!(e, ReviewError::NoRequest) {
-                "no_request"
-            } else {
-                "malformed"
-            };
-            return Reviewed {
-                status: 400,
-                body: format!("{e}\n").into_bytes(),
-                json: false,
-                outcome: Outcome::Rejected(Rejection {
-                    reason,
-                    message: e.to_string(),
-                    uid: None,
-                }),
-            };
-        }
+        Err(e) => return rejected(e),
     };
     let Some(allowlist) = allowlist else {
-        let msg = "egress-guard has no allowlist loaded yet".to_owned();
-        return error_answer(503, &req.uid, &req.types.api_version, "not_ready", msg);
+        return not_ready(&req);
     };
     let decision = policy::evaluate(&to_policy_request(&req), allowlist, env);
-    let response = respond(endpoint, &req, &decision).into_review();
+    let name = object_name(&req).to_owned();
+    answer(endpoint, req, name, decision)
+}
+
+/// The answer when a review could not be evaluated within the deadline: `EG901`, which
+/// denies in enforce mode and is reported in audit mode, like any violation. Only the
+/// envelope is decoded (the object is skipped), so this costs one scan of the body.
+pub fn too_complex(endpoint: Endpoint, body: &[u8], allowlist: Option<&Allowlist>) -> Reviewed {
+    let req = match serde_json::from_slice::<AdmissionReview<Skipped>>(body) {
+        Ok(review) => match TryInto::<AdmissionRequest<Skipped>>::try_into(review) {
+            Ok(req) => req,
+            Err(_) => return rejected(ReviewError::NoRequest),
+        },
+        Err(e) => return rejected(salvage_uid(body, e)),
+    };
+    let Some(allowlist) = allowlist else {
+        return not_ready(&req);
+    };
+    let namespace = req.namespace.as_deref().unwrap_or_default();
+    let decision = Decision {
+        mode: allowlist.mode_for(namespace),
+        violations: vec![Violation::new(
+            policy::Code::TooComplex,
+            "",
+            "",
+            "object too complex to evaluate within the deadline",
+        )],
+        ..Decision::default()
+    };
+    let name = req.name.clone();
+    answer(endpoint, req, name, decision)
+}
+
+/// Encodes the endpoint's answer to a judged request.
+fn answer<T: Resource>(
+    endpoint: Endpoint,
+    req: AdmissionRequest<T>,
+    name: String,
+    decision: Decision,
+) -> Reviewed {
+    let response = respond(endpoint, &req, &name, &decision).into_review();
     let body = match encode(&response) {
         Ok(b) => b,
         // Serialising strings and numbers cannot fail; if it ever did, fail closed.
@@ -247,7 +263,6 @@ pub fn review(
             return error_answer(500, &req.uid, &req.types.api_version, "encode", msg);
         }
     };
-    let name = object_name(&req).to_owned();
     let kind_label =
         Kind::from_group_kind(&req.kind.group, &req.kind.kind).map_or("other", Kind::as_str);
     Reviewed {
@@ -265,6 +280,84 @@ pub fn review(
             dry_run: req.dry_run,
             decision,
         })),
+    }
+}
+
+/// The answer to a body that is not a usable AdmissionReview.
+fn rejected(e: ReviewError) -> Reviewed {
+    match e {
+        ReviewError::Undecodable {
+            uid,
+            api_version,
+            message,
+        } => {
+            let msg = format!("egress-guard could not decode the request: {message}");
+            error_answer(200, &uid, &api_version, "undecodable", msg)
+        }
+        e => {
+            let reason = if matches!(e, ReviewError::NoRequest) {
+                "no_request"
+            } else {
+                "malformed"
+            };
+            Reviewed {
+                status: 400,
+                body: format!("{e}\n").into_bytes(),
+                json: false,
+                outcome: Outcome::Rejected(Rejection {
+                    reason,
+                    message: e.to_string(),
+                    uid: None,
+                }),
+            }
+        }
+    }
+}
+
+/// The answer while no allowlist is loaded: 503 with an error review.
+fn not_ready<T: Resource>(req: &AdmissionRequest<T>) -> Reviewed {
+    let msg = "egress-guard has no allowlist loaded yet".to_owned();
+    error_answer(503, &req.uid, &req.types.api_version, "not_ready", msg)
+}
+
+/// An object the deadline path does not read: skipped without allocating.
+#[derive(Debug, Default)]
+struct Skipped(ObjectMeta);
+
+impl<'de> Deserialize<'de> for Skipped {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Self::default())
+    }
+}
+
+impl Serialize for Skipped {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl Resource for Skipped {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Object".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "objects".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.0
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.0
     }
 }
 
@@ -350,13 +443,13 @@ fn salvage_uid(body: &[u8], err: serde_json::Error) -> ReviewError {
             request: Some(UidOnly { uid }),
         }) if !uid.is_empty() && api_version.starts_with("admission.k8s.io/") => {
             ReviewError::Undecodable {
-                uid,
-                api_version,
-                message: err.to_string(),
+                uid: truncated(&uid, MAX_VALUE),
+                api_version: truncated(&api_version, MAX_VALUE),
+                message: truncated(&err.to_string(), MAX_TEXT),
             }
         }
         Ok(Envelope { request: None, .. }) => ReviewError::NoRequest,
-        _ => ReviewError::Malformed(err.to_string()),
+        _ => ReviewError::Malformed(truncated(&err.to_string(), MAX_TEXT)),
     }
 }
 
@@ -396,37 +489,47 @@ pub fn object_name(req: &AdmissionRequest<RawObject>) -> &str {
 }
 
 /// Builds the answer for one endpoint from the engine's decision.
-pub fn respond(
+pub fn respond<T: Resource>(
     endpoint: Endpoint,
-    req: &AdmissionRequest<RawObject>,
+    req: &AdmissionRequest<T>,
+    name: &str,
     d: &Decision,
 ) -> AdmissionResponse {
     let resp = AdmissionResponse::from(req);
     match endpoint {
-        Endpoint::Validate => validate_response(resp, req, d),
+        Endpoint::Validate => validate_response(resp, req, name, d),
         Endpoint::Mutate => mutate_response(resp, d),
     }
 }
 
-fn validate_response(
+fn validate_response<T: Resource>(
     mut resp: AdmissionResponse,
-    req: &AdmissionRequest<RawObject>,
+    req: &AdmissionRequest<T>,
+    name: &str,
     d: &Decision,
 ) -> AdmissionResponse {
-    let mut warnings: Vec<String> = Vec::new();
+    let mut warnings = Warnings::default();
     if d.skipped == Some(Skip::NotIstio) {
-        warnings.push(format!(
-            "egress-guard: {} is not a kind egress-guard checks; not checked",
-            req.kind.kind
-        ));
+        warnings.push(|| {
+            format!(
+                "egress-guard: {} is not a kind egress-guard checks; not checked",
+                truncated(&req.kind.kind, MAX_FIELD_IN_MESSAGE)
+            )
+        });
     }
     if d.violations.is_empty() {
-        warnings.extend(d.warnings.iter().cloned());
-        return with_warnings(resp, warnings);
+        for w in &d.warnings {
+            warnings.push(|| w.clone());
+        }
+        return warnings.apply(resp);
     }
-    let subject = format!("{} {}", req.kind.kind, qualified_name(req));
+    let subject = format!(
+        "{} {}",
+        truncated(&req.kind.kind, MAX_FIELD_IN_MESSAGE),
+        qualified_name(req.namespace.as_deref(), name)
+    );
     if !d.allowed() {
-        resp = resp.deny(denial_message(&subject, &d.violations));
+        resp = resp.deny(denial_message(&subject, d));
         resp.result.code = 403;
         resp.result.reason = "Forbidden".to_owned();
         return resp;
@@ -436,14 +539,15 @@ fn validate_response(
     } else {
         "audit mode, not enforced"
     };
-    warnings.extend(
-        d.violations
-            .iter()
-            .map(|v| format!("egress-guard ({why}): {}", describe(v))),
-    );
-    warnings.extend(d.warnings.iter().cloned());
+    for v in &d.violations {
+        warnings.push(|| format!("egress-guard ({why}): {}", describe(v)));
+    }
+    warnings.extra += d.omitted;
+    for w in &d.warnings {
+        warnings.push(|| w.clone());
+    }
     resp.audit_annotations = audit_annotations(d);
-    with_warnings(resp, warnings)
+    warnings.apply(resp)
 }
 
 fn mutate_response(resp: AdmissionResponse, d: &Decision) -> AdmissionResponse {
@@ -451,95 +555,140 @@ fn mutate_response(resp: AdmissionResponse, d: &Decision) -> AdmissionResponse {
         return resp;
     };
     let timeout = d.default_timeout.map(|t| t.to_string()).unwrap_or_default();
-    let warning = format!(
-        "egress-guard: added default timeout {timeout} to {}",
-        d.patched_routes.join(", ")
-    );
+    let mut routes: Vec<&str> = d
+        .patched_routes
+        .iter()
+        .take(5)
+        .map(String::as_str)
+        .collect();
+    let more = d.patched_routes.len().saturating_sub(routes.len());
+    let and_more = format!("and {more} more");
+    if more > 0 {
+        routes.push(&and_more);
+    }
+    let mut warnings = Warnings::default();
+    warnings.push(|| {
+        format!(
+            "egress-guard: added default timeout {timeout} to {}",
+            routes.join(", ")
+        )
+    });
     match resp.clone().with_patch(patch.clone()) {
-        Ok(patched) => with_warnings(patched, vec![warning]),
+        Ok(patched) => warnings.apply(patched),
         // A patch of strings and indexes always serialises; if it ever did not,
         // admitting unpatched beats failing every VirtualService change.
-        Err(e) => with_warnings(
-            resp,
-            vec![format!("egress-guard: timeout patch not applied: {e}")],
-        ),
+        Err(e) => {
+            let mut w = Warnings::default();
+            w.push(|| format!("egress-guard: timeout patch not applied: {e}"));
+            w.apply(resp)
+        }
     }
 }
+
+/// Longest kind, namespace or name quoted in a message.
+const MAX_FIELD_IN_MESSAGE: usize = 128;
+/// Longest path or value quoted per violation in a message, warning or annotation.
+const MAX_QUOTED: usize = 128;
+/// Longest violation reason quoted in a message.
+const MAX_REASON: usize = 200;
 
 /// `namespace/name`, or just the name for cluster-scoped requests.
-fn qualified_name(req: &AdmissionRequest<RawObject>) -> String {
-    match req.namespace.as_deref() {
-        Some(ns) if !ns.is_empty() => format!("{ns}/{}", object_name(req)),
-        _ => object_name(req).to_owned(),
+fn qualified_name(namespace: Option<&str>, name: &str) -> String {
+    let name = truncated(name, MAX_FIELD_IN_MESSAGE);
+    match namespace {
+        Some(ns) if !ns.is_empty() => format!("{}/{name}", truncated(ns, MAX_FIELD_IN_MESSAGE)),
+        _ => name,
     }
 }
 
-/// `EG101 spec.hosts[0] "x": reason`
+/// `EG101 spec.hosts[0] "x": reason`, each part cut so that one violation stays short.
 pub fn describe(v: &Violation) -> String {
-    format!("{} {} {:?}: {}", v.code, v.path, v.value, v.message)
+    format!(
+        "{} {} {:?}: {}",
+        v.code,
+        truncated(&v.path, MAX_QUOTED),
+        truncated(&v.value, MAX_QUOTED),
+        truncated(&v.message, MAX_REASON)
+    )
 }
 
-/// One concise line: kind, namespace/name, then each violation's code, path and value.
-pub fn denial_message(subject: &str, violations: &[Violation]) -> String {
-    let mut msg = format!("egress-guard denied {subject}: ");
-    let shown: Vec<String> = violations
+/// One concise line: kind, namespace/name, then the first few violations' code, path and
+/// value, and how many more there are. At most a few kilobytes whatever the object.
+pub fn denial_message(subject: &str, d: &Decision) -> String {
+    let shown: Vec<String> = d
+        .violations
         .iter()
         .take(MAX_IN_MESSAGE)
         .map(describe)
         .collect();
-    msg.push_str(&shown.join("; "));
-    if violations.len() > MAX_IN_MESSAGE {
-        msg.push_str(&format!("; and {} more", violations.len() - MAX_IN_MESSAGE));
+    let mut msg = format!("egress-guard denied {subject}: {}", shown.join("; "));
+    let more = d.violation_count().saturating_sub(shown.len());
+    if more > 0 {
+        msg.push_str(&format!("; and {more} more"));
     }
     msg
 }
 
+/// Annotations for the audit log: the distinct codes, and the violations (as many as
+/// fit in 1 KiB), and the mode.
 fn audit_annotations(d: &Decision) -> HashMap<String, String> {
     let mut codes: Vec<&str> = d.violations.iter().map(|v| v.code.as_str()).collect();
     codes.sort_unstable();
     codes.dedup();
-    let mut paths: String = d
-        .violations
-        .iter()
-        .map(|v| format!("{} {}={}", v.code, v.path, v.value))
-        .collect::<Vec<_>>()
-        .join(", ");
-    truncate(&mut paths, 1024);
+    let mut listed = String::new();
+    for v in &d.violations {
+        let item = format!(
+            "{} {}={}",
+            v.code,
+            truncated(&v.path, MAX_QUOTED),
+            truncated(&v.value, MAX_QUOTED)
+        );
+        if listed.len() + item.len() + 2 > MAX_ANNOTATION {
+            listed.push_str(", …");
+            break;
+        }
+        if !listed.is_empty() {
+            listed.push_str(", ");
+        }
+        listed.push_str(&item);
+    }
     HashMap::from([
         ("codes".to_owned(), codes.join(",")),
-        ("violations".to_owned(), paths),
+        ("violations".to_owned(), listed),
         ("mode".to_owned(), d.mode.as_str().to_owned()),
     ])
 }
 
-/// Caps each warning at 256 characters and the list at [`MAX_WARNINGS`].
-fn with_warnings(mut resp: AdmissionResponse, mut warnings: Vec<String>) -> AdmissionResponse {
-    if warnings.is_empty() {
-        return resp;
-    }
-    if warnings.len() > MAX_WARNINGS {
-        let extra = warnings.len() - (MAX_WARNINGS - 1);
-        warnings.truncate(MAX_WARNINGS - 1);
-        warnings.push(format!("egress-guard: and {extra} more warnings"));
-    }
-    for w in &mut warnings {
-        truncate(w, MAX_WARNING_LEN);
-    }
-    resp.warnings = Some(warnings);
-    resp
+/// Longest audit annotation value.
+const MAX_ANNOTATION: usize = 1024;
+
+/// Warnings for one response: at most [`MAX_WARNINGS`], each at most
+/// [`MAX_WARNING_LEN`] bytes; beyond that they are only counted, never built.
+#[derive(Debug, Default)]
+struct Warnings {
+    kept: Vec<String>,
+    extra: usize,
 }
 
-/// Shortens to at most `max` bytes on a char boundary, marking the cut with `…`.
-fn truncate(s: &mut String, max: usize) {
-    if s.len() <= max {
-        return;
+impl Warnings {
+    fn push(&mut self, w: impl FnOnce() -> String) {
+        if self.kept.len() < MAX_WARNINGS - 1 {
+            self.kept.push(truncated(&w(), MAX_WARNING_LEN));
+        } else {
+            self.extra += 1;
+        }
     }
-    let mut cut = max - '…'.len_utf8();
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
+
+    fn apply(mut self, mut resp: AdmissionResponse) -> AdmissionResponse {
+        if self.extra > 0 {
+            self.kept
+                .push(format!("egress-guard: and {} more warnings", self.extra));
+        }
+        if !self.kept.is_empty() {
+            resp.warnings = Some(self.kept);
+        }
+        resp
     }
-    s.truncate(cut);
-    s.push('…');
 }
 
 /// Encodes a review for the wire. kube-core serialises `response.patch` as an array of
@@ -652,7 +801,7 @@ mod tests {
         let a = Allowlist::from_yaml("hosts: [nothing.example]\n").unwrap();
         let req = decode(&fixture("validate-update-serviceentry-v1-github-api")).unwrap();
         let d = policy::evaluate(&to_policy_request(&req), &a, &policy::Env::default());
-        let resp = respond(Endpoint::Validate, &req, &d);
+        let resp = respond(Endpoint::Validate, &req, "github-api", &d);
         assert!(resp.allowed);
         let w = resp.warnings.unwrap();
         assert!(
@@ -663,12 +812,103 @@ mod tests {
 
     #[test]
     fn warnings_are_bounded() {
-        let many: Vec<String> = (0..30).map(|i| format!("{i}{}", "x".repeat(400))).collect();
-        let resp = with_warnings(AdmissionResponse::invalid("t"), many);
-        let w = resp.warnings.unwrap();
+        let mut w = Warnings::default();
+        let mut built = 0;
+        for i in 0..30 {
+            w.push(|| {
+                built += 1;
+                format!("{i}{}", "x".repeat(400))
+            });
+        }
+        assert_eq!(
+            built,
+            MAX_WARNINGS - 1,
+            "warnings past the cap are never built"
+        );
+        let w = w.apply(AdmissionResponse::invalid("t")).warnings.unwrap();
         assert_eq!(w.len(), MAX_WARNINGS);
         assert!(w.iter().all(|w| w.len() <= MAX_WARNING_LEN));
         assert!(w[MAX_WARNINGS - 1].contains("21 more"));
+    }
+
+    #[test]
+    fn a_huge_object_gets_a_small_answer() {
+        // 50,000 hosts of 60 characters, none allowed: 50,000 violations.
+        let mut review: serde_json::Value =
+            serde_json::from_slice(&fixture("validate-create-serviceentry-v1-exfil")).unwrap();
+        let hosts: Vec<String> = (0..50_000)
+            .map(|i| format!("{i:0>50}.evil.example"))
+            .collect();
+        review["request"]["object"]["spec"]["hosts"] = serde_json::json!(hosts);
+        review["request"]["object"]["spec"]["exportTo"] = serde_json::json!(vec!["\""; 20_000]);
+        let body = serde_json::to_vec(&review).unwrap();
+        let a = Allowlist::from_yaml(policy::allowlist::EXAMPLE).unwrap();
+        let r = review_body(Endpoint::Validate, &body, &a);
+        assert!(
+            r.body.len() < 4096,
+            "{} bytes answer a {} byte request",
+            r.body.len(),
+            body.len()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let msg = v["response"]["status"]["message"].as_str().unwrap();
+        assert!(msg.contains("more"), "{msg}");
+        assert_eq!(v["response"]["allowed"], false);
+    }
+
+    #[test]
+    fn audit_mode_answers_are_bounded_too() {
+        let mut review: serde_json::Value =
+            serde_json::from_slice(&fixture("validate-create-serviceentry-v1-exfil")).unwrap();
+        let hosts: Vec<String> = (0..5_000)
+            .map(|i| format!("{}{i}.evil.example", "a".repeat(60)))
+            .collect();
+        review["request"]["object"]["spec"]["hosts"] = serde_json::json!(hosts);
+        let body = serde_json::to_vec(&review).unwrap();
+        let a = Allowlist::from_yaml("mode: audit\nhosts: [api.github.com]\n").unwrap();
+        let r = review_body(Endpoint::Validate, &body, &a);
+        assert!(r.body.len() < 8192, "{} bytes", r.body.len());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let resp = &v["response"];
+        assert_eq!(resp["allowed"], true);
+        assert_eq!(resp["warnings"].as_array().unwrap().len(), MAX_WARNINGS);
+        assert!(
+            resp["auditAnnotations"]["violations"]
+                .as_str()
+                .unwrap()
+                .len()
+                <= MAX_ANNOTATION
+        );
+    }
+
+    #[test]
+    fn too_complex_denies_in_enforce_and_warns_in_audit() {
+        let body = fixture("validate-create-serviceentry-v1-exfil");
+        let enforce = Allowlist::from_yaml("hosts: [a.example]\n").unwrap();
+        let r = too_complex(Endpoint::Validate, &body, Some(&enforce));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["response"]["allowed"], false);
+        assert_eq!(v["response"]["status"]["code"], 403);
+        assert!(
+            v["response"]["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("EG901")
+        );
+        let audit = Allowlist::from_yaml("mode: audit\nhosts: [a.example]\n").unwrap();
+        let r = too_complex(Endpoint::Validate, &body, Some(&audit));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["response"]["allowed"], true);
+        assert!(
+            v["response"]["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("EG901")
+        );
+    }
+
+    fn review_body(endpoint: Endpoint, body: &[u8], a: &Allowlist) -> Reviewed {
+        review(endpoint, body, Some(a), &Env::default())
     }
 
     #[test]

@@ -128,9 +128,19 @@ pub struct ServeArgs {
     /// Time allowed to read a request's headers and body.
     #[arg(long, env = "EGRESS_GUARD_REQUEST_TIMEOUT", default_value = "10s")]
     pub request_timeout: DurationArg,
-    /// Requests processed at once; more wait in the accept queue.
+    /// Large reviews (over 16 KiB) queued or in evaluation at once; more get 503.
+    /// Smaller reviews are judged inline and need no slot.
     #[arg(long, env = "EGRESS_GUARD_MAX_CONCURRENCY", default_value_t = 1024)]
     pub max_concurrency: usize,
+    /// Open connections; more are closed on accept, before the TLS handshake.
+    #[arg(long, env = "EGRESS_GUARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Request-body bytes held in memory at once across all connections; past it, 503.
+    #[arg(long, env = "EGRESS_GUARD_MAX_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+    /// Time a large review may take before it is answered as too complex (EG901).
+    #[arg(long, env = "EGRESS_GUARD_REVIEW_DEADLINE", default_value = "2s")]
+    pub review_deadline: DurationArg,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "EGRESS_GUARD_SHUTDOWN_GRACE", default_value = "20s")]
     pub shutdown_grace: DurationArg,

@@ -16,6 +16,7 @@ use prometheus::{
 };
 
 use crate::admission::{Endpoint, Judgement};
+use crate::policy::Code;
 
 /// Distinct `namespace` label values before new namespaces are counted as `other`.
 pub const MAX_NAMESPACE_LABELS: usize = 500;
@@ -35,6 +36,8 @@ pub struct Metrics {
     allowlist_load_seconds: Histogram,
     tls_reloads: IntCounterVec,
     tls_expiry: IntGauge,
+    budget_exceeded: IntCounter,
+    connections_rejected: IntCounter,
     namespaces: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -180,6 +183,22 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            budget_exceeded: register(
+                &r,
+                IntCounter::new(
+                    "egress_guard_review_budget_exceeded_total",
+                    "Reviews too complex to evaluate within the work budget or the deadline",
+                )
+                .expect("valid metric"),
+            ),
+            connections_rejected: register(
+                &r,
+                IntCounter::new(
+                    "egress_guard_connections_rejected_total",
+                    "Connections closed on accept because the connection cap was reached",
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
             namespaces: Arc::default(),
         }
@@ -199,6 +218,9 @@ impl Metrics {
             .with_label_values(&[endpoint.as_str()])
             .observe(elapsed.as_secs_f64());
         let d = &j.decision;
+        if d.violations.iter().any(|v| v.code == Code::TooComplex) {
+            self.budget_exceeded.inc();
+        }
         if endpoint == Endpoint::Validate && !d.violations.is_empty() {
             let namespace = self.namespace_label(&j.namespace);
             for v in &d.violations {
@@ -227,6 +249,11 @@ impl Metrics {
         } else {
             "other".to_owned()
         }
+    }
+
+    /// Records a connection closed at the connection cap.
+    pub fn record_connection_rejected(&self) {
+        self.connections_rejected.inc();
     }
 
     /// Records a request that could not be evaluated.
@@ -291,7 +318,7 @@ impl Metrics {
 mod tests {
     use super::*;
     use crate::admission::Answer;
-    use crate::policy::{Code, Decision, Operation, Violation};
+    use crate::policy::{Decision, Operation, Violation};
 
     fn judged(kind_label: &'static str, namespace: &str, violations: usize) -> Judgement {
         let v = Violation {

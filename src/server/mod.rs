@@ -1,9 +1,16 @@
 //! `egress-guard serve`: HTTPS `/validate` and `/mutate`, plain-HTTP `/metrics`,
 //! `/healthz` and `/readyz`, certificate reload and graceful shutdown.
 //!
-//! A request is read (bounded in size and time), decoded, judged synchronously by
-//! `policy::evaluate` against one lock-free snapshot of the allowlist, and answered.
+//! A request's body is read within a deadline and a global byte budget, then answered
+//! by [`admission::review`] against one lock-free snapshot of the allowlist. Small
+//! reviews (every real one) are judged inline: their cost is bounded by their size.
+//! Larger ones are judged on the blocking pool under a deadline that cancels the
+//! engine. Probes and metrics are served by their own thread, so no review can delay
+//! them.
 
+mod body;
+mod limits;
+mod ops;
 mod run;
 pub mod tls;
 
@@ -19,19 +26,26 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
-use http_body_util::BodyExt;
-use tower::limit::GlobalConcurrencyLimitLayer;
+use tokio::sync::Semaphore;
 
-use crate::admission::{self, Endpoint, Outcome};
+use crate::admission::{self, Endpoint, Outcome, Reviewed};
 pub use crate::metrics::Metrics;
-use crate::source::PolicyStore;
+use crate::policy::Env;
+use crate::source::{Loaded, PolicyStore};
+pub use limits::ByteBudget;
+use limits::ConnectionCap;
+pub use ops::ops_router;
 use tls::TlsPaths;
 
 /// Largest accepted AdmissionReview body (the apiserver's own request limit is 3 MiB).
 pub const BODY_LIMIT: usize = 3 * 1024 * 1024;
+/// Bodies up to this size are judged inline on the async worker: real reviews are a few
+/// KiB, and the engine's cost is linear in the body, so this bounds the inline work to
+/// well under a millisecond.
+pub const INLINE_BODY: usize = 16 * 1024;
 
 /// Server settings, built by the CLI or directly by tests.
 #[derive(Debug, Clone)]
@@ -40,10 +54,33 @@ pub struct ServeConfig {
     pub tls: TlsPaths,
     /// Time allowed for a request's headers and body, and for the TLS handshake.
     pub request_timeout: Duration,
-    /// Requests processed at once.
+    /// Large reviews (over [`INLINE_BODY`]) queued or in evaluation at once; more are
+    /// answered 503. Small reviews are judged inline and need no slot.
     pub max_concurrency: usize,
+    /// Open connections; more are closed on accept.
+    pub max_connections: usize,
+    /// Request-body bytes held at once across all connections; past it, 503.
+    pub max_inflight_bytes: usize,
+    /// Time a large review may take, waiting for a slot included, before it is
+    /// answered as too complex to evaluate.
+    pub review_deadline: Duration,
     /// How long in-flight requests may take after shutdown starts.
     pub shutdown_grace: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for everything but the TLS files.
+    pub fn new(tls: TlsPaths) -> Self {
+        Self {
+            tls,
+            request_timeout: Duration::from_secs(10),
+            max_concurrency: 1024,
+            max_connections: 1024,
+            max_inflight_bytes: 64 * 1024 * 1024,
+            review_deadline: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
 }
 
 /// Shared state of both routers.
@@ -56,17 +93,28 @@ pub struct AppState {
     tls_loaded: Arc<AtomicBool>,
     shutting_down: Arc<AtomicBool>,
     request_timeout: Duration,
+    review_deadline: Duration,
+    bytes: ByteBudget,
+    slots: Arc<Semaphore>,
+    /// Large reviews judged at once on the blocking pool: about one per core, so a
+    /// burst of hostile bodies queues instead of thrashing.
+    heavy: Arc<Semaphore>,
 }
 
 impl AppState {
-    /// State over a store and its metrics.
-    pub fn new(store: Arc<PolicyStore>, metrics: Metrics, request_timeout: Duration) -> Self {
+    /// State over a store and its metrics, with the limits of `cfg`.
+    pub fn new(store: Arc<PolicyStore>, metrics: Metrics, cfg: &ServeConfig) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Self {
             store,
             metrics,
             tls_loaded: Arc::new(AtomicBool::new(false)),
             shutting_down: Arc::new(AtomicBool::new(false)),
-            request_timeout,
+            request_timeout: cfg.request_timeout,
+            review_deadline: cfg.review_deadline,
+            bytes: ByteBudget::new(cfg.max_inflight_bytes),
+            slots: Arc::new(Semaphore::new(cfg.max_concurrency.max(1))),
+            heavy: Arc::new(Semaphore::new(cores)),
         }
     }
 
@@ -85,135 +133,109 @@ impl AppState {
 }
 
 /// The webhook routes (served over HTTPS).
-pub fn router(state: AppState, max_concurrency: usize) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/validate", post(validate))
         .route("/mutate", post(mutate))
-        // Bodies are read by `read_body` with its own limit and deadline.
+        // Bodies are read by `body::read` with its own limits and deadline.
         .layer(DefaultBodyLimit::disable())
-        .layer(GlobalConcurrencyLimitLayer::new(max_concurrency.max(1)))
         .with_state(state)
-}
-
-/// The operations routes (served over plain HTTP on a separate port).
-pub fn ops_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-}
-
-async fn metrics_text(State(st): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        st.metrics.render(),
-    )
-        .into_response()
-}
-
-async fn readyz(State(st): State<AppState>) -> Response {
-    match st.readiness() {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
-        )
-            .into_response(),
-    }
 }
 
 async fn validate(State(st): State<AppState>, req: Request) -> Response {
-    review(Endpoint::Validate, st, req).await
+    handle(Endpoint::Validate, st, req).await
 }
 
 async fn mutate(State(st): State<AppState>, req: Request) -> Response {
-    review(Endpoint::Mutate, st, req).await
+    handle(Endpoint::Mutate, st, req).await
 }
 
-/// A request rejected before evaluation: status, metric reason, message.
-struct Rejection(StatusCode, &'static str, String);
-
-async fn review(endpoint: Endpoint, st: AppState, req: Request) -> Response {
+async fn handle(endpoint: Endpoint, st: AppState, req: Request) -> Response {
     let started = Instant::now();
-    let body = match read_body(&st, req).await {
+    // The bytes stay counted against the budget until the answer is sent.
+    let (body, _bytes) = match body::read(&st, req).await {
         Ok(b) => b,
-        Err(Rejection(status, reason, message)) => {
+        Err(body::Rejection(status, reason, message)) => {
             st.metrics
                 .record_bad_request(endpoint, reason, started.elapsed());
             tracing::warn!(endpoint = endpoint.as_str(), reason, %message, "request rejected");
             return (status, format!("{message}\n")).into_response();
         }
     };
-    judge(endpoint, &st, &body, started)
-}
-
-/// Checks the content type, then reads the body within the size limit and deadline.
-async fn read_body(st: &AppState, req: Request) -> Result<Bytes, Rejection> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let mime = content_type.split(';').next().unwrap_or_default().trim();
-    if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(Rejection(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content_type",
-            format!("content type must be application/json, got {content_type:?}"),
-        ));
-    }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
-        return Err(too_large());
-    }
-    let limited = http_body_util::Limited::new(req.into_body(), BODY_LIMIT);
-    match tokio::time::timeout(st.request_timeout, limited.collect()).await {
-        Err(_) => Err(Rejection(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            format!("request body not received within {:?}", st.request_timeout),
-        )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(e)) => Err(Rejection(
-            StatusCode::BAD_REQUEST,
-            "body",
-            format!("reading request body: {e}"),
-        )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
-}
-
-fn too_large() -> Rejection {
-    Rejection(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        format!("request body larger than {BODY_LIMIT} bytes"),
-    )
-}
-
-/// Answers one review through the pipeline, then records it and writes its log line.
-fn judge(endpoint: Endpoint, st: &AppState, body: &[u8], started: Instant) -> Response {
     let loaded = st.store.current();
-    let reviewed = admission::review(
-        endpoint,
-        body,
-        loaded.as_ref().map(|l| &l.allowlist),
-        &crate::policy::Env::default(),
-    );
+    let reviewed = if body.len() <= INLINE_BODY {
+        admission::review(endpoint, &body, allowlist(&loaded), &Env::default())
+    } else {
+        let Ok(slot) = st.slots.clone().try_acquire_owned() else {
+            st.metrics
+                .record_bad_request(endpoint, "busy", started.elapsed());
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many large reviews in progress\n",
+            )
+                .into_response();
+        };
+        let reviewed = judge_offloaded(endpoint, &st, body, loaded.clone()).await;
+        drop(slot);
+        reviewed
+    };
+    finish(endpoint, &st, reviewed, loaded.as_deref(), started)
+}
+
+fn allowlist(loaded: &Option<Arc<Loaded>>) -> Option<&crate::policy::Allowlist> {
+    loaded.as_ref().map(|l| &l.allowlist)
+}
+
+/// Judges a large review on the blocking pool. Past the deadline the engine is told to
+/// stop and the review is answered as too complex to evaluate.
+async fn judge_offloaded(
+    endpoint: Endpoint,
+    st: &AppState,
+    body: Bytes,
+    loaded: Option<Arc<Loaded>>,
+) -> Reviewed {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let work = {
+        let (body, loaded, cancel) = (body.clone(), loaded.clone(), cancel.clone());
+        let heavy = st.heavy.clone();
+        async move {
+            let _heavy = heavy.acquire_owned().await.ok()?;
+            tokio::task::spawn_blocking(move || {
+                let env = Env {
+                    cancel: Some(&cancel),
+                    ..Env::default()
+                };
+                admission::review(endpoint, &body, allowlist(&loaded), &env)
+            })
+            .await
+            .ok()
+        }
+    };
+    match tokio::time::timeout(st.review_deadline, work).await {
+        Ok(Some(reviewed)) => reviewed,
+        _ => {
+            cancel.store(true, Ordering::Relaxed);
+            admission::too_complex(endpoint, &body, allowlist(&loaded))
+        }
+    }
+}
+
+/// Records one answered review, writes its log line, and builds the HTTP response.
+fn finish(
+    endpoint: Endpoint,
+    st: &AppState,
+    reviewed: Reviewed,
+    loaded: Option<&Loaded>,
+    started: Instant,
+) -> Response {
     let elapsed = started.elapsed();
     match &reviewed.outcome {
         Outcome::Judged(j) => {
             st.metrics.record_review(endpoint, j, elapsed);
             let d = &j.decision;
-            let codes: Vec<&str> = d.violations.iter().map(|v| v.code.as_str()).collect();
+            let mut codes: Vec<&str> = d.violations.iter().map(|v| v.code.as_str()).collect();
+            codes.sort_unstable();
+            codes.dedup();
             // One line per decision carrying the whole request context. No span: the
             // line is the only event of a review. Request strings are escaped and cut,
             // so a crafted uid or kind cannot forge or flood log lines.
@@ -228,8 +250,9 @@ fn judge(endpoint: Endpoint, st: &AppState, body: &[u8], started: Instant) -> Re
                 decision = j.answer.as_str(),
                 mode = d.mode.as_str(),
                 codes = %codes.join(","),
+                violations = d.violation_count(),
                 patched = d.patched_routes.len(),
-                allowlist_revision = loaded.as_ref().map_or("", |l| l.revision.as_str()),
+                allowlist_revision = loaded.map_or("", |l| l.revision.as_str()),
                 elapsed_us = elapsed.as_micros() as u64,
                 "admission decision"
             );
@@ -307,32 +330,34 @@ pub async fn serve(
         state.metrics.clone(),
     ));
 
+    // Probes and metrics on their own thread and runtime: a busy webhook cannot make
+    // kubelet restart the pod.
+    let ops = ops::spawn(ops_listener, state.clone()).context("metrics listener")?;
+
     let handle: Handle<std::net::SocketAddr> = Handle::new();
+    let (cap, metrics) = (cfg.max_connections, state.metrics.clone());
     let mut server = axum_server::from_tcp_rustls(listener, rustls)
         .context("HTTPS listener")?
-        .map(|acceptor| acceptor.handshake_timeout(cfg.request_timeout))
+        .map(|acceptor| {
+            ConnectionCap::new(
+                acceptor.handshake_timeout(cfg.request_timeout),
+                cap,
+                metrics,
+            )
+        })
         .first_request_timeout(cfg.request_timeout)
+        // The apiserver speaks HTTP/1.1 to webhooks; HTTP/2 would add streams and
+        // windows to bound for no client that uses them.
+        .http1_only()
         .handle(handle.clone());
     server
         .http_builder()
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(cfg.request_timeout);
-    let app = router(state.clone(), cfg.max_concurrency);
-
-    ops_listener
-        .set_nonblocking(true)
-        .context("metrics listener")?;
-    let ops_listener =
-        tokio::net::TcpListener::from_std(ops_listener).context("metrics listener")?;
-    let (ops_stop_tx, ops_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let ops = tokio::spawn(
-        axum::serve(ops_listener, ops_router(state.clone()))
-            .with_graceful_shutdown(async {
-                let _ = ops_stop_rx.await;
-            })
-            .into_future(),
-    );
+        // Also closes keep-alive connections idle for longer than this.
+        .header_read_timeout(cfg.request_timeout)
+        .max_buf_size(64 * 1024);
+    let app = router(state.clone());
 
     let stopper = {
         let handle = handle.clone();
@@ -352,8 +377,7 @@ pub async fn serve(
     let result = server.serve(app.into_make_service()).await;
     stopper.abort();
     reload.abort();
-    let _ = ops_stop_tx.send(());
-    let _ = ops.await;
+    ops.stop();
     tracing::info!("server stopped");
     result.context("HTTPS server")
 }

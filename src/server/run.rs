@@ -26,6 +26,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         allowlist,
         request_timeout,
         max_concurrency,
+        max_connections,
+        max_inflight_bytes,
+        review_deadline,
         shutdown_grace,
     } = args;
     let metrics = Metrics::new();
@@ -44,6 +47,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         request_timeout: request_timeout.0,
         max_concurrency,
+        max_connections,
+        max_inflight_bytes,
+        review_deadline: review_deadline.0,
         shutdown_grace: shutdown_grace.0,
     };
     let listener =
@@ -53,7 +59,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The bound addresses, not the flags: with port 0 this is how callers learn the port.
     let (https, metrics_addr) = (listener.local_addr()?, ops_listener.local_addr()?);
     tracing::info!(%https, metrics = %metrics_addr, "egress-guard serving");
-    let state = AppState::new(store, metrics, cfg.request_timeout);
+    let state = AppState::new(store, metrics, &cfg);
     let server = serve(cfg, state, listener, ops_listener, shutdown_signal());
     match source {
         Some(source) => tokio::select! {

@@ -53,6 +53,12 @@ pub struct Options {
     pub request_timeout: Duration,
     /// Drain time after shutdown.
     pub shutdown_grace: Duration,
+    /// Open connections before new ones are refused.
+    pub max_connections: usize,
+    /// Request-body bytes held at once.
+    pub max_inflight_bytes: usize,
+    /// Deadline for large reviews.
+    pub review_deadline: Duration,
 }
 
 impl Default for Options {
@@ -63,6 +69,9 @@ impl Default for Options {
             watch_allowlist: false,
             request_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
+            max_connections: 1024,
+            max_inflight_bytes: 64 * 1024 * 1024,
+            review_deadline: Duration::from_secs(2),
         }
     }
 }
@@ -106,21 +115,21 @@ impl TestServer {
                 Duration::from_secs(30),
             ));
         }
-        let cfg = ServeConfig {
-            tls: TlsPaths {
-                cert: dir.path().join("tls.crt"),
-                key: dir.path().join("tls.key"),
-                client_ca: opts.client_ca,
-            },
-            request_timeout: opts.request_timeout,
-            max_concurrency: 256,
-            shutdown_grace: opts.shutdown_grace,
-        };
+        let mut cfg = ServeConfig::new(TlsPaths {
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+            client_ca: opts.client_ca,
+        });
+        cfg.request_timeout = opts.request_timeout;
+        cfg.shutdown_grace = opts.shutdown_grace;
+        cfg.max_connections = opts.max_connections;
+        cfg.max_inflight_bytes = opts.max_inflight_bytes;
+        cfg.review_deadline = opts.review_deadline;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let ops_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let ops_addr = ops_listener.local_addr().unwrap();
-        let state = AppState::new(store.clone(), metrics.clone(), cfg.request_timeout);
+        let state = AppState::new(store.clone(), metrics.clone(), &cfg);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(cfg, state, listener, ops_listener, async {
             let _ = rx.await;
