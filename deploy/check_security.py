@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import celpy
 import yaml
 
 NS = "egress-guard"
@@ -27,10 +28,86 @@ TLS_SECRET = "egress-guard-tls"
 ISTIO_GROUP = "networking.istio.io"
 ISTIO_RESOURCES = {"serviceentries", "virtualservices", "destinationrules", "gateways", "sidecars"}
 READ_VERBS = {"get", "list", "watch"}
-WEBHOOKS = {
-    # kind: (webhook name, path)
-    "ValidatingWebhookConfiguration": ("validate.egress-guard.io", "/validate"),
-    "MutatingWebhookConfiguration": ("mutate.egress-guard.io", "/mutate"),
+WEBHOOK_KINDS = {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+CU = frozenset({"CREATE", "UPDATE"})
+ISTIO_NETWORKING = [
+    "serviceentries", "virtualservices", "destinationrules", "gateways",
+    "sidecars", "workloadentries", "workloadgroups", "envoyfilters",
+]
+# The writers the endpoints entry never calls the webhook for; the server's default
+# `trustedWriters` must be the same list (docs/deploy.md).
+TRUSTED_WRITERS = [
+    "system:serviceaccount:kube-system:endpoint-controller",
+    "system:serviceaccount:kube-system:endpointslice-controller",
+    "system:serviceaccount:kube-system:endpointslicemirroring-controller",
+    "system:kube-controller-manager",
+]
+# Writers that must still reach the webhook: tenants, admins, and control-plane
+# identities that are not endpoint writers (or only look like one).
+UNTRUSTED_WRITERS = [
+    "alice@example.com",
+    "kubernetes-admin",
+    "system:admin",
+    "system:serviceaccount:team-a:deployer",
+    "system:serviceaccount:team-a:endpoint-controller",
+    "system:serviceaccount:kube-system:replicaset-controller",
+    "system:serviceaccount:kube-system:default",
+    "system:serviceaccount:kube-system:endpoint-controller-x",
+    "system:kube-scheduler",
+]
+SYSTEM_NAMESPACES = ["kube-system", "kube-public", "kube-node-lease", "istio-system", NS]
+TENANT_NAMESPACES = ["default", "team-a", "monitoring", "cert-manager"]
+
+
+class Hook:
+    """What one webhook entry must be: its path, rules, namespaces, matchConditions."""
+
+    def __init__(self, kind: str, path: str, rules: dict, excluded: list[str], included: list[str],
+                 conditions: str | None = None) -> None:
+        self.kind = kind
+        self.path = path
+        # (apiGroup, apiVersion, resource) -> operations
+        self.rules = rules
+        self.excluded = excluded
+        self.included = included
+        # None: the entry must have no matchConditions; else which test table applies.
+        self.conditions = conditions
+
+
+HOOKS = {
+    "validate.egress-guard.io": Hook(
+        "ValidatingWebhookConfiguration", "/validate",
+        {("networking.istio.io", "*", r): CU for r in ISTIO_NETWORKING}
+        | {("extensions.istio.io", "*", "wasmplugins"): CU,
+           ("security.istio.io", "*", "requestauthentications"): CU,
+           ("", "v1", "services"): CU},
+        excluded=["kube-system", NS], included=["istio-system", *TENANT_NAMESPACES],
+    ),
+    "endpoints.validate.egress-guard.io": Hook(
+        "ValidatingWebhookConfiguration", "/validate",
+        {("", "v1", "endpoints"): CU, ("discovery.k8s.io", "v1", "endpointslices"): CU},
+        excluded=["kube-system", NS], included=["istio-system", *TENANT_NAMESPACES],
+        conditions="writers",
+    ),
+    "workloads.validate.egress-guard.io": Hook(
+        "ValidatingWebhookConfiguration", "/validate",
+        {("", "v1", "pods"): frozenset({"CREATE"}),
+         ("", "v1", "pods/ephemeralcontainers"): frozenset({"UPDATE"})}
+        | {("apps", "v1", r): CU for r in ("deployments", "statefulsets", "daemonsets", "replicasets")}
+        | {("batch", "v1", r): CU for r in ("jobs", "cronjobs")},
+        excluded=SYSTEM_NAMESPACES, included=TENANT_NAMESPACES,
+    ),
+    "allowlist.validate.egress-guard.io": Hook(
+        "ValidatingWebhookConfiguration", "/validate",
+        {("", "v1", "configmaps"): CU},
+        excluded=["kube-system", "istio-system", *TENANT_NAMESPACES], included=[NS],
+        conditions="allowlist",
+    ),
+    "mutate.egress-guard.io": Hook(
+        "MutatingWebhookConfiguration", "/mutate",
+        {("networking.istio.io", "*", "virtualservices"): CU},
+        excluded=["kube-system", NS], included=["istio-system", *TENANT_NAMESPACES],
+    ),
 }
 INJECT_CA = "cert-manager.io/inject-ca-from"
 ALLOWLIST_KEYS = {
@@ -174,6 +251,50 @@ def strip_inject_annotation(o: dict) -> dict:
     return o
 
 
+def expand_rules(rules: list[dict]) -> dict[tuple[str, str, str], frozenset[str]]:
+    """Every (apiGroup, apiVersion, resource) a webhook's rules match, with its operations."""
+    out: dict[tuple[str, str, str], frozenset[str]] = {}
+    for rule in rules:
+        for g in rule["apiGroups"]:
+            for v in rule["apiVersions"]:
+                for res in rule["resources"]:
+                    out[(g, v, res)] = out.get((g, v, res), frozenset()) | frozenset(rule["operations"])
+    return out
+
+
+def conditions_call(hook: dict, request: dict, obj: dict) -> bool:
+    """Whether the apiserver would call the webhook: every matchCondition is true.
+
+    Evaluated with cel-python, which agrees with the apiserver's cel-go on the plain
+    comparisons and list membership used here. An expression that fails to compile or
+    evaluate raises, and the check that asked fails.
+    """
+    env = celpy.Environment()
+    activation = {
+        "request": celpy.json_to_cel(request),
+        "object": celpy.json_to_cel(obj),
+        "oldObject": celpy.json_to_cel(None),
+    }
+    for cond in hook.get("matchConditions") or []:
+        result = env.program(env.compile(cond["expression"])).evaluate(activation)
+        if not isinstance(result, celpy.celtypes.BoolType):
+            raise TypeError(f"matchCondition {cond['name']} returned {type(result).__name__}, not a bool")
+        if not result:
+            return False
+    return True
+
+
+def mk_request(username: str, resource: str = "endpointslices", name: str = "x",
+               namespace: str = "team-a") -> dict:
+    return {
+        "operation": "CREATE",
+        "namespace": namespace,
+        "name": name,
+        "resource": {"group": "", "version": "v1", "resource": resource},
+        "userInfo": {"username": username, "groups": ["system:authenticated"]},
+    }
+
+
 # === checks ===
 
 
@@ -194,7 +315,7 @@ def check_base(r: Report, objs: list[dict]) -> None:
         lambda: all(
             o["metadata"].get("namespace") == NS
             for o in objs
-            if o["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding", *WEBHOOKS}
+            if o["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding", *WEBHOOK_KINDS}
         ),
     )
     ns = one(objs, "Namespace", NS)
@@ -350,52 +471,7 @@ def check_base(r: Report, objs: list[dict]) -> None:
     )
     r.check("base allowlist mode is enforce", lambda: al.get("mode", "enforce") == "enforce")
 
-    r.section("base: webhook configurations")
-    for kind, (hook_name, path) in WEBHOOKS.items():
-        cfg = one(objs, kind, APP)
-        hooks = cfg["webhooks"]
-        label = kind.replace("WebhookConfiguration", "")
-        r.check(f"{label}: exactly one webhook, named {hook_name}",
-                lambda: len(hooks) == 1 and hooks[0]["name"] == hook_name)
-        w = hooks[0]
-        svc_ref = w["clientConfig"].get("service") or {}
-        r.check(
-            f"{label}: calls service {NS}/{APP} port 443 path {path}",
-            lambda: (svc_ref["namespace"], svc_ref["name"], svc_ref.get("port", 443), svc_ref["path"])
-            == (NS, APP, 443, path) and 443 in [p["port"] for p in svc["spec"]["ports"]],
-        )
-        r.check(f"{label}: no url and no caBundle in the base (injected later)",
-                lambda: "url" not in w["clientConfig"] and not w["clientConfig"].get("caBundle"))
-        r.check(f"{label}: failurePolicy Fail", lambda: w["failurePolicy"] == "Fail")
-        r.check(f"{label}: sideEffects None", lambda: w["sideEffects"] == "None")
-        r.check(f"{label}: timeoutSeconds <= 5", lambda: 1 <= w["timeoutSeconds"] <= 5,
-                lambda: f"timeoutSeconds={w.get('timeoutSeconds')}")
-        r.check(f"{label}: matchPolicy Equivalent", lambda: w["matchPolicy"] == "Equivalent")
-        r.check(f"{label}: admissionReviewVersions include v1 and v1beta1",
-                lambda: {"v1", "v1beta1"} <= set(w["admissionReviewVersions"]))
-        rules = w["rules"]
-        r.check(
-            f"{label}: rules cover exactly the five Istio kinds, group {ISTIO_GROUP}, all versions",
-            lambda: {res for rule in rules for res in rule["resources"]} == ISTIO_RESOURCES
-            and all(rule["apiGroups"] == [ISTIO_GROUP] and rule["apiVersions"] == ["*"] for rule in rules),
-            lambda: f"rules={rules}",
-        )
-        r.check(
-            f"{label}: operations exactly CREATE and UPDATE, scope Namespaced",
-            lambda: all(set(rule["operations"]) == {"CREATE", "UPDATE"} and rule.get("scope") == "Namespaced"
-                        for rule in rules),
-        )
-
-        def excludes(ns: str) -> bool:
-            return not selects(w["namespaceSelector"], {"kubernetes.io/metadata.name": ns})
-
-        r.check(
-            f"{label}: namespaceSelector excludes kube-system and {NS}, includes other namespaces",
-            lambda: excludes("kube-system") and excludes(NS) and not excludes("default")
-            and not excludes("istio-system"),
-        )
-        if kind == "MutatingWebhookConfiguration":
-            r.check(f"{label}: reinvocationPolicy IfNeeded", lambda: w["reinvocationPolicy"] == "IfNeeded")
+    check_webhooks(r, objs, svc)
 
     r.section("base: RBAC")
     roles = find(objs, "Role")
@@ -436,6 +512,98 @@ def check_base(r: Report, objs: list[dict]) -> None:
             and bindings[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": ref_kind, "name": ref_name}
             and bindings[0]["subjects"] == sa_subject,
         )
+
+
+def check_webhooks(r: Report, objs: list[dict], svc: dict) -> None:
+    r.section("base: webhook configurations")
+    for kind in sorted(WEBHOOK_KINDS):
+        cfg = one(objs, kind, APP)
+        label = kind.replace("WebhookConfiguration", "")
+        want = sorted(name for name, h in HOOKS.items() if h.kind == kind)
+        got = [w["name"] for w in cfg["webhooks"]]
+        r.check(f"{label}: exactly the entries {', '.join(want)}", lambda: sorted(got) == want,
+                lambda: f"entries={got}")
+
+    hooks = {w["name"]: (kind, w) for kind in WEBHOOK_KINDS for w in one(objs, kind, APP)["webhooks"]}
+    for name, spec in HOOKS.items():
+        r.section(f"base: webhook {name}")
+        if name not in hooks or hooks[name][0] != spec.kind:
+            r.check(f"present in the {spec.kind}", lambda: False)
+            continue
+        w = hooks[name][1]
+        svc_ref = w["clientConfig"].get("service") or {}
+        r.check(
+            f"calls service {NS}/{APP} port 443 path {spec.path}",
+            lambda: (svc_ref["namespace"], svc_ref["name"], svc_ref.get("port", 443), svc_ref["path"])
+            == (NS, APP, 443, spec.path) and 443 in [p["port"] for p in svc["spec"]["ports"]],
+        )
+        r.check("no url and no caBundle in the base (injected later)",
+                lambda: "url" not in w["clientConfig"] and not w["clientConfig"].get("caBundle"))
+        r.check("failurePolicy Fail", lambda: w["failurePolicy"] == "Fail")
+        r.check("sideEffects None", lambda: w["sideEffects"] == "None")
+        r.check("timeoutSeconds <= 5", lambda: 1 <= w["timeoutSeconds"] <= 5,
+                lambda: f"timeoutSeconds={w.get('timeoutSeconds')}")
+        r.check("matchPolicy Equivalent", lambda: w["matchPolicy"] == "Equivalent")
+        r.check("admissionReviewVersions v1 and v1beta1",
+                lambda: {"v1", "v1beta1"} <= set(w["admissionReviewVersions"]))
+        got = expand_rules(w["rules"])
+        r.check(
+            f"rules match exactly {len(spec.rules)} (group, version, resource) with their operations",
+            lambda: got == spec.rules,
+            lambda: "; ".join(
+                f"{'/'.join(k) or k}: want {sorted(spec.rules.get(k, []))} got {sorted(got.get(k, []))}"
+                for k in sorted(set(got) | set(spec.rules)) if got.get(k) != spec.rules.get(k)
+            ),
+        )
+        r.check("every rule has scope Namespaced", lambda: all(rule.get("scope") == "Namespaced" for rule in w["rules"]))
+
+        def excluded(ns: str) -> bool:
+            return not selects(w["namespaceSelector"], {"kubernetes.io/metadata.name": ns})
+
+        r.check(
+            f"namespaceSelector skips {', '.join(spec.excluded)}",
+            lambda: all(excluded(ns) for ns in spec.excluded),
+            lambda: "calls for " + ", ".join(ns for ns in spec.excluded if not excluded(ns)),
+        )
+        r.check(
+            f"namespaceSelector calls for {', '.join(spec.included)}",
+            lambda: not any(excluded(ns) for ns in spec.included),
+            lambda: "skips " + ", ".join(ns for ns in spec.included if excluded(ns)),
+        )
+        r.check("no objectSelector", lambda: not w.get("objectSelector"))
+        if spec.conditions is None:
+            r.check("no matchConditions (nothing in scope is skipped)", lambda: not w.get("matchConditions"))
+        elif spec.conditions == "writers":
+            def still_called() -> list[str]:
+                return [u for u in TRUSTED_WRITERS if conditions_call(w, mk_request(u), {})]
+
+            r.check(
+                f"matchConditions skip the {len(TRUSTED_WRITERS)} control-plane endpoint writers",
+                lambda: w["matchConditions"] and not still_called(),
+                lambda: "still calls for " + ", ".join(still_called()),
+            )
+            r.check(
+                "matchConditions still call for tenants, admins and other system identities",
+                lambda: all(conditions_call(w, mk_request(u), {}) for u in UNTRUSTED_WRITERS),
+                lambda: "skips " + ", ".join(u for u in UNTRUSTED_WRITERS
+                                             if not conditions_call(w, mk_request(u), {})),
+            )
+        elif spec.conditions == "allowlist":
+            def called(cm_name: str) -> bool:
+                return conditions_call(
+                    w, mk_request("alice@example.com", "configmaps", cm_name, NS),
+                    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm_name, "namespace": NS}},
+                )
+
+            r.check(f"matchConditions call for the ConfigMap {ALLOWLIST_CM}", lambda: called(ALLOWLIST_CM))
+            others = ["kube-root-ca.crt", f"{ALLOWLIST_CM}-old", "allowlist", "egress-guard"]
+            r.check(
+                "matchConditions skip every other ConfigMap in the namespace",
+                lambda: not any(called(n) for n in others),
+                lambda: "calls for " + ", ".join(n for n in others if called(n)),
+            )
+        if spec.kind == "MutatingWebhookConfiguration":
+            r.check("reinvocationPolicy IfNeeded", lambda: w["reinvocationPolicy"] == "IfNeeded")
 
 
 def check_allowlist_files(r: Report, repo: Path) -> None:
@@ -482,7 +650,7 @@ def check_cert_manager(r: Report, base: list[dict], cm: list[dict]) -> None:
     issuers = {o["metadata"]["name"]: o for o in find(cm, "Issuer")}
     dep = one(cm, "Deployment", APP)
     tls_secrets = {v["secret"]["secretName"] for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v}
-    for kind in WEBHOOKS:
+    for kind in sorted(WEBHOOK_KINDS):
         label = kind.replace("WebhookConfiguration", "")
         cfg = one(cm, kind, APP)
         r.check(
@@ -495,6 +663,23 @@ def check_cert_manager(r: Report, base: list[dict], cm: list[dict]) -> None:
         )
     cert = certs[(NS, TLS_SECRET)]
     cspec = cert["spec"]
+
+    def uncovered() -> list[str]:
+        # cainjector fills in every entry of an annotated configuration; each entry must
+        # then call a Service whose name the injected CA's certificate was issued for.
+        out = []
+        for kind in sorted(WEBHOOK_KINDS):
+            for w in one(cm, kind, APP)["webhooks"]:
+                ref = w["clientConfig"].get("service") or {}
+                if f"{ref.get('name')}.{ref.get('namespace')}.svc" not in cspec["dnsNames"]:
+                    out.append(w["name"])
+        return out
+
+    r.check(
+        f"every webhook entry calls a Service that Certificate {TLS_SECRET} names",
+        lambda: not uncovered(),
+        lambda: "not covered: " + ", ".join(uncovered()),
+    )
     r.check(f"Certificate {TLS_SECRET} writes the secret the Deployment mounts",
             lambda: cspec["secretName"] == TLS_SECRET and TLS_SECRET in tls_secrets)
     r.check(

@@ -13,8 +13,10 @@
 # Environment:
 #   KUBECTL        kubectl to use (default: kubectl on PATH); needs built-in kustomize
 #   KUBE_VERSIONS  Kubernetes versions to validate against (default below): the oldest we
-#                  support (1.30: preStop sleep), the one the binary's k8s-openapi targets,
-#                  and the newest schemas in the pinned kubernetes-validate
+#                  support (1.30: webhook matchConditions are GA there, and the preStop
+#                  sleep action), the one the binary's k8s-openapi targets, and the newest
+#                  schemas in the pinned kubernetes-validate. A version below MIN_KUBE is
+#                  refused: the manifests do not support it, so passing there means nothing
 #   VENV           Python virtualenv for the tools (created if missing)
 set -euo pipefail
 
@@ -22,10 +24,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 
 KUBECTL="${KUBECTL:-kubectl}"
-KUBE_VERSIONS="${KUBE_VERSIONS:-1.30.0 1.33.0 1.37.0}"
+# The oldest Kubernetes the manifests support; docs/deploy.md says the same.
+MIN_KUBE=1.30
+KUBE_VERSIONS="${KUBE_VERSIONS:-$MIN_KUBE.0 1.33.0 1.37.0}"
 VENV="${VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/egress-guard/deploy-venv}"
 # Pinned: the schemas a run validates against come from this wheel.
-PY_REQUIREMENTS=(kubernetes-validate==1.37.0 PyYAML==6.0.3)
+PY_REQUIREMENTS=(kubernetes-validate==1.37.0 PyYAML==6.0.3 cel-python==0.5.0)
 
 die() {
     echo "deploy/validate.sh: $*" >&2
@@ -35,6 +39,13 @@ die() {
 command -v "$KUBECTL" >/dev/null 2>&1 \
     || die "kubectl not found (looked for '$KUBECTL'); install kubectl 1.27 or newer (it has kustomize v5 built in) or set KUBECTL"
 command -v python3 >/dev/null 2>&1 || die "python3 not found"
+
+minor() { local v="${1#v}"; v="${v#*.}"; echo "${v%%.*}"; }
+for v in $KUBE_VERSIONS; do
+    [[ "${v#v}" == 1.* && "$(minor "$v")" =~ ^[0-9]+$ ]] || die "KUBE_VERSIONS: cannot read '$v' as 1.MINOR[.PATCH]"
+    (( $(minor "$v") >= $(minor "$MIN_KUBE") )) \
+        || die "KUBE_VERSIONS: $v is older than $MIN_KUBE, the oldest Kubernetes these manifests support (matchConditions, preStop sleep)"
+done
 
 # --- Python tools --------------------------------------------------------------------
 stamp="$VENV/.egress-guard-requirements"
