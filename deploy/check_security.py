@@ -25,8 +25,6 @@ NS = "egress-guard"
 APP = "egress-guard"
 ALLOWLIST_CM = "egress-guard-allowlist"
 TLS_SECRET = "egress-guard-tls"
-ISTIO_GROUP = "networking.istio.io"
-ISTIO_RESOURCES = {"serviceentries", "virtualservices", "destinationrules", "gateways", "sidecars"}
 READ_VERBS = {"get", "list", "watch"}
 WEBHOOK_KINDS = {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
 CU = frozenset({"CREATE", "UPDATE"})
@@ -55,6 +53,17 @@ UNTRUSTED_WRITERS = [
     "system:serviceaccount:kube-system:endpoint-controller-x",
     "system:kube-scheduler",
 ]
+# What `egress-guard audit` lists: the ClusterRole egress-guard-audit grants get/list on
+# exactly these (apiGroup, resource) pairs.
+AUDIT_RESOURCES = {("networking.istio.io", r) for r in ISTIO_NETWORKING} | {
+    ("extensions.istio.io", "wasmplugins"),
+    ("security.istio.io", "requestauthentications"),
+    ("", "services"), ("", "endpoints"), ("", "pods"),
+    ("discovery.k8s.io", "endpointslices"),
+    ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("apps", "replicasets"),
+    ("batch", "jobs"), ("batch", "cronjobs"),
+}
+AUDIT_ROLE = "egress-guard-audit"
 SYSTEM_NAMESPACES = ["kube-system", "kube-public", "kube-node-lease", "istio-system", NS]
 TENANT_NAMESPACES = ["default", "team-a", "monitoring", "cert-manager"]
 
@@ -473,12 +482,29 @@ def check_base(r: Report, objs: list[dict]) -> None:
 
     check_webhooks(r, objs, svc)
 
+    check_rbac(r, objs)
+
+
+
+def check_rbac(r: Report, objs: list[dict]) -> None:
     r.section("base: RBAC")
-    roles = find(objs, "Role")
-    r.check("exactly one Role", lambda: len(roles) == 1)
+    sa = {"kind": "ServiceAccount", "name": APP, "namespace": NS}
+    bindings = find(objs, "RoleBinding") + find(objs, "ClusterRoleBinding")
+    sa_bindings = [b for b in bindings if sa in (b.get("subjects") or [])]
+    r.check(
+        f"ServiceAccount {NS}/{APP}: exactly one binding, RoleBinding {NS}/{APP} to Role {APP}",
+        lambda: len(sa_bindings) == 1 and sa_bindings[0]["kind"] == "RoleBinding"
+        and sa_bindings[0]["metadata"]["namespace"] == NS
+        and sa_bindings[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APP}
+        and sa_bindings[0]["subjects"] == [sa],
+        lambda: "bindings: " + ", ".join("/".join(key(b)) for b in sa_bindings),
+    )
+    r.check("no ClusterRoleBinding at all (the webhook reads nothing cluster-wide)",
+            lambda: not find(objs, "ClusterRoleBinding"),
+            lambda: ", ".join(o["metadata"]["name"] for o in find(objs, "ClusterRoleBinding")))
     role = one(objs, "Role", APP)
     r.check(
-        f"Role: only get/list/watch on configmaps with resourceNames [{ALLOWLIST_CM}]",
+        f"Role {APP}: only get/list/watch on configmaps with resourceNames [{ALLOWLIST_CM}]",
         lambda: role["rules"] and all(
             rule["apiGroups"] == [""] and rule["resources"] == ["configmaps"]
             and rule.get("resourceNames") == [ALLOWLIST_CM] and set(rule["verbs"]) <= READ_VERBS
@@ -486,32 +512,46 @@ def check_base(r: Report, objs: list[dict]) -> None:
         ),
         lambda: f"rules={role['rules']}",
     )
-    crs = find(objs, "ClusterRole")
-    r.check("exactly one ClusterRole", lambda: len(crs) == 1)
-    cr = crs[0]
+    r.check(f"exactly two Roles: {APP} and {AUDIT_ROLE}",
+            lambda: sorted(o["metadata"]["name"] for o in find(objs, "Role")) == sorted([APP, AUDIT_ROLE]))
+    r.check(f"exactly one ClusterRole: {AUDIT_ROLE}",
+            lambda: [o["metadata"]["name"] for o in find(objs, "ClusterRole")] == [AUDIT_ROLE])
+
+    cr = one(objs, "ClusterRole", AUDIT_ROLE)
+    granted = {(g, res) for rule in cr["rules"] for g in rule["apiGroups"] for res in rule["resources"]}
     r.check(
-        "ClusterRole: only get/list/watch, no wildcards",
-        lambda: all(set(rule["verbs"]) <= READ_VERBS for rule in cr["rules"])
-        and not any("*" in rule.get(f, []) for rule in cr["rules"] for f in ("verbs", "resources", "apiGroups")),
+        f"ClusterRole {AUDIT_ROLE}: only get and list, no wildcards, no resourceNames",
+        lambda: cr["rules"] and all(
+            set(rule["verbs"]) <= {"get", "list"} and not rule.get("resourceNames")
+            and not rule.get("nonResourceURLs")
+            and not any("*" in rule.get(f, []) for f in ("verbs", "resources", "apiGroups"))
+            for rule in cr["rules"]
+        ),
         lambda: f"rules={cr['rules']}",
     )
     r.check(
-        f"ClusterRole: only {ISTIO_GROUP}, exactly the five Istio kinds",
-        lambda: all(rule["apiGroups"] == [ISTIO_GROUP] for rule in cr["rules"])
-        and {res for rule in cr["rules"] for res in rule["resources"]} == ISTIO_RESOURCES,
+        f"ClusterRole {AUDIT_ROLE}: exactly the {len(AUDIT_RESOURCES)} kinds `egress-guard audit` lists",
+        lambda: granted == AUDIT_RESOURCES,
+        lambda: f"missing {sorted(AUDIT_RESOURCES - granted)}, extra {sorted(granted - AUDIT_RESOURCES)}",
     )
-    sa_subject = [{"kind": "ServiceAccount", "name": APP, "namespace": NS}]
-    for kind, ref_kind, ref_name in (
-        ("RoleBinding", "Role", role["metadata"]["name"]),
-        ("ClusterRoleBinding", "ClusterRole", cr["metadata"]["name"]),
-    ):
-        bindings = find(objs, kind)
-        r.check(
-            f"{kind}: binds {ref_kind} {ref_name} to ServiceAccount {NS}/{APP} only",
-            lambda: len(bindings) == 1
-            and bindings[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": ref_kind, "name": ref_name}
-            and bindings[0]["subjects"] == sa_subject,
-        )
+    r.check(
+        f"ClusterRole {AUDIT_ROLE}: no aggregation (its rules are exactly the ones written)",
+        lambda: not cr.get("aggregationRule"),
+    )
+    audit_role = one(objs, "Role", AUDIT_ROLE)
+    r.check(
+        f"Role {NS}/{AUDIT_ROLE}: only get on configmaps with resourceNames [{ALLOWLIST_CM}]",
+        lambda: audit_role["metadata"]["namespace"] == NS and audit_role["rules"] and all(
+            rule["apiGroups"] == [""] and rule["resources"] == ["configmaps"]
+            and rule.get("resourceNames") == [ALLOWLIST_CM] and rule["verbs"] == ["get"]
+            for rule in audit_role["rules"]
+        ),
+        lambda: f"rules={audit_role['rules']}",
+    )
+    r.check(
+        f"nothing in the install binds {AUDIT_ROLE} (people bind it to themselves)",
+        lambda: not any(b["roleRef"]["name"] == AUDIT_ROLE for b in bindings),
+    )
 
 
 def check_webhooks(r: Report, objs: list[dict], svc: dict) -> None:
