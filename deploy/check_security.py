@@ -304,6 +304,41 @@ def mk_request(username: str, resource: str = "endpointslices", name: str = "x",
     }
 
 
+def image_problem(image: str) -> str | None:
+    """Why an image reference is not pinned, or None: a tag other than latest, or a digest."""
+    name, _, digest = image.partition("@")
+    if digest:
+        return None if re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else f"bad digest {digest!r}"
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "no tag (means latest)"
+    tag = last.rsplit(":", 1)[1]
+    return "tag latest" if tag == "latest" else None
+
+
+def pod_specs(objs: list[dict]) -> list[tuple[str, dict]]:
+    out = []
+    for o in objs:
+        spec = o.get("spec") or {}
+        if o["kind"] == "Pod":
+            out.append(("/".join(key(o)), spec))
+        elif o["kind"] == "CronJob":
+            out.append(("/".join(key(o)), spec["jobTemplate"]["spec"]["template"]["spec"]))
+        elif "template" in spec and isinstance(spec["template"], dict) and "spec" in spec["template"]:
+            out.append(("/".join(key(o)), spec["template"]["spec"]))
+    return out
+
+
+def quantity(q: str | int | float) -> float:
+    """A Kubernetes resource quantity as a number (cores or bytes)."""
+    m = re.fullmatch(r"([0-9.]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", str(q))
+    if not m:
+        raise ValueError(f"unparseable quantity {q!r}")
+    scale = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
 # === checks ===
 
 
@@ -380,6 +415,16 @@ def check_base(r: Report, objs: list[dict]) -> None:
         "resource requests cpu+memory and a memory limit are set",
         lambda: res["requests"]["cpu"] and res["requests"]["memory"] and res["limits"]["memory"],
         lambda: f"resources={res}",
+    )
+    r.check(
+        "memory limit at least twice the request (a reload holds two allowlists at once)",
+        lambda: quantity(res["limits"]["memory"]) >= 2 * quantity(res["requests"]["memory"]),
+        lambda: f"requests={res['requests'].get('memory')} limits={res['limits'].get('memory')}",
+    )
+    r.check(
+        "cpu request 100m, limit 1",
+        lambda: quantity(res["requests"]["cpu"]) == 0.1 and quantity(res["limits"]["cpu"]) == 1,
+        lambda: f"requests={res['requests'].get('cpu')} limits={res['limits'].get('cpu')}",
     )
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     r.check("container ports https=8443 and metrics=9090",
@@ -646,6 +691,20 @@ def check_webhooks(r: Report, objs: list[dict], svc: dict) -> None:
             r.check("reinvocationPolicy IfNeeded", lambda: w["reinvocationPolicy"] == "IfNeeded")
 
 
+def check_images(r: Report, name: str, objs: list[dict]) -> None:
+    r.section(f"{name}: images")
+    pods = pod_specs(objs)
+    for where, pod in pods:
+        for c in (pod.get("initContainers") or []) + pod["containers"]:
+            r.check(
+                f"{where} container {c['name']}: image {c.get('image')} is pinned (tag other than latest, or digest)",
+                lambda: image_problem(c["image"]) is None,
+                lambda: image_problem(c["image"]) or "",
+            )
+    if not pods:
+        r.note("no pod templates in this rendering")
+
+
 def check_allowlist_files(r: Report, repo: Path) -> None:
     r.section("allowlist files")
     deployed = repo / "deploy/base/allowlist.yaml"
@@ -783,11 +842,14 @@ def main() -> int:
     a = p.parse_args()
 
     base = load(a.base)
+    audit, cert_manager = load(a.audit), load(a.cert_manager)
     r = Report()
     check_base(r, base)
+    for name, objs in (("base", base), ("audit", audit), ("cert-manager", cert_manager)):
+        check_images(r, name, objs)
     check_allowlist_files(r, a.repo)
-    check_audit(r, base, load(a.audit))
-    check_cert_manager(r, base, load(a.cert_manager))
+    check_audit(r, base, audit)
+    check_cert_manager(r, base, cert_manager)
     check_monitoring(r, base, load(a.monitoring))
 
     print()
