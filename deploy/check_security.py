@@ -499,10 +499,35 @@ def check_base(r: Report, objs: list[dict]) -> None:
     r.check("no Istio sidecar injected into the webhook pod",
             lambda: pod_labels["sidecar.istio.io/inject"] == "false")
 
-    r.section("base: PodDisruptionBudget and Service")
+    r.section("base: PodDisruptionBudget, HorizontalPodAutoscaler and Service")
     pdb = one(objs, "PodDisruptionBudget", APP)
-    r.check("PDB minAvailable 1 (below replicas, so drains can proceed)",
-            lambda: pdb["spec"]["minAvailable"] == 1 < spec["replicas"])
+    r.check("PDB maxUnavailable 1 and no minAvailable (one eviction at a time at any scale)",
+            lambda: pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"],
+            lambda: f"spec={pdb['spec']}")
+    hpa = one(objs, "HorizontalPodAutoscaler", APP)
+    hspec = hpa["spec"]
+    r.check(
+        f"HPA scales Deployment {APP} (apps/v1) in its namespace",
+        lambda: hspec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP}
+        and hpa["metadata"]["namespace"] == dep["metadata"]["namespace"],
+    )
+    r.check(
+        "HPA minReplicas 2 (the Deployment's replicas), maxReplicas 6",
+        lambda: hspec["minReplicas"] == spec["replicas"] == 2 and hspec["maxReplicas"] == 6,
+        lambda: f"min={hspec.get('minReplicas')} max={hspec.get('maxReplicas')} replicas={spec.get('replicas')}",
+    )
+    r.check(
+        "HPA's one metric: cpu Utilization 70% of the request (and the container requests cpu)",
+        lambda: hspec["metrics"] == [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
+        and quantity(res["requests"]["cpu"]) > 0,
+        lambda: f"metrics={hspec.get('metrics')}",
+    )
+    r.check(
+        "HPA scale-down stabilization window at least 300s",
+        lambda: hspec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300,
+    )
+    r.check("HPA scale-down not disabled", lambda: hspec["behavior"]["scaleDown"].get("selectPolicy") != "Disabled")
     r.check("PDB selects the webhook pods", lambda: selects(pdb["spec"]["selector"], pod_labels))
     svc = one(objs, "Service", APP)
     sports = {p["name"]: p for p in svc["spec"]["ports"]}
