@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ipaddress
 import re
 import sys
 from pathlib import Path
@@ -337,6 +338,42 @@ def quantity(q: str | int | float) -> float:
     scale = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
              "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[m.group(2)]
     return float(m.group(1)) * scale
+
+
+def rule_ports(rule: dict) -> set[tuple[int | str, str]]:
+    """(port, protocol) pairs of one NetworkPolicy rule; a rule without ports is every port."""
+    if not rule.get("ports"):
+        return {("*", "*")}
+    return {(p["port"], p.get("protocol", "TCP")) for p in rule["ports"]}
+
+
+def policy_ports(rules: list[dict]) -> set[tuple[int | str, str]]:
+    return {pp for rule in rules for pp in rule_ports(rule)}
+
+
+def rules_with(rules: list[dict], port: int, protocol: str = "TCP") -> list[dict]:
+    return [rule for rule in rules if (port, protocol) in rule_ports(rule) or ("*", "*") in rule_ports(rule)]
+
+
+def peers(rule: dict) -> list[dict]:
+    return rule.get("from", rule.get("to")) or []
+
+
+def only_namespace(peer: dict, ns: str) -> bool:
+    """A peer that selects pods only in the namespace named ns, and no addresses."""
+    sel = peer.get("namespaceSelector")
+    return (
+        "ipBlock" not in peer and sel is not None
+        and selects(sel, {"kubernetes.io/metadata.name": ns})
+        and not any(selects(sel, {"kubernetes.io/metadata.name": other})
+                    for other in ("default", "team-a", "kube-system", "istio-system", NS) if other != ns)
+    )
+
+
+def narrow_cidr(peer: dict) -> bool:
+    """An ipBlock peer with a valid CIDR that is not all addresses."""
+    cidr = (peer.get("ipBlock") or {}).get("cidr")
+    return set(peer) == {"ipBlock"} and cidr is not None and ipaddress.ip_network(cidr).prefixlen > 0
 
 
 # === checks ===
@@ -730,6 +767,91 @@ def check_images(r: Report, name: str, objs: list[dict]) -> None:
         r.note("no pod templates in this rendering")
 
 
+def check_own_network_policy(r: Report, name: str, objs: list[dict], restricted: bool) -> dict:
+    r.section(f"{name}: NetworkPolicy for egress-guard's pods")
+    r.check("exactly one NetworkPolicy", lambda: len(find(objs, "NetworkPolicy")) == 1)
+    np = one(objs, "NetworkPolicy", APP)
+    spec = np["spec"]
+    dep = one(objs, "Deployment", APP)
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    ports = {p["name"]: p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    ingress, egress = spec.get("ingress") or [], spec.get("egress") or []
+    r.check(f"in namespace {NS}, selects the webhook pods",
+            lambda: np["metadata"]["namespace"] == NS and selects(spec["podSelector"], pod_labels))
+    r.check("policyTypes Ingress and Egress (both directions isolated)",
+            lambda: set(spec["policyTypes"]) == {"Ingress", "Egress"})
+    r.check(
+        "ingress only on the https and metrics container ports (8443, 9090 TCP), every rule names ports",
+        lambda: policy_ports(ingress) == {(ports["https"], "TCP"), (ports["metrics"], "TCP")}
+        and (8443, 9090) == (ports["https"], ports["metrics"]),
+        lambda: f"ingress ports {sorted(map(str, policy_ports(ingress)))}",
+    )
+    r.check(
+        "metrics (9090) only from the namespace `monitoring`",
+        lambda: all(peers(rule) and all(only_namespace(p, "monitoring") for p in peers(rule))
+                    for rule in rules_with(ingress, 9090)),
+        lambda: f"rules={rules_with(ingress, 9090)}",
+    )
+    r.check(
+        "egress only to DNS (53 UDP+TCP) and the Kubernetes API (443, 6443 TCP), every rule names ports",
+        lambda: policy_ports(egress) == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")},
+        lambda: f"egress ports {sorted(map(str, policy_ports(egress)))}",
+    )
+
+    def to_kube_dns(rule: dict) -> bool:
+        return bool(peers(rule)) and all(
+            only_namespace(p, "kube-system") and selects(p.get("podSelector") or {}, {"k8s-app": "kube-dns"})
+            and not selects(p.get("podSelector") or {}, {"k8s-app": "other"})
+            for p in peers(rule)
+        )
+
+    r.check(
+        "DNS only to kube-dns pods in kube-system",
+        lambda: all(to_kube_dns(rule) for rule in rules_with(egress, 53, "UDP") + rules_with(egress, 53, "TCP")),
+    )
+    api_in = rules_with(ingress, 8443)
+    api_out = rules_with(egress, 443) + rules_with(egress, 6443)
+    if not restricted:
+        r.check(
+            "admission calls (8443) from any source: the apiserver may be outside the pod network",
+            lambda: any(not peers(rule) for rule in api_in),
+        )
+    else:
+        r.check(
+            "admission calls (8443) only from ipBlocks narrower than everything",
+            lambda: api_in and all(peers(rule) and all(narrow_cidr(p) for p in peers(rule)) for rule in api_in),
+            lambda: f"rules={api_in}",
+        )
+        r.check(
+            "Kubernetes API egress (443, 6443) only to ipBlocks narrower than everything",
+            lambda: api_out and all(peers(rule) and all(narrow_cidr(p) for p in peers(rule)) for rule in api_out),
+            lambda: f"rules={api_out}",
+        )
+    return np
+
+
+def check_restricted_apiserver(r: Report, base: list[dict], restricted: list[dict]) -> None:
+    base_np = check_own_network_policy(r, "base", base, restricted=False)
+    np = check_own_network_policy(r, "overlay restricted-apiserver", restricted, restricted=True)
+    r.section("overlay restricted-apiserver")
+
+    def same_rules(direction: str, port: int, protocol: str) -> bool:
+        return (rules_with(np["spec"][direction], port, protocol)
+                == rules_with(base_np["spec"][direction], port, protocol))
+
+    r.check("metrics (9090) and DNS (53) rules identical to the base's",
+            lambda: same_rules("ingress", 9090, "TCP") and same_rules("egress", 53, "UDP")
+            and same_rules("egress", 53, "TCP"))
+    base_rest = {key(o): o for o in base if o["kind"] != "NetworkPolicy"}
+    rest = {key(o): o for o in restricted if o["kind"] != "NetworkPolicy"}
+    r.check(
+        "every other object is identical to the base",
+        lambda: base_rest == rest,
+        lambda: "differs: " + ", ".join("/".join(k) for k in set(base_rest) | set(rest)
+                                        if base_rest.get(k) != rest.get(k)),
+    )
+
+
 def check_allowlist_files(r: Report, repo: Path) -> None:
     r.section("allowlist files")
     deployed = repo / "deploy/base/allowlist.yaml"
@@ -863,18 +985,22 @@ def main() -> int:
     p.add_argument("--base", required=True, help="rendered deploy/")
     p.add_argument("--cert-manager", required=True, help="rendered deploy/cert-manager")
     p.add_argument("--audit", required=True, help="rendered deploy/overlays/audit")
+    p.add_argument("--restricted-apiserver", required=True, help="rendered deploy/overlays/restricted-apiserver")
     p.add_argument("--monitoring", required=True, help="rendered deploy/monitoring")
     a = p.parse_args()
 
     base = load(a.base)
     audit, cert_manager = load(a.audit), load(a.cert_manager)
+    restricted = load(a.restricted_apiserver)
     r = Report()
     check_base(r, base)
-    for name, objs in (("base", base), ("audit", audit), ("cert-manager", cert_manager)):
+    for name, objs in (("base", base), ("audit", audit), ("cert-manager", cert_manager),
+                       ("restricted-apiserver", restricted)):
         check_images(r, name, objs)
     check_allowlist_files(r, a.repo)
     check_audit(r, base, audit)
     check_cert_manager(r, base, cert_manager)
+    check_restricted_apiserver(r, base, restricted)
     check_monitoring(r, base, load(a.monitoring))
 
     print()

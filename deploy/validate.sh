@@ -4,7 +4,8 @@
 #
 #   bash deploy/validate.sh
 #
-# 1. kubectl kustomize: deploy/, deploy/cert-manager, deploy/overlays/audit, deploy/monitoring
+# 1. kubectl kustomize: deploy/, deploy/cert-manager, deploy/overlays/audit,
+#    deploy/overlays/restricted-apiserver, deploy/monitoring
 # 2. validate_schemas.py: every object in strict mode against the Kubernetes versions
 #    in KUBE_VERSIONS; the CRD kinds we ship (cert-manager, Prometheus Operator) are
 #    allowed only in their own directories
@@ -62,14 +63,18 @@ py="$VENV/bin/python"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
+# Rendering name -> kustomization. The names are the ones validate_schemas.py and
+# check_security.py know.
+names=(base cert-manager audit restricted-apiserver monitoring)
 declare -A dirs=(
     [base]="$here"
     [cert-manager]="$here/cert-manager"
     [audit]="$here/overlays/audit"
+    [restricted-apiserver]="$here/overlays/restricted-apiserver"
     [monitoring]="$here/monitoring"
 )
 echo "==> rendering with $("$KUBECTL" version --client 2>/dev/null | grep -i kustomize || echo "$KUBECTL kustomize")"
-for name in base cert-manager audit monitoring; do
+for name in "${names[@]}"; do
     "$KUBECTL" kustomize "${dirs[$name]}" >"$out/$name.yaml" \
         || die "kubectl kustomize ${dirs[$name]#"$repo"/} failed"
     echo "    ${dirs[$name]#"$repo"/}: $(grep -c '^kind:' "$out/$name.yaml") objects"
@@ -79,18 +84,18 @@ done
 echo "==> validating against Kubernetes schemas (strict): $KUBE_VERSIONS"
 kargs=()
 for v in $KUBE_VERSIONS; do kargs+=(-k "$v"); done
-"$py" "$here/validate_schemas.py" "${kargs[@]}" \
-    base="$out/base.yaml" cert-manager="$out/cert-manager.yaml" \
-    audit="$out/audit.yaml" monitoring="$out/monitoring.yaml" | tee "$out/schemas.log"
+renders=()
+for name in "${names[@]}"; do renders+=("$name=$out/$name.yaml"); done
+"$py" "$here/validate_schemas.py" "${kargs[@]}" "${renders[@]}" | tee "$out/schemas.log"
 objects="$(sed -n 's/^schemas: \([0-9]*\) objects validated.*/\1/p' "$out/schemas.log")"
 crds="$(sed -n 's/.*; \([0-9]*\) custom resources shape-checked$/\1/p' "$out/schemas.log")"
 
 # --- security and consistency ----------------------------------------------------------
 echo "==> security and consistency checks"
-"$py" "$here/check_security.py" --repo "$repo" \
-    --base "$out/base.yaml" --cert-manager "$out/cert-manager.yaml" \
-    --audit "$out/audit.yaml" --monitoring "$out/monitoring.yaml" | tee "$out/security.log"
+rargs=()
+for name in "${names[@]}"; do rargs+=("--$name" "$out/$name.yaml"); done
+"$py" "$here/check_security.py" --repo "$repo" "${rargs[@]}" | tee "$out/security.log"
 checks="$(sed -n 's/^security: \([0-9]*\) checks passed$/\1/p' "$out/security.log")"
 
 [[ -n "$objects" && -n "$checks" ]] || die "could not read the checkers' summaries"
-echo "deploy: 3 overlays + monitoring rendered, $objects objects validated ($crds custom resources shape-checked), $checks security checks passed"
+echo "deploy: ${#names[@]} kustomizations rendered, $objects objects validated ($crds custom resources shape-checked), $checks security checks passed"
