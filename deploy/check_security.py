@@ -376,6 +376,45 @@ def narrow_cidr(peer: dict) -> bool:
     return set(peer) == {"ipBlock"} and cidr is not None and ipaddress.ip_network(cidr).prefixlen > 0
 
 
+def label_selects(selector: dict | None, labels: dict) -> bool:
+    """A label selector; an empty one ({}) selects everything."""
+    return selector == {} or (selector is not None and selects(selector, labels))
+
+
+def egress_allows(np: dict, port: int, protocol: str, *, ns: str | None = None,
+                  pod: dict | None = None, ip: str | None = None) -> bool:
+    """Whether a NetworkPolicy's egress rules let its pods reach one destination.
+
+    The destination is a pod (ns + its labels) or an address outside the pod network
+    (ip). An ipBlock is taken to match addresses outside the pod network only, which is
+    the reading every CNI agrees on.
+    """
+    def peer_matches(peer: dict) -> bool:
+        if "ipBlock" in peer:
+            if ip is None:
+                return False
+            block = peer["ipBlock"]
+            addr = ipaddress.ip_address(ip)
+            net = ipaddress.ip_network(block["cidr"])
+            return (addr.version == net.version and addr in net
+                    and not any(addr in ipaddress.ip_network(e) for e in block.get("except") or []
+                                if ipaddress.ip_network(e).version == addr.version))
+        if pod is None:
+            return False
+        ns_ok = (label_selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": ns})
+                 if "namespaceSelector" in peer else ns == np["metadata"]["namespace"])
+        pod_ok = label_selects(peer["podSelector"], pod) if "podSelector" in peer else True
+        return ns_ok and pod_ok
+
+    for rule in np["spec"].get("egress") or []:
+        ports = rule_ports(rule)
+        if ("*", "*") not in ports and (port, protocol) not in ports:
+            continue
+        if "to" not in rule or not rule["to"] or any(peer_matches(p) for p in rule["to"]):
+            return True
+    return False
+
+
 # === checks ===
 
 
@@ -852,6 +891,55 @@ def check_restricted_apiserver(r: Report, base: list[dict], restricted: list[dic
     )
 
 
+def check_networkpolicy_examples(r: Report, objs: list[dict], base: list[dict]) -> None:
+    r.section("networkpolicy examples")
+    r.check("only NetworkPolicies, exactly two",
+            lambda: [o["kind"] for o in objs] == ["NetworkPolicy", "NetworkPolicy"])
+    r.check("none of them is in the base install",
+            lambda: not {key(o) for o in objs} & {key(o) for o in base})
+    kube_dns = {"ns": "kube-system", "pod": {"k8s-app": "kube-dns"}}
+    gateway = {"ns": "istio-system", "pod": {"istio": "egressgateway", "app": "istio-egressgateway"}}
+    internet = ["203.0.113.10", "198.51.100.7", "192.0.2.44", "2001:db8::10"]
+
+    tenant = one(objs, "NetworkPolicy", "egress-in-cluster-only")
+    ts = tenant["spec"]
+    r.check("tenant: selects every pod in its namespace, egress isolated",
+            lambda: ts["podSelector"] == {} and "Egress" in ts["policyTypes"])
+    r.check("tenant: no ipBlock and no rule without destinations (no direct path out)",
+            lambda: all(rule.get("to") and not any("ipBlock" in p for p in rule["to"]) for rule in ts["egress"]))
+    r.check(
+        "tenant: internet addresses, the cloud metadata service and node addresses are unreachable",
+        lambda: not any(egress_allows(tenant, port, "TCP", ip=ip)
+                        for ip in internet + ["169.254.169.254", "10.0.0.5"] for port in (80, 443, 5432))
+        and not any(egress_allows(tenant, 443, "UDP", ip=ip) for ip in internet),
+    )
+    r.check("tenant: the egress gateway is reachable (443 and 80)",
+            lambda: egress_allows(tenant, 443, "TCP", **gateway) and egress_allows(tenant, 80, "TCP", **gateway))
+    r.check("tenant: pods in other namespaces are reachable",
+            lambda: egress_allows(tenant, 8080, "TCP", ns="team-b", pod={"app": "api"}))
+    r.check("tenant: DNS (kube-dns, 53 UDP and TCP) is reachable",
+            lambda: egress_allows(tenant, 53, "UDP", **kube_dns) and egress_allows(tenant, 53, "TCP", **kube_dns))
+
+    gw = one(objs, "NetworkPolicy", "egress-gateway-internet")
+    gs = gw["spec"]
+    r.check(
+        "gateway: in istio-system, selects pods labelled istio: egressgateway and not istiod or ingress gateways",
+        lambda: gw["metadata"]["namespace"] == "istio-system"
+        and label_selects(gs["podSelector"], gateway["pod"])
+        and not label_selects(gs["podSelector"], {"app": "istiod", "istio": "pilot"})
+        and not label_selects(gs["podSelector"], {"istio": "ingressgateway"}),
+    )
+    r.check("gateway: egress isolated", lambda: "Egress" in gs["policyTypes"])
+    r.check("gateway: internet addresses reachable, IPv4 and IPv6",
+            lambda: all(egress_allows(gw, 443, "TCP", ip=ip) for ip in internet))
+    r.check("gateway: link-local addresses (cloud metadata service) unreachable",
+            lambda: not egress_allows(gw, 80, "TCP", ip="169.254.169.254")
+            and not egress_allows(gw, 80, "TCP", ip="fe80::1"))
+    r.check("gateway: istiod (15012) and DNS (53 UDP and TCP) reachable",
+            lambda: egress_allows(gw, 15012, "TCP", ns="istio-system", pod={"app": "istiod"})
+            and egress_allows(gw, 53, "UDP", **kube_dns) and egress_allows(gw, 53, "TCP", **kube_dns))
+
+
 def check_allowlist_files(r: Report, repo: Path) -> None:
     r.section("allowlist files")
     deployed = repo / "deploy/base/allowlist.yaml"
@@ -986,6 +1074,7 @@ def main() -> int:
     p.add_argument("--cert-manager", required=True, help="rendered deploy/cert-manager")
     p.add_argument("--audit", required=True, help="rendered deploy/overlays/audit")
     p.add_argument("--restricted-apiserver", required=True, help="rendered deploy/overlays/restricted-apiserver")
+    p.add_argument("--networkpolicy", required=True, help="rendered deploy/networkpolicy (examples)")
     p.add_argument("--monitoring", required=True, help="rendered deploy/monitoring")
     a = p.parse_args()
 
@@ -1001,6 +1090,7 @@ def main() -> int:
     check_audit(r, base, audit)
     check_cert_manager(r, base, cert_manager)
     check_restricted_apiserver(r, base, restricted)
+    check_networkpolicy_examples(r, load(a.networkpolicy), base)
     check_monitoring(r, base, load(a.monitoring))
 
     print()

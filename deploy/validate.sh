@@ -5,7 +5,7 @@
 #   bash deploy/validate.sh
 #
 # 1. kubectl kustomize: deploy/, deploy/cert-manager, deploy/overlays/audit,
-#    deploy/overlays/restricted-apiserver, deploy/monitoring
+#    deploy/overlays/restricted-apiserver, deploy/networkpolicy (examples), deploy/monitoring
 # 2. validate_schemas.py: every object in strict mode against the Kubernetes versions
 #    in KUBE_VERSIONS; the CRD kinds we ship (cert-manager, Prometheus Operator) are
 #    allowed only in their own directories
@@ -65,12 +65,13 @@ trap 'rm -rf "$out"' EXIT
 
 # Rendering name -> kustomization. The names are the ones validate_schemas.py and
 # check_security.py know.
-names=(base cert-manager audit restricted-apiserver monitoring)
+names=(base cert-manager audit restricted-apiserver networkpolicy monitoring)
 declare -A dirs=(
     [base]="$here"
     [cert-manager]="$here/cert-manager"
     [audit]="$here/overlays/audit"
     [restricted-apiserver]="$here/overlays/restricted-apiserver"
+    [networkpolicy]="$here/networkpolicy"
     [monitoring]="$here/monitoring"
 )
 echo "==> rendering with $("$KUBECTL" version --client 2>/dev/null | grep -i kustomize || echo "$KUBECTL kustomize")"
