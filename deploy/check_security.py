@@ -130,6 +130,9 @@ ALERTS = {
     "EgressGuardWebhookErrors": "egress_guard_requests_total",
     "EgressGuardHighLatency": "egress_guard_request_duration_seconds_bucket",
     "EgressGuardAllowlistReloadFailing": "egress_guard_allowlist_reloads_total",
+    "EgressGuardAllowlistEntriesExpiring": "egress_guard_allowlist_entries_expiring",
+    "EgressGuardReviewBudgetExceeded": "egress_guard_review_budget_exceeded_total",
+    "EgressGuardConnectionCapReached": "egress_guard_connections_rejected_total",
 }
 
 
@@ -1064,6 +1067,21 @@ def check_monitoring(r: Report, base: list[dict], mon: list[dict]) -> None:
             f"alert {alert} exists and queries {metric}",
             lambda: re.search(rf"\b{metric}\b", alerts[alert]["expr"]) is not None
             and alerts[alert]["labels"]["severity"] in {"critical", "warning"},
+        )
+    r.check(
+        'EgressGuardAllowlistEntriesExpiring: window="7d" above 0 for 1h, warning',
+        lambda: re.search(r'egress_guard_allowlist_entries_expiring\{window="7d"\}\)?\s*>\s*0\s*$',
+                          alerts["EgressGuardAllowlistEntriesExpiring"]["expr"]) is not None
+        and alerts["EgressGuardAllowlistEntriesExpiring"]["for"] == "1h"
+        and alerts["EgressGuardAllowlistEntriesExpiring"]["labels"]["severity"] == "warning",
+    )
+    for alert, metric in (("EgressGuardReviewBudgetExceeded", "egress_guard_review_budget_exceeded_total"),
+                          ("EgressGuardConnectionCapReached", "egress_guard_connections_rejected_total")):
+        r.check(
+            f"{alert}: any increase of {metric} over 10m, warning",
+            lambda: re.search(rf"increase\({metric}\[10m\]\)\)?\s*>\s*0\s*$", alerts[alert]["expr"]) is not None
+            and alerts[alert]["labels"]["severity"] == "warning",
+            lambda: f"expr={alerts[alert]['expr']!r}",
         )
 
 
