@@ -185,6 +185,12 @@ def one(objs: list[dict], kind: str, name: str) -> dict:
     return found[0]
 
 
+def first(objs: list[dict], kind: str, name: str) -> dict:
+    """The object, or an empty stand-in whose fields fail the checks that read them."""
+    found = find(objs, kind, name)
+    return found[0] if found else {"kind": kind, "metadata": {}, "spec": {}}
+
+
 def key(o: dict) -> tuple[str, str, str]:
     m = o.get("metadata", {})
     return (o.get("kind", ""), m.get("namespace", ""), m.get("name", ""))
@@ -583,7 +589,8 @@ def check_base(r: Report, objs: list[dict]) -> None:
     r.check("PDB maxUnavailable 1 and no minAvailable (one eviction at a time at any scale)",
             lambda: pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"],
             lambda: f"spec={pdb['spec']}")
-    hpa = one(objs, "HorizontalPodAutoscaler", APP)
+    r.check("exactly one HorizontalPodAutoscaler", lambda: len(find(objs, "HorizontalPodAutoscaler")) == 1)
+    hpa = first(objs, "HorizontalPodAutoscaler", APP)
     hspec = hpa["spec"]
     r.check(
         f"HPA scales Deployment {APP} (apps/v1) in its namespace",
@@ -812,7 +819,7 @@ def check_images(r: Report, name: str, objs: list[dict]) -> None:
 def check_own_network_policy(r: Report, name: str, objs: list[dict], restricted: bool) -> dict:
     r.section(f"{name}: NetworkPolicy for egress-guard's pods")
     r.check("exactly one NetworkPolicy", lambda: len(find(objs, "NetworkPolicy")) == 1)
-    np = one(objs, "NetworkPolicy", APP)
+    np = first(objs, "NetworkPolicy", APP)
     spec = np["spec"]
     dep = one(objs, "Deployment", APP)
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -904,7 +911,7 @@ def check_networkpolicy_examples(r: Report, objs: list[dict], base: list[dict]) 
     gateway = {"ns": "istio-system", "pod": {"istio": "egressgateway", "app": "istio-egressgateway"}}
     internet = ["203.0.113.10", "198.51.100.7", "192.0.2.44", "2001:db8::10"]
 
-    tenant = one(objs, "NetworkPolicy", "egress-in-cluster-only")
+    tenant = first(objs, "NetworkPolicy", "egress-in-cluster-only")
     ts = tenant["spec"]
     r.check("tenant: selects every pod in its namespace, egress isolated",
             lambda: ts["podSelector"] == {} and "Egress" in ts["policyTypes"])
@@ -923,7 +930,7 @@ def check_networkpolicy_examples(r: Report, objs: list[dict], base: list[dict]) 
     r.check("tenant: DNS (kube-dns, 53 UDP and TCP) is reachable",
             lambda: egress_allows(tenant, 53, "UDP", **kube_dns) and egress_allows(tenant, 53, "TCP", **kube_dns))
 
-    gw = one(objs, "NetworkPolicy", "egress-gateway-internet")
+    gw = first(objs, "NetworkPolicy", "egress-gateway-internet")
     gs = gw["spec"]
     r.check(
         "gateway: in istio-system, selects pods labelled istio: egressgateway and not istiod or ingress gateways",
@@ -1085,32 +1092,33 @@ def check_monitoring(r: Report, base: list[dict], mon: list[dict]) -> None:
         )
 
 
+RENDERINGS = ["base", "cert-manager", "audit", "restricted-apiserver", "networkpolicy", "monitoring"]
+
+
+def run(renders: dict[str, list[dict]], repo: Path) -> Report:
+    """Every check over the renderings named in RENDERINGS."""
+    base = renders["base"]
+    r = Report()
+    check_base(r, base)
+    for name in ("base", "audit", "cert-manager", "restricted-apiserver"):
+        check_images(r, name, renders[name])
+    check_allowlist_files(r, repo)
+    check_audit(r, base, renders["audit"])
+    check_cert_manager(r, base, renders["cert-manager"])
+    check_restricted_apiserver(r, base, renders["restricted-apiserver"])
+    check_networkpolicy_examples(r, renders["networkpolicy"], base)
+    check_monitoring(r, base, renders["monitoring"])
+    return r
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repo", required=True, type=Path, help="repository root")
-    p.add_argument("--base", required=True, help="rendered deploy/")
-    p.add_argument("--cert-manager", required=True, help="rendered deploy/cert-manager")
-    p.add_argument("--audit", required=True, help="rendered deploy/overlays/audit")
-    p.add_argument("--restricted-apiserver", required=True, help="rendered deploy/overlays/restricted-apiserver")
-    p.add_argument("--networkpolicy", required=True, help="rendered deploy/networkpolicy (examples)")
-    p.add_argument("--monitoring", required=True, help="rendered deploy/monitoring")
+    for name in RENDERINGS:
+        p.add_argument(f"--{name}", required=True, metavar="FILE", help=f"the rendering of {name}")
     a = p.parse_args()
 
-    base = load(a.base)
-    audit, cert_manager = load(a.audit), load(a.cert_manager)
-    restricted = load(a.restricted_apiserver)
-    r = Report()
-    check_base(r, base)
-    for name, objs in (("base", base), ("audit", audit), ("cert-manager", cert_manager),
-                       ("restricted-apiserver", restricted)):
-        check_images(r, name, objs)
-    check_allowlist_files(r, a.repo)
-    check_audit(r, base, audit)
-    check_cert_manager(r, base, cert_manager)
-    check_restricted_apiserver(r, base, restricted)
-    check_networkpolicy_examples(r, load(a.networkpolicy), base)
-    check_monitoring(r, base, load(a.monitoring))
-
+    r = run({name: load(getattr(a, name.replace("-", "_"))) for name in RENDERINGS}, a.repo)
     print()
     if r.failed:
         print(f"security: {len(r.failed)} check(s) FAILED, {r.passed} passed:")

@@ -9,7 +9,10 @@
 # 2. validate_schemas.py: every object in strict mode against the Kubernetes versions
 #    in KUBE_VERSIONS; the CRD kinds we ship (cert-manager, Prometheus Operator) are
 #    allowed only in their own directories
-# 3. check_security.py: hardening, webhook, RBAC and overlay checks
+# 3. check_security.py: hardening, webhook, RBAC, network policy, autoscaling, alert and
+#    overlay checks
+# 4. check_security_test.py: breaks the renderings one way at a time and requires the
+#    check meant for each break to fail
 #
 # Environment:
 #   KUBECTL        kubectl to use (default: kubectl on PATH); needs built-in kustomize
@@ -98,5 +101,10 @@ for name in "${names[@]}"; do rargs+=("--$name" "$out/$name.yaml"); done
 "$py" "$here/check_security.py" --repo "$repo" "${rargs[@]}" | tee "$out/security.log"
 checks="$(sed -n 's/^security: \([0-9]*\) checks passed$/\1/p' "$out/security.log")"
 
-[[ -n "$objects" && -n "$checks" ]] || die "could not read the checkers' summaries"
-echo "deploy: ${#names[@]} kustomizations rendered, $objects objects validated ($crds custom resources shape-checked), $checks security checks passed"
+# --- the checks can fail -----------------------------------------------------------------
+echo "==> breaking the manifests one way at a time: each break must fail its check"
+"$py" "$here/check_security_test.py" --repo "$repo" "${rargs[@]}" | tee "$out/mutations.log"
+mutations="$(sed -n 's/^check_security_test: \([0-9]*\) broken manifests, each caught.*/\1/p' "$out/mutations.log")"
+
+[[ -n "$objects" && -n "$checks" && -n "$mutations" ]] || die "could not read the checkers' summaries"
+echo "deploy: ${#names[@]} kustomizations rendered, $objects objects validated ($crds custom resources shape-checked), $checks security checks passed, $mutations broken manifests caught"
