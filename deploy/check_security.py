@@ -303,6 +303,12 @@ def conditions_call(hook: dict, request: dict, obj: dict) -> bool:
     return True
 
 
+def cel_strings(conditions: list[dict]) -> set[str]:
+    """Every string literal in a list of matchConditions (CEL quotes with " or ')."""
+    text = " ".join(c["expression"] for c in conditions)
+    return {a or b for a, b in re.findall(r'"([^"\\]*)"|\'([^\'\\]*)\'', text)}
+
+
 def mk_request(username: str, resource: str = "endpointslices", name: str = "x",
                namespace: str = "team-a") -> dict:
     return {
@@ -779,6 +785,11 @@ def check_webhooks(r: Report, objs: list[dict], svc: dict) -> None:
                 lambda: "still calls for " + ", ".join(still_called()),
             )
             r.check(
+                "matchConditions name exactly those writers, no others",
+                lambda: cel_strings(w["matchConditions"]) == set(TRUSTED_WRITERS),
+                lambda: f"names {sorted(cel_strings(w['matchConditions']))}",
+            )
+            r.check(
                 "matchConditions still call for tenants, admins and other system identities",
                 lambda: all(conditions_call(w, mk_request(u), {}) for u in UNTRUSTED_WRITERS),
                 lambda: "skips " + ", ".join(u for u in UNTRUSTED_WRITERS
@@ -950,6 +961,27 @@ def check_networkpolicy_examples(r: Report, objs: list[dict], base: list[dict]) 
             and egress_allows(gw, 53, "UDP", **kube_dns) and egress_allows(gw, 53, "TCP", **kube_dns))
 
 
+def check_trusted_writers(r: Report, repo: Path) -> None:
+    """The endpoints entry may skip only writers the server trusts by default.
+
+    A writer the webhook skips but the server does not trust would be trusted in effect,
+    without the server's say; the other way round only costs latency. So every skipped
+    writer must appear in the server's source, in the file that holds its defaults.
+    """
+    r.section("endpoints entry and the server's trustedWriters")
+    files = [f for f in sorted((repo / "src").rglob("*.rs"))
+             if any(f'"{u}"' in f.read_text(encoding="utf-8") for u in TRUSTED_WRITERS)]
+    if not files:
+        r.note("no file under src/ names the default trusted writers yet; compare by hand")
+        return
+    text = "\n".join(f.read_text(encoding="utf-8") for f in files)
+    r.check(
+        f"every writer the webhook skips is a default trusted writer in {', '.join(str(f.relative_to(repo)) for f in files)}",
+        lambda: all(f'"{u}"' in text for u in TRUSTED_WRITERS),
+        lambda: "missing from the server: " + ", ".join(u for u in TRUSTED_WRITERS if f'"{u}"' not in text),
+    )
+
+
 def check_allowlist_files(r: Report, repo: Path) -> None:
     r.section("allowlist files")
     deployed = repo / "deploy/base/allowlist.yaml"
@@ -1103,6 +1135,7 @@ def run(renders: dict[str, list[dict]], repo: Path) -> Report:
     for name in ("base", "audit", "cert-manager", "restricted-apiserver"):
         check_images(r, name, renders[name])
     check_allowlist_files(r, repo)
+    check_trusted_writers(r, repo)
     check_audit(r, base, renders["audit"])
     check_cert_manager(r, base, renders["cert-manager"])
     check_restricted_apiserver(r, base, renders["restricted-apiserver"])

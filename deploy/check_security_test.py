@@ -15,6 +15,7 @@ import contextlib
 import copy
 import io
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -105,6 +106,11 @@ CASES: list[tuple[str, str, Callable[[list[dict]], None], str]] = [
      lambda o: hook(o, ENDPOINTS)["matchConditions"][0].update(
          expression='!(request.userInfo.username in ["system:kube-controller-manager"])'),
      f"{ENDPOINTS}: matchConditions skip the 4"),
+    ("a fifth writer skipped", "base",
+     lambda o: hook(o, ENDPOINTS)["matchConditions"][0].update(
+         expression=hook(o, ENDPOINTS)["matchConditions"][0]["expression"].replace(
+             "]", ', "system:serviceaccount:kube-system:job-controller"]')),
+     f"{ENDPOINTS}: matchConditions name exactly those writers"),
     ("every system identity skipped", "base",
      lambda o: hook(o, ENDPOINTS)["matchConditions"][0].update(
          expression='!request.userInfo.username.startsWith("system:")'),
@@ -255,10 +261,25 @@ def main() -> int:
             missed += 1
             print(f"  MISSED  {what}: no failing check mentions {expected!r}"
                   + (f" (failed instead: {failed})" if failed else " (nothing failed)"))
+    # The server-side list is read from src/: a stand-in repository whose defaults lack
+    # one writer the webhook skips.
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "src").mkdir()
+        (Path(tmp) / "src/trusted.rs").write_text(
+            "const DEFAULT: &[&str] = &[" + ", ".join(f'"{u}"' for u in cs.TRUSTED_WRITERS[1:]) + "];\n")
+        failed = failures(renders, Path(tmp))
+        what = "the server does not trust a writer the webhook skips"
+        if any("is a default trusted writer" in line for line in failed):
+            print(f"  caught  {what}")
+        else:
+            missed += 1
+            print(f"  MISSED  {what}: failed {failed}")
+
+    total = len(CASES) + 1
     if missed:
-        print(f"check_security_test: {missed} of {len(CASES)} broken manifests not caught")
+        print(f"check_security_test: {missed} of {total} broken manifests not caught")
         return 1
-    print(f"check_security_test: {len(CASES)} broken manifests, each caught by its check")
+    print(f"check_security_test: {total} broken manifests, each caught by its check")
     return 0
 
 
