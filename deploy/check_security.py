@@ -2,9 +2,13 @@
 """Policy checks on the rendered egress-guard manifests.
 
 Used by deploy/validate.sh after schema validation. The schemas say the manifests are
-well-formed; this says they are the deployment we mean: a hardened pod, webhooks that
-fail closed but spare kube-system and egress-guard itself, least-privilege RBAC, and
-overlays that change only what they claim to change.
+well-formed; this says they are the deployment we mean: a hardened pod with a pinned
+image, webhook entries that fail closed, see exactly their kinds and spare the
+namespaces and writers they must (matchConditions are evaluated with a CEL
+interpreter), least-privilege RBAC, a NetworkPolicy that isolates the pods, an
+autoscaler that never goes below two, the alerts, tenant egress examples that leave
+no path out but the egress gateway, and overlays that change only what they claim to
+change. check_security_test.py shows that each check can fail.
 
 Every check prints PASS or FAIL with what it looked at; any FAIL exits 1.
 """
