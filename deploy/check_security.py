@@ -2,9 +2,13 @@
 """Policy checks on the rendered egress-guard manifests.
 
 Used by deploy/validate.sh after schema validation. The schemas say the manifests are
-well-formed; this says they are the deployment we mean: a hardened pod, webhooks that
-fail closed but spare kube-system and egress-guard itself, least-privilege RBAC, and
-overlays that change only what they claim to change.
+well-formed; this says they are the deployment we mean: a hardened pod with a pinned
+image, webhook entries that fail closed, see exactly their kinds and spare the
+namespaces and writers they must (matchConditions are evaluated with a CEL
+interpreter), least-privilege RBAC, a NetworkPolicy that isolates the pods, an
+autoscaler that never goes below two, the alerts, tenant egress examples that leave
+no path out but the egress gateway, and overlays that change only what they claim to
+change. check_security_test.py shows that each check can fail.
 
 Every check prints PASS or FAIL with what it looked at; any FAIL exits 1.
 """
@@ -13,24 +17,111 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ipaddress
 import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import celpy
 import yaml
 
 NS = "egress-guard"
 APP = "egress-guard"
 ALLOWLIST_CM = "egress-guard-allowlist"
 TLS_SECRET = "egress-guard-tls"
-ISTIO_GROUP = "networking.istio.io"
-ISTIO_RESOURCES = {"serviceentries", "virtualservices", "destinationrules", "gateways", "sidecars"}
 READ_VERBS = {"get", "list", "watch"}
-WEBHOOKS = {
-    # kind: (webhook name, path)
-    "ValidatingWebhookConfiguration": ("validate.egress-guard.io", "/validate"),
-    "MutatingWebhookConfiguration": ("mutate.egress-guard.io", "/mutate"),
+WEBHOOK_KINDS = {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+CU = frozenset({"CREATE", "UPDATE"})
+ISTIO_NETWORKING = [
+    "serviceentries", "virtualservices", "destinationrules", "gateways",
+    "sidecars", "workloadentries", "workloadgroups", "envoyfilters",
+]
+# The writers the endpoints entry never calls the webhook for; the server's default
+# `trustedWriters` must be the same list (docs/deploy.md).
+TRUSTED_WRITERS = [
+    "system:serviceaccount:kube-system:endpoint-controller",
+    "system:serviceaccount:kube-system:endpointslice-controller",
+    "system:serviceaccount:kube-system:endpointslicemirroring-controller",
+    "system:kube-controller-manager",
+]
+# Writers that must still reach the webhook: tenants, admins, and control-plane
+# identities that are not endpoint writers (or only look like one).
+UNTRUSTED_WRITERS = [
+    "alice@example.com",
+    "kubernetes-admin",
+    "system:admin",
+    "system:serviceaccount:team-a:deployer",
+    "system:serviceaccount:team-a:endpoint-controller",
+    "system:serviceaccount:kube-system:replicaset-controller",
+    "system:serviceaccount:kube-system:default",
+    "system:serviceaccount:kube-system:endpoint-controller-x",
+    "system:kube-scheduler",
+]
+# What `egress-guard audit` lists: the ClusterRole egress-guard-audit grants get/list on
+# exactly these (apiGroup, resource) pairs.
+AUDIT_RESOURCES = {("networking.istio.io", r) for r in ISTIO_NETWORKING} | {
+    ("extensions.istio.io", "wasmplugins"),
+    ("security.istio.io", "requestauthentications"),
+    ("", "services"), ("", "endpoints"), ("", "pods"),
+    ("discovery.k8s.io", "endpointslices"),
+    ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("apps", "replicasets"),
+    ("batch", "jobs"), ("batch", "cronjobs"),
+}
+AUDIT_ROLE = "egress-guard-audit"
+SYSTEM_NAMESPACES = ["kube-system", "kube-public", "kube-node-lease", "istio-system", NS]
+TENANT_NAMESPACES = ["default", "team-a", "monitoring", "cert-manager"]
+
+
+class Hook:
+    """What one webhook entry must be: its path, rules, namespaces, matchConditions."""
+
+    def __init__(self, kind: str, path: str, rules: dict, excluded: list[str], included: list[str],
+                 conditions: str | None = None) -> None:
+        self.kind = kind
+        self.path = path
+        # (apiGroup, apiVersion, resource) -> operations
+        self.rules = rules
+        self.excluded = excluded
+        self.included = included
+        # None: the entry must have no matchConditions; else which test table applies.
+        self.conditions = conditions
+
+
+HOOKS = {
+    "validate.egress-guard.io": Hook(
+        "ValidatingWebhookConfiguration", "/validate",
+        {("networking.istio.io", "*", r): CU for r in ISTIO_NETWORKING}
+        | {("extensions.istio.io", "*", "wasmplugins"): CU,
+           ("security.istio.io", "*", "requestauthentications"): CU,
+           ("", "v1", "services"): CU},
+        excluded=["kube-system", NS], included=["istio-system", *TENANT_NAMESPACES],
+    ),
+    "endpoints.validate.egress-guard.io": Hook(
+        "ValidatingWebhookConfiguration", "/validate",
+        {("", "v1", "endpoints"): CU, ("discovery.k8s.io", "v1", "endpointslices"): CU},
+        excluded=["kube-system", NS], included=["istio-system", *TENANT_NAMESPACES],
+        conditions="writers",
+    ),
+    "workloads.validate.egress-guard.io": Hook(
+        "ValidatingWebhookConfiguration", "/validate",
+        {("", "v1", "pods"): frozenset({"CREATE"}),
+         ("", "v1", "pods/ephemeralcontainers"): frozenset({"UPDATE"})}
+        | {("apps", "v1", r): CU for r in ("deployments", "statefulsets", "daemonsets", "replicasets")}
+        | {("batch", "v1", r): CU for r in ("jobs", "cronjobs")},
+        excluded=SYSTEM_NAMESPACES, included=TENANT_NAMESPACES,
+    ),
+    "allowlist.validate.egress-guard.io": Hook(
+        "ValidatingWebhookConfiguration", "/validate",
+        {("", "v1", "configmaps"): CU},
+        excluded=["kube-system", "istio-system", *TENANT_NAMESPACES], included=[NS],
+        conditions="allowlist",
+    ),
+    "mutate.egress-guard.io": Hook(
+        "MutatingWebhookConfiguration", "/mutate",
+        {("networking.istio.io", "*", "virtualservices"): CU},
+        excluded=["kube-system", NS], included=["istio-system", *TENANT_NAMESPACES],
+    ),
 }
 INJECT_CA = "cert-manager.io/inject-ca-from"
 ALLOWLIST_KEYS = {
@@ -43,6 +134,9 @@ ALERTS = {
     "EgressGuardWebhookErrors": "egress_guard_requests_total",
     "EgressGuardHighLatency": "egress_guard_request_duration_seconds_bucket",
     "EgressGuardAllowlistReloadFailing": "egress_guard_allowlist_reloads_total",
+    "EgressGuardAllowlistEntriesExpiring": "egress_guard_allowlist_entries_expiring",
+    "EgressGuardReviewBudgetExceeded": "egress_guard_review_budget_exceeded_total",
+    "EgressGuardConnectionCapReached": "egress_guard_connections_rejected_total",
 }
 
 
@@ -93,6 +187,12 @@ def one(objs: list[dict], kind: str, name: str) -> dict:
     if len(found) != 1:
         raise LookupError(f"expected exactly one {kind} {name}, found {len(found)}")
     return found[0]
+
+
+def first(objs: list[dict], kind: str, name: str) -> dict:
+    """The object, or an empty stand-in whose fields fail the checks that read them."""
+    found = find(objs, kind, name)
+    return found[0] if found else {"kind": kind, "metadata": {}, "spec": {}}
 
 
 def key(o: dict) -> tuple[str, str, str]:
@@ -174,6 +274,166 @@ def strip_inject_annotation(o: dict) -> dict:
     return o
 
 
+def expand_rules(rules: list[dict]) -> dict[tuple[str, str, str], frozenset[str]]:
+    """Every (apiGroup, apiVersion, resource) a webhook's rules match, with its operations."""
+    out: dict[tuple[str, str, str], frozenset[str]] = {}
+    for rule in rules:
+        for g in rule["apiGroups"]:
+            for v in rule["apiVersions"]:
+                for res in rule["resources"]:
+                    out[(g, v, res)] = out.get((g, v, res), frozenset()) | frozenset(rule["operations"])
+    return out
+
+
+def conditions_call(hook: dict, request: dict, obj: dict) -> bool:
+    """Whether the apiserver would call the webhook: every matchCondition is true.
+
+    Evaluated with cel-python, which agrees with the apiserver's cel-go on the plain
+    comparisons and list membership used here. An expression that fails to compile or
+    evaluate raises, and the check that asked fails.
+    """
+    env = celpy.Environment()
+    activation = {
+        "request": celpy.json_to_cel(request),
+        "object": celpy.json_to_cel(obj),
+        "oldObject": celpy.json_to_cel(None),
+    }
+    for cond in hook.get("matchConditions") or []:
+        result = env.program(env.compile(cond["expression"])).evaluate(activation)
+        if not isinstance(result, celpy.celtypes.BoolType):
+            raise TypeError(f"matchCondition {cond['name']} returned {type(result).__name__}, not a bool")
+        if not result:
+            return False
+    return True
+
+
+def cel_strings(conditions: list[dict]) -> set[str]:
+    """Every string literal in a list of matchConditions (CEL quotes with " or ')."""
+    text = " ".join(c["expression"] for c in conditions)
+    return {a or b for a, b in re.findall(r'"([^"\\]*)"|\'([^\'\\]*)\'', text)}
+
+
+def mk_request(username: str, resource: str = "endpointslices", name: str = "x",
+               namespace: str = "team-a") -> dict:
+    return {
+        "operation": "CREATE",
+        "namespace": namespace,
+        "name": name,
+        "resource": {"group": "", "version": "v1", "resource": resource},
+        "userInfo": {"username": username, "groups": ["system:authenticated"]},
+    }
+
+
+def image_problem(image: str) -> str | None:
+    """Why an image reference is not pinned, or None: a tag other than latest, or a digest."""
+    name, _, digest = image.partition("@")
+    if digest:
+        return None if re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else f"bad digest {digest!r}"
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "no tag (means latest)"
+    tag = last.rsplit(":", 1)[1]
+    return "tag latest" if tag == "latest" else None
+
+
+def pod_specs(objs: list[dict]) -> list[tuple[str, dict]]:
+    out = []
+    for o in objs:
+        spec = o.get("spec") or {}
+        if o["kind"] == "Pod":
+            out.append(("/".join(key(o)), spec))
+        elif o["kind"] == "CronJob":
+            out.append(("/".join(key(o)), spec["jobTemplate"]["spec"]["template"]["spec"]))
+        elif "template" in spec and isinstance(spec["template"], dict) and "spec" in spec["template"]:
+            out.append(("/".join(key(o)), spec["template"]["spec"]))
+    return out
+
+
+def quantity(q: str | int | float) -> float:
+    """A Kubernetes resource quantity as a number (cores or bytes)."""
+    m = re.fullmatch(r"([0-9.]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", str(q))
+    if not m:
+        raise ValueError(f"unparseable quantity {q!r}")
+    scale = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def rule_ports(rule: dict) -> set[tuple[int | str, str]]:
+    """(port, protocol) pairs of one NetworkPolicy rule; a rule without ports is every port."""
+    if not rule.get("ports"):
+        return {("*", "*")}
+    return {(p["port"], p.get("protocol", "TCP")) for p in rule["ports"]}
+
+
+def policy_ports(rules: list[dict]) -> set[tuple[int | str, str]]:
+    return {pp for rule in rules for pp in rule_ports(rule)}
+
+
+def rules_with(rules: list[dict], port: int, protocol: str = "TCP") -> list[dict]:
+    return [rule for rule in rules if (port, protocol) in rule_ports(rule) or ("*", "*") in rule_ports(rule)]
+
+
+def peers(rule: dict) -> list[dict]:
+    return rule.get("from", rule.get("to")) or []
+
+
+def only_namespace(peer: dict, ns: str) -> bool:
+    """A peer that selects pods only in the namespace named ns, and no addresses."""
+    sel = peer.get("namespaceSelector")
+    return (
+        "ipBlock" not in peer and sel is not None
+        and selects(sel, {"kubernetes.io/metadata.name": ns})
+        and not any(selects(sel, {"kubernetes.io/metadata.name": other})
+                    for other in ("default", "team-a", "kube-system", "istio-system", NS) if other != ns)
+    )
+
+
+def narrow_cidr(peer: dict) -> bool:
+    """An ipBlock peer with a valid CIDR that is not all addresses."""
+    cidr = (peer.get("ipBlock") or {}).get("cidr")
+    return set(peer) == {"ipBlock"} and cidr is not None and ipaddress.ip_network(cidr).prefixlen > 0
+
+
+def label_selects(selector: dict | None, labels: dict) -> bool:
+    """A label selector; an empty one ({}) selects everything."""
+    return selector == {} or (selector is not None and selects(selector, labels))
+
+
+def egress_allows(np: dict, port: int, protocol: str, *, ns: str | None = None,
+                  pod: dict | None = None, ip: str | None = None) -> bool:
+    """Whether a NetworkPolicy's egress rules let its pods reach one destination.
+
+    The destination is a pod (ns + its labels) or an address outside the pod network
+    (ip). An ipBlock is taken to match addresses outside the pod network only, which is
+    the reading every CNI agrees on.
+    """
+    def peer_matches(peer: dict) -> bool:
+        if "ipBlock" in peer:
+            if ip is None:
+                return False
+            block = peer["ipBlock"]
+            addr = ipaddress.ip_address(ip)
+            net = ipaddress.ip_network(block["cidr"])
+            return (addr.version == net.version and addr in net
+                    and not any(addr in ipaddress.ip_network(e) for e in block.get("except") or []
+                                if ipaddress.ip_network(e).version == addr.version))
+        if pod is None:
+            return False
+        ns_ok = (label_selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": ns})
+                 if "namespaceSelector" in peer else ns == np["metadata"]["namespace"])
+        pod_ok = label_selects(peer["podSelector"], pod) if "podSelector" in peer else True
+        return ns_ok and pod_ok
+
+    for rule in np["spec"].get("egress") or []:
+        ports = rule_ports(rule)
+        if ("*", "*") not in ports and (port, protocol) not in ports:
+            continue
+        if "to" not in rule or not rule["to"] or any(peer_matches(p) for p in rule["to"]):
+            return True
+    return False
+
+
 # === checks ===
 
 
@@ -194,7 +454,7 @@ def check_base(r: Report, objs: list[dict]) -> None:
         lambda: all(
             o["metadata"].get("namespace") == NS
             for o in objs
-            if o["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding", *WEBHOOKS}
+            if o["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding", *WEBHOOK_KINDS}
         ),
     )
     ns = one(objs, "Namespace", NS)
@@ -250,6 +510,16 @@ def check_base(r: Report, objs: list[dict]) -> None:
         "resource requests cpu+memory and a memory limit are set",
         lambda: res["requests"]["cpu"] and res["requests"]["memory"] and res["limits"]["memory"],
         lambda: f"resources={res}",
+    )
+    r.check(
+        "memory limit at least twice the request (a reload holds two allowlists at once)",
+        lambda: quantity(res["limits"]["memory"]) >= 2 * quantity(res["requests"]["memory"]),
+        lambda: f"requests={res['requests'].get('memory')} limits={res['limits'].get('memory')}",
+    )
+    r.check(
+        "cpu request 100m, limit 1",
+        lambda: quantity(res["requests"]["cpu"]) == 0.1 and quantity(res["limits"]["cpu"]) == 1,
+        lambda: f"requests={res['requests'].get('cpu')} limits={res['limits'].get('cpu')}",
     )
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     r.check("container ports https=8443 and metrics=9090",
@@ -324,10 +594,36 @@ def check_base(r: Report, objs: list[dict]) -> None:
     r.check("no Istio sidecar injected into the webhook pod",
             lambda: pod_labels["sidecar.istio.io/inject"] == "false")
 
-    r.section("base: PodDisruptionBudget and Service")
+    r.section("base: PodDisruptionBudget, HorizontalPodAutoscaler and Service")
     pdb = one(objs, "PodDisruptionBudget", APP)
-    r.check("PDB minAvailable 1 (below replicas, so drains can proceed)",
-            lambda: pdb["spec"]["minAvailable"] == 1 < spec["replicas"])
+    r.check("PDB maxUnavailable 1 and no minAvailable (one eviction at a time at any scale)",
+            lambda: pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"],
+            lambda: f"spec={pdb['spec']}")
+    r.check("exactly one HorizontalPodAutoscaler", lambda: len(find(objs, "HorizontalPodAutoscaler")) == 1)
+    hpa = first(objs, "HorizontalPodAutoscaler", APP)
+    hspec = hpa["spec"]
+    r.check(
+        f"HPA scales Deployment {APP} (apps/v1) in its namespace",
+        lambda: hspec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP}
+        and hpa["metadata"]["namespace"] == dep["metadata"]["namespace"],
+    )
+    r.check(
+        "HPA minReplicas 2 (the Deployment's replicas), maxReplicas 6",
+        lambda: hspec["minReplicas"] == spec["replicas"] == 2 and hspec["maxReplicas"] == 6,
+        lambda: f"min={hspec.get('minReplicas')} max={hspec.get('maxReplicas')} replicas={spec.get('replicas')}",
+    )
+    r.check(
+        "HPA's one metric: cpu Utilization 70% of the request (and the container requests cpu)",
+        lambda: hspec["metrics"] == [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
+        and quantity(res["requests"]["cpu"]) > 0,
+        lambda: f"metrics={hspec.get('metrics')}",
+    )
+    r.check(
+        "HPA scale-down stabilization window at least 300s",
+        lambda: hspec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300,
+    )
+    r.check("HPA scale-down not disabled", lambda: hspec["behavior"]["scaleDown"].get("selectPolicy") != "Disabled")
     r.check("PDB selects the webhook pods", lambda: selects(pdb["spec"]["selector"], pod_labels))
     svc = one(objs, "Service", APP)
     sports = {p["name"]: p for p in svc["spec"]["ports"]}
@@ -350,59 +646,31 @@ def check_base(r: Report, objs: list[dict]) -> None:
     )
     r.check("base allowlist mode is enforce", lambda: al.get("mode", "enforce") == "enforce")
 
-    r.section("base: webhook configurations")
-    for kind, (hook_name, path) in WEBHOOKS.items():
-        cfg = one(objs, kind, APP)
-        hooks = cfg["webhooks"]
-        label = kind.replace("WebhookConfiguration", "")
-        r.check(f"{label}: exactly one webhook, named {hook_name}",
-                lambda: len(hooks) == 1 and hooks[0]["name"] == hook_name)
-        w = hooks[0]
-        svc_ref = w["clientConfig"].get("service") or {}
-        r.check(
-            f"{label}: calls service {NS}/{APP} port 443 path {path}",
-            lambda: (svc_ref["namespace"], svc_ref["name"], svc_ref.get("port", 443), svc_ref["path"])
-            == (NS, APP, 443, path) and 443 in [p["port"] for p in svc["spec"]["ports"]],
-        )
-        r.check(f"{label}: no url and no caBundle in the base (injected later)",
-                lambda: "url" not in w["clientConfig"] and not w["clientConfig"].get("caBundle"))
-        r.check(f"{label}: failurePolicy Fail", lambda: w["failurePolicy"] == "Fail")
-        r.check(f"{label}: sideEffects None", lambda: w["sideEffects"] == "None")
-        r.check(f"{label}: timeoutSeconds <= 5", lambda: 1 <= w["timeoutSeconds"] <= 5,
-                lambda: f"timeoutSeconds={w.get('timeoutSeconds')}")
-        r.check(f"{label}: matchPolicy Equivalent", lambda: w["matchPolicy"] == "Equivalent")
-        r.check(f"{label}: admissionReviewVersions include v1 and v1beta1",
-                lambda: {"v1", "v1beta1"} <= set(w["admissionReviewVersions"]))
-        rules = w["rules"]
-        r.check(
-            f"{label}: rules cover exactly the five Istio kinds, group {ISTIO_GROUP}, all versions",
-            lambda: {res for rule in rules for res in rule["resources"]} == ISTIO_RESOURCES
-            and all(rule["apiGroups"] == [ISTIO_GROUP] and rule["apiVersions"] == ["*"] for rule in rules),
-            lambda: f"rules={rules}",
-        )
-        r.check(
-            f"{label}: operations exactly CREATE and UPDATE, scope Namespaced",
-            lambda: all(set(rule["operations"]) == {"CREATE", "UPDATE"} and rule.get("scope") == "Namespaced"
-                        for rule in rules),
-        )
+    check_webhooks(r, objs, svc)
 
-        def excludes(ns: str) -> bool:
-            return not selects(w["namespaceSelector"], {"kubernetes.io/metadata.name": ns})
+    check_rbac(r, objs)
 
-        r.check(
-            f"{label}: namespaceSelector excludes kube-system and {NS}, includes other namespaces",
-            lambda: excludes("kube-system") and excludes(NS) and not excludes("default")
-            and not excludes("istio-system"),
-        )
-        if kind == "MutatingWebhookConfiguration":
-            r.check(f"{label}: reinvocationPolicy IfNeeded", lambda: w["reinvocationPolicy"] == "IfNeeded")
 
+
+def check_rbac(r: Report, objs: list[dict]) -> None:
     r.section("base: RBAC")
-    roles = find(objs, "Role")
-    r.check("exactly one Role", lambda: len(roles) == 1)
+    sa = {"kind": "ServiceAccount", "name": APP, "namespace": NS}
+    bindings = find(objs, "RoleBinding") + find(objs, "ClusterRoleBinding")
+    sa_bindings = [b for b in bindings if sa in (b.get("subjects") or [])]
+    r.check(
+        f"ServiceAccount {NS}/{APP}: exactly one binding, RoleBinding {NS}/{APP} to Role {APP}",
+        lambda: len(sa_bindings) == 1 and sa_bindings[0]["kind"] == "RoleBinding"
+        and sa_bindings[0]["metadata"]["namespace"] == NS
+        and sa_bindings[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APP}
+        and sa_bindings[0]["subjects"] == [sa],
+        lambda: "bindings: " + ", ".join("/".join(key(b)) for b in sa_bindings),
+    )
+    r.check("no ClusterRoleBinding at all (the webhook reads nothing cluster-wide)",
+            lambda: not find(objs, "ClusterRoleBinding"),
+            lambda: ", ".join(o["metadata"]["name"] for o in find(objs, "ClusterRoleBinding")))
     role = one(objs, "Role", APP)
     r.check(
-        f"Role: only get/list/watch on configmaps with resourceNames [{ALLOWLIST_CM}]",
+        f"Role {APP}: only get/list/watch on configmaps with resourceNames [{ALLOWLIST_CM}]",
         lambda: role["rules"] and all(
             rule["apiGroups"] == [""] and rule["resources"] == ["configmaps"]
             and rule.get("resourceNames") == [ALLOWLIST_CM] and set(rule["verbs"]) <= READ_VERBS
@@ -410,32 +678,312 @@ def check_base(r: Report, objs: list[dict]) -> None:
         ),
         lambda: f"rules={role['rules']}",
     )
-    crs = find(objs, "ClusterRole")
-    r.check("exactly one ClusterRole", lambda: len(crs) == 1)
-    cr = crs[0]
+    r.check(f"exactly two Roles: {APP} and {AUDIT_ROLE}",
+            lambda: sorted(o["metadata"]["name"] for o in find(objs, "Role")) == sorted([APP, AUDIT_ROLE]))
+    r.check(f"exactly one ClusterRole: {AUDIT_ROLE}",
+            lambda: [o["metadata"]["name"] for o in find(objs, "ClusterRole")] == [AUDIT_ROLE])
+
+    cr = one(objs, "ClusterRole", AUDIT_ROLE)
+    granted = {(g, res) for rule in cr["rules"] for g in rule["apiGroups"] for res in rule["resources"]}
     r.check(
-        "ClusterRole: only get/list/watch, no wildcards",
-        lambda: all(set(rule["verbs"]) <= READ_VERBS for rule in cr["rules"])
-        and not any("*" in rule.get(f, []) for rule in cr["rules"] for f in ("verbs", "resources", "apiGroups")),
+        f"ClusterRole {AUDIT_ROLE}: only get and list, no wildcards, no resourceNames",
+        lambda: cr["rules"] and all(
+            set(rule["verbs"]) <= {"get", "list"} and not rule.get("resourceNames")
+            and not rule.get("nonResourceURLs")
+            and not any("*" in rule.get(f, []) for f in ("verbs", "resources", "apiGroups"))
+            for rule in cr["rules"]
+        ),
         lambda: f"rules={cr['rules']}",
     )
     r.check(
-        f"ClusterRole: only {ISTIO_GROUP}, exactly the five Istio kinds",
-        lambda: all(rule["apiGroups"] == [ISTIO_GROUP] for rule in cr["rules"])
-        and {res for rule in cr["rules"] for res in rule["resources"]} == ISTIO_RESOURCES,
+        f"ClusterRole {AUDIT_ROLE}: exactly the {len(AUDIT_RESOURCES)} kinds `egress-guard audit` lists",
+        lambda: granted == AUDIT_RESOURCES,
+        lambda: f"missing {sorted(AUDIT_RESOURCES - granted)}, extra {sorted(granted - AUDIT_RESOURCES)}",
     )
-    sa_subject = [{"kind": "ServiceAccount", "name": APP, "namespace": NS}]
-    for kind, ref_kind, ref_name in (
-        ("RoleBinding", "Role", role["metadata"]["name"]),
-        ("ClusterRoleBinding", "ClusterRole", cr["metadata"]["name"]),
-    ):
-        bindings = find(objs, kind)
+    r.check(
+        f"ClusterRole {AUDIT_ROLE}: no aggregation (its rules are exactly the ones written)",
+        lambda: not cr.get("aggregationRule"),
+    )
+    audit_role = one(objs, "Role", AUDIT_ROLE)
+    r.check(
+        f"Role {NS}/{AUDIT_ROLE}: only get on configmaps with resourceNames [{ALLOWLIST_CM}]",
+        lambda: audit_role["metadata"]["namespace"] == NS and audit_role["rules"] and all(
+            rule["apiGroups"] == [""] and rule["resources"] == ["configmaps"]
+            and rule.get("resourceNames") == [ALLOWLIST_CM] and rule["verbs"] == ["get"]
+            for rule in audit_role["rules"]
+        ),
+        lambda: f"rules={audit_role['rules']}",
+    )
+    r.check(
+        f"nothing in the install binds {AUDIT_ROLE} (people bind it to themselves)",
+        lambda: not any(b["roleRef"]["name"] == AUDIT_ROLE for b in bindings),
+    )
+
+
+def check_webhooks(r: Report, objs: list[dict], svc: dict) -> None:
+    r.section("base: webhook configurations")
+    for kind in sorted(WEBHOOK_KINDS):
+        cfg = one(objs, kind, APP)
+        label = kind.replace("WebhookConfiguration", "")
+        want = sorted(name for name, h in HOOKS.items() if h.kind == kind)
+        got = [w["name"] for w in cfg["webhooks"]]
+        r.check(f"{label}: exactly the entries {', '.join(want)}", lambda: sorted(got) == want,
+                lambda: f"entries={got}")
+
+    hooks = {w["name"]: (kind, w) for kind in WEBHOOK_KINDS for w in one(objs, kind, APP)["webhooks"]}
+    for name, spec in HOOKS.items():
+        r.section(f"base: webhook {name}")
+        if name not in hooks or hooks[name][0] != spec.kind:
+            r.check(f"present in the {spec.kind}", lambda: False)
+            continue
+        w = hooks[name][1]
+        svc_ref = w["clientConfig"].get("service") or {}
         r.check(
-            f"{kind}: binds {ref_kind} {ref_name} to ServiceAccount {NS}/{APP} only",
-            lambda: len(bindings) == 1
-            and bindings[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": ref_kind, "name": ref_name}
-            and bindings[0]["subjects"] == sa_subject,
+            f"calls service {NS}/{APP} port 443 path {spec.path}",
+            lambda: (svc_ref["namespace"], svc_ref["name"], svc_ref.get("port", 443), svc_ref["path"])
+            == (NS, APP, 443, spec.path) and 443 in [p["port"] for p in svc["spec"]["ports"]],
         )
+        r.check("no url and no caBundle in the base (injected later)",
+                lambda: "url" not in w["clientConfig"] and not w["clientConfig"].get("caBundle"))
+        r.check("failurePolicy Fail", lambda: w["failurePolicy"] == "Fail")
+        r.check("sideEffects None", lambda: w["sideEffects"] == "None")
+        r.check("timeoutSeconds <= 5", lambda: 1 <= w["timeoutSeconds"] <= 5,
+                lambda: f"timeoutSeconds={w.get('timeoutSeconds')}")
+        r.check("matchPolicy Equivalent", lambda: w["matchPolicy"] == "Equivalent")
+        r.check("admissionReviewVersions v1 and v1beta1",
+                lambda: {"v1", "v1beta1"} <= set(w["admissionReviewVersions"]))
+        got = expand_rules(w["rules"])
+        r.check(
+            f"rules match exactly {len(spec.rules)} (group, version, resource) with their operations",
+            lambda: got == spec.rules,
+            lambda: "; ".join(
+                f"{'/'.join(k) or k}: want {sorted(spec.rules.get(k, []))} got {sorted(got.get(k, []))}"
+                for k in sorted(set(got) | set(spec.rules)) if got.get(k) != spec.rules.get(k)
+            ),
+        )
+        r.check("every rule has scope Namespaced", lambda: all(rule.get("scope") == "Namespaced" for rule in w["rules"]))
+
+        def excluded(ns: str) -> bool:
+            return not selects(w["namespaceSelector"], {"kubernetes.io/metadata.name": ns})
+
+        r.check(
+            f"namespaceSelector skips {', '.join(spec.excluded)}",
+            lambda: all(excluded(ns) for ns in spec.excluded),
+            lambda: "calls for " + ", ".join(ns for ns in spec.excluded if not excluded(ns)),
+        )
+        r.check(
+            f"namespaceSelector calls for {', '.join(spec.included)}",
+            lambda: not any(excluded(ns) for ns in spec.included),
+            lambda: "skips " + ", ".join(ns for ns in spec.included if excluded(ns)),
+        )
+        r.check("no objectSelector", lambda: not w.get("objectSelector"))
+        if spec.conditions is None:
+            r.check("no matchConditions (nothing in scope is skipped)", lambda: not w.get("matchConditions"))
+        elif spec.conditions == "writers":
+            def still_called() -> list[str]:
+                return [u for u in TRUSTED_WRITERS if conditions_call(w, mk_request(u), {})]
+
+            r.check(
+                f"matchConditions skip the {len(TRUSTED_WRITERS)} control-plane endpoint writers",
+                lambda: w["matchConditions"] and not still_called(),
+                lambda: "still calls for " + ", ".join(still_called()),
+            )
+            r.check(
+                "matchConditions name exactly those writers, no others",
+                lambda: cel_strings(w["matchConditions"]) == set(TRUSTED_WRITERS),
+                lambda: f"names {sorted(cel_strings(w['matchConditions']))}",
+            )
+            r.check(
+                "matchConditions still call for tenants, admins and other system identities",
+                lambda: all(conditions_call(w, mk_request(u), {}) for u in UNTRUSTED_WRITERS),
+                lambda: "skips " + ", ".join(u for u in UNTRUSTED_WRITERS
+                                             if not conditions_call(w, mk_request(u), {})),
+            )
+        elif spec.conditions == "allowlist":
+            def called(cm_name: str) -> bool:
+                return conditions_call(
+                    w, mk_request("alice@example.com", "configmaps", cm_name, NS),
+                    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm_name, "namespace": NS}},
+                )
+
+            r.check(f"matchConditions call for the ConfigMap {ALLOWLIST_CM}", lambda: called(ALLOWLIST_CM))
+            others = ["kube-root-ca.crt", f"{ALLOWLIST_CM}-old", "allowlist", "egress-guard"]
+            r.check(
+                "matchConditions skip every other ConfigMap in the namespace",
+                lambda: not any(called(n) for n in others),
+                lambda: "calls for " + ", ".join(n for n in others if called(n)),
+            )
+        if spec.kind == "MutatingWebhookConfiguration":
+            r.check("reinvocationPolicy IfNeeded", lambda: w["reinvocationPolicy"] == "IfNeeded")
+
+
+def check_images(r: Report, name: str, objs: list[dict]) -> None:
+    r.section(f"{name}: images")
+    pods = pod_specs(objs)
+    for where, pod in pods:
+        for c in (pod.get("initContainers") or []) + pod["containers"]:
+            r.check(
+                f"{where} container {c['name']}: image {c.get('image')} is pinned (tag other than latest, or digest)",
+                lambda: image_problem(c["image"]) is None,
+                lambda: image_problem(c["image"]) or "",
+            )
+    if not pods:
+        r.note("no pod templates in this rendering")
+
+
+def check_own_network_policy(r: Report, name: str, objs: list[dict], restricted: bool) -> dict:
+    r.section(f"{name}: NetworkPolicy for egress-guard's pods")
+    r.check("exactly one NetworkPolicy", lambda: len(find(objs, "NetworkPolicy")) == 1)
+    np = first(objs, "NetworkPolicy", APP)
+    spec = np["spec"]
+    dep = one(objs, "Deployment", APP)
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    ports = {p["name"]: p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    ingress, egress = spec.get("ingress") or [], spec.get("egress") or []
+    r.check(f"in namespace {NS}, selects the webhook pods",
+            lambda: np["metadata"]["namespace"] == NS and selects(spec["podSelector"], pod_labels))
+    r.check("policyTypes Ingress and Egress (both directions isolated)",
+            lambda: set(spec["policyTypes"]) == {"Ingress", "Egress"})
+    r.check(
+        "ingress only on the https and metrics container ports (8443, 9090 TCP), every rule names ports",
+        lambda: policy_ports(ingress) == {(ports["https"], "TCP"), (ports["metrics"], "TCP")}
+        and (8443, 9090) == (ports["https"], ports["metrics"]),
+        lambda: f"ingress ports {sorted(map(str, policy_ports(ingress)))}",
+    )
+    r.check(
+        "metrics (9090) only from the namespace `monitoring`",
+        lambda: all(peers(rule) and all(only_namespace(p, "monitoring") for p in peers(rule))
+                    for rule in rules_with(ingress, 9090)),
+        lambda: f"rules={rules_with(ingress, 9090)}",
+    )
+    r.check(
+        "egress only to DNS (53 UDP+TCP) and the Kubernetes API (443, 6443 TCP), every rule names ports",
+        lambda: policy_ports(egress) == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")},
+        lambda: f"egress ports {sorted(map(str, policy_ports(egress)))}",
+    )
+
+    def to_kube_dns(rule: dict) -> bool:
+        return bool(peers(rule)) and all(
+            only_namespace(p, "kube-system") and selects(p.get("podSelector") or {}, {"k8s-app": "kube-dns"})
+            and not selects(p.get("podSelector") or {}, {"k8s-app": "other"})
+            for p in peers(rule)
+        )
+
+    r.check(
+        "DNS only to kube-dns pods in kube-system",
+        lambda: all(to_kube_dns(rule) for rule in rules_with(egress, 53, "UDP") + rules_with(egress, 53, "TCP")),
+    )
+    api_in = rules_with(ingress, 8443)
+    api_out = rules_with(egress, 443) + rules_with(egress, 6443)
+    if not restricted:
+        r.check(
+            "admission calls (8443) from any source: the apiserver may be outside the pod network",
+            lambda: any(not peers(rule) for rule in api_in),
+        )
+    else:
+        r.check(
+            "admission calls (8443) only from ipBlocks narrower than everything",
+            lambda: api_in and all(peers(rule) and all(narrow_cidr(p) for p in peers(rule)) for rule in api_in),
+            lambda: f"rules={api_in}",
+        )
+        r.check(
+            "Kubernetes API egress (443, 6443) only to ipBlocks narrower than everything",
+            lambda: api_out and all(peers(rule) and all(narrow_cidr(p) for p in peers(rule)) for rule in api_out),
+            lambda: f"rules={api_out}",
+        )
+    return np
+
+
+def check_restricted_apiserver(r: Report, base: list[dict], restricted: list[dict]) -> None:
+    base_np = check_own_network_policy(r, "base", base, restricted=False)
+    np = check_own_network_policy(r, "overlay restricted-apiserver", restricted, restricted=True)
+    r.section("overlay restricted-apiserver")
+
+    def same_rules(direction: str, port: int, protocol: str) -> bool:
+        return (rules_with(np["spec"][direction], port, protocol)
+                == rules_with(base_np["spec"][direction], port, protocol))
+
+    r.check("metrics (9090) and DNS (53) rules identical to the base's",
+            lambda: same_rules("ingress", 9090, "TCP") and same_rules("egress", 53, "UDP")
+            and same_rules("egress", 53, "TCP"))
+    base_rest = {key(o): o for o in base if o["kind"] != "NetworkPolicy"}
+    rest = {key(o): o for o in restricted if o["kind"] != "NetworkPolicy"}
+    r.check(
+        "every other object is identical to the base",
+        lambda: base_rest == rest,
+        lambda: "differs: " + ", ".join("/".join(k) for k in set(base_rest) | set(rest)
+                                        if base_rest.get(k) != rest.get(k)),
+    )
+
+
+def check_networkpolicy_examples(r: Report, objs: list[dict], base: list[dict]) -> None:
+    r.section("networkpolicy examples")
+    r.check("only NetworkPolicies, exactly two",
+            lambda: [o["kind"] for o in objs] == ["NetworkPolicy", "NetworkPolicy"])
+    r.check("none of them is in the base install",
+            lambda: not {key(o) for o in objs} & {key(o) for o in base})
+    kube_dns = {"ns": "kube-system", "pod": {"k8s-app": "kube-dns"}}
+    gateway = {"ns": "istio-system", "pod": {"istio": "egressgateway", "app": "istio-egressgateway"}}
+    internet = ["203.0.113.10", "198.51.100.7", "192.0.2.44", "2001:db8::10"]
+
+    tenant = first(objs, "NetworkPolicy", "egress-in-cluster-only")
+    ts = tenant["spec"]
+    r.check("tenant: selects every pod in its namespace, egress isolated",
+            lambda: ts["podSelector"] == {} and "Egress" in ts["policyTypes"])
+    r.check("tenant: no ipBlock and no rule without destinations (no direct path out)",
+            lambda: all(rule.get("to") and not any("ipBlock" in p for p in rule["to"]) for rule in ts["egress"]))
+    r.check(
+        "tenant: internet addresses, the cloud metadata service and node addresses are unreachable",
+        lambda: not any(egress_allows(tenant, port, "TCP", ip=ip)
+                        for ip in internet + ["169.254.169.254", "10.0.0.5"] for port in (80, 443, 5432))
+        and not any(egress_allows(tenant, 443, "UDP", ip=ip) for ip in internet),
+    )
+    r.check("tenant: the egress gateway is reachable (443 and 80)",
+            lambda: egress_allows(tenant, 443, "TCP", **gateway) and egress_allows(tenant, 80, "TCP", **gateway))
+    r.check("tenant: pods in other namespaces are reachable",
+            lambda: egress_allows(tenant, 8080, "TCP", ns="team-b", pod={"app": "api"}))
+    r.check("tenant: DNS (kube-dns, 53 UDP and TCP) is reachable",
+            lambda: egress_allows(tenant, 53, "UDP", **kube_dns) and egress_allows(tenant, 53, "TCP", **kube_dns))
+
+    gw = first(objs, "NetworkPolicy", "egress-gateway-internet")
+    gs = gw["spec"]
+    r.check(
+        "gateway: in istio-system, selects pods labelled istio: egressgateway and not istiod or ingress gateways",
+        lambda: gw["metadata"]["namespace"] == "istio-system"
+        and label_selects(gs["podSelector"], gateway["pod"])
+        and not label_selects(gs["podSelector"], {"app": "istiod", "istio": "pilot"})
+        and not label_selects(gs["podSelector"], {"istio": "ingressgateway"}),
+    )
+    r.check("gateway: egress isolated", lambda: "Egress" in gs["policyTypes"])
+    r.check("gateway: internet addresses reachable, IPv4 and IPv6",
+            lambda: all(egress_allows(gw, 443, "TCP", ip=ip) for ip in internet))
+    r.check("gateway: link-local addresses (cloud metadata service) unreachable",
+            lambda: not egress_allows(gw, 80, "TCP", ip="169.254.169.254")
+            and not egress_allows(gw, 80, "TCP", ip="fe80::1"))
+    r.check("gateway: istiod (15012) and DNS (53 UDP and TCP) reachable",
+            lambda: egress_allows(gw, 15012, "TCP", ns="istio-system", pod={"app": "istiod"})
+            and egress_allows(gw, 53, "UDP", **kube_dns) and egress_allows(gw, 53, "TCP", **kube_dns))
+
+
+def check_trusted_writers(r: Report, repo: Path) -> None:
+    """The endpoints entry may skip only writers the server trusts by default.
+
+    A writer the webhook skips but the server does not trust would be trusted in effect,
+    without the server's say; the other way round only costs latency. So every skipped
+    writer must appear in the server's source, in the file that holds its defaults.
+    """
+    r.section("endpoints entry and the server's trustedWriters")
+    files = [f for f in sorted((repo / "src").rglob("*.rs"))
+             if any(f'"{u}"' in f.read_text(encoding="utf-8") for u in TRUSTED_WRITERS)]
+    if not files:
+        r.note("no file under src/ names the default trusted writers yet; compare by hand")
+        return
+    text = "\n".join(f.read_text(encoding="utf-8") for f in files)
+    r.check(
+        f"every writer the webhook skips is a default trusted writer in {', '.join(str(f.relative_to(repo)) for f in files)}",
+        lambda: all(f'"{u}"' in text for u in TRUSTED_WRITERS),
+        lambda: "missing from the server: " + ", ".join(u for u in TRUSTED_WRITERS if f'"{u}"' not in text),
+    )
 
 
 def check_allowlist_files(r: Report, repo: Path) -> None:
@@ -482,7 +1030,7 @@ def check_cert_manager(r: Report, base: list[dict], cm: list[dict]) -> None:
     issuers = {o["metadata"]["name"]: o for o in find(cm, "Issuer")}
     dep = one(cm, "Deployment", APP)
     tls_secrets = {v["secret"]["secretName"] for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v}
-    for kind in WEBHOOKS:
+    for kind in sorted(WEBHOOK_KINDS):
         label = kind.replace("WebhookConfiguration", "")
         cfg = one(cm, kind, APP)
         r.check(
@@ -495,6 +1043,23 @@ def check_cert_manager(r: Report, base: list[dict], cm: list[dict]) -> None:
         )
     cert = certs[(NS, TLS_SECRET)]
     cspec = cert["spec"]
+
+    def uncovered() -> list[str]:
+        # cainjector fills in every entry of an annotated configuration; each entry must
+        # then call a Service whose name the injected CA's certificate was issued for.
+        out = []
+        for kind in sorted(WEBHOOK_KINDS):
+            for w in one(cm, kind, APP)["webhooks"]:
+                ref = w["clientConfig"].get("service") or {}
+                if f"{ref.get('name')}.{ref.get('namespace')}.svc" not in cspec["dnsNames"]:
+                    out.append(w["name"])
+        return out
+
+    r.check(
+        f"every webhook entry calls a Service that Certificate {TLS_SECRET} names",
+        lambda: not uncovered(),
+        lambda: "not covered: " + ", ".join(uncovered()),
+    )
     r.check(f"Certificate {TLS_SECRET} writes the secret the Deployment mounts",
             lambda: cspec["secretName"] == TLS_SECRET and TLS_SECRET in tls_secrets)
     r.check(
@@ -546,25 +1111,51 @@ def check_monitoring(r: Report, base: list[dict], mon: list[dict]) -> None:
             lambda: re.search(rf"\b{metric}\b", alerts[alert]["expr"]) is not None
             and alerts[alert]["labels"]["severity"] in {"critical", "warning"},
         )
+    r.check(
+        'EgressGuardAllowlistEntriesExpiring: window="7d" above 0 for 1h, warning',
+        lambda: re.search(r'egress_guard_allowlist_entries_expiring\{window="7d"\}\)?\s*>\s*0\s*$',
+                          alerts["EgressGuardAllowlistEntriesExpiring"]["expr"]) is not None
+        and alerts["EgressGuardAllowlistEntriesExpiring"]["for"] == "1h"
+        and alerts["EgressGuardAllowlistEntriesExpiring"]["labels"]["severity"] == "warning",
+    )
+    for alert, metric in (("EgressGuardReviewBudgetExceeded", "egress_guard_review_budget_exceeded_total"),
+                          ("EgressGuardConnectionCapReached", "egress_guard_connections_rejected_total")):
+        r.check(
+            f"{alert}: any increase of {metric} over 10m, warning",
+            lambda: re.search(rf"increase\({metric}\[10m\]\)\)?\s*>\s*0\s*$", alerts[alert]["expr"]) is not None
+            and alerts[alert]["labels"]["severity"] == "warning",
+            lambda: f"expr={alerts[alert]['expr']!r}",
+        )
+
+
+RENDERINGS = ["base", "cert-manager", "audit", "restricted-apiserver", "networkpolicy", "monitoring"]
+
+
+def run(renders: dict[str, list[dict]], repo: Path) -> Report:
+    """Every check over the renderings named in RENDERINGS."""
+    base = renders["base"]
+    r = Report()
+    check_base(r, base)
+    for name in ("base", "audit", "cert-manager", "restricted-apiserver"):
+        check_images(r, name, renders[name])
+    check_allowlist_files(r, repo)
+    check_trusted_writers(r, repo)
+    check_audit(r, base, renders["audit"])
+    check_cert_manager(r, base, renders["cert-manager"])
+    check_restricted_apiserver(r, base, renders["restricted-apiserver"])
+    check_networkpolicy_examples(r, renders["networkpolicy"], base)
+    check_monitoring(r, base, renders["monitoring"])
+    return r
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repo", required=True, type=Path, help="repository root")
-    p.add_argument("--base", required=True, help="rendered deploy/")
-    p.add_argument("--cert-manager", required=True, help="rendered deploy/cert-manager")
-    p.add_argument("--audit", required=True, help="rendered deploy/overlays/audit")
-    p.add_argument("--monitoring", required=True, help="rendered deploy/monitoring")
+    for name in RENDERINGS:
+        p.add_argument(f"--{name}", required=True, metavar="FILE", help=f"the rendering of {name}")
     a = p.parse_args()
 
-    base = load(a.base)
-    r = Report()
-    check_base(r, base)
-    check_allowlist_files(r, a.repo)
-    check_audit(r, base, load(a.audit))
-    check_cert_manager(r, base, load(a.cert_manager))
-    check_monitoring(r, base, load(a.monitoring))
-
+    r = run({name: load(getattr(a, name.replace("-", "_"))) for name in RENDERINGS}, a.repo)
     print()
     if r.failed:
         print(f"security: {len(r.failed)} check(s) FAILED, {r.passed} passed:")

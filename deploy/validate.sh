@@ -4,17 +4,23 @@
 #
 #   bash deploy/validate.sh
 #
-# 1. kubectl kustomize: deploy/, deploy/cert-manager, deploy/overlays/audit, deploy/monitoring
+# 1. kubectl kustomize: deploy/, deploy/cert-manager, deploy/overlays/audit,
+#    deploy/overlays/restricted-apiserver, deploy/networkpolicy (examples), deploy/monitoring
 # 2. validate_schemas.py: every object in strict mode against the Kubernetes versions
 #    in KUBE_VERSIONS; the CRD kinds we ship (cert-manager, Prometheus Operator) are
 #    allowed only in their own directories
-# 3. check_security.py: hardening, webhook, RBAC and overlay checks
+# 3. check_security.py: hardening, webhook, RBAC, network policy, autoscaling, alert and
+#    overlay checks
+# 4. check_security_test.py: breaks the renderings one way at a time and requires the
+#    check meant for each break to fail
 #
 # Environment:
 #   KUBECTL        kubectl to use (default: kubectl on PATH); needs built-in kustomize
 #   KUBE_VERSIONS  Kubernetes versions to validate against (default below): the oldest we
-#                  support (1.30: preStop sleep), the one the binary's k8s-openapi targets,
-#                  and the newest schemas in the pinned kubernetes-validate
+#                  support (1.30: webhook matchConditions are GA there, and the preStop
+#                  sleep action), the one the binary's k8s-openapi targets, and the newest
+#                  schemas in the pinned kubernetes-validate. A version below MIN_KUBE is
+#                  refused: the manifests do not support it, so passing there means nothing
 #   VENV           Python virtualenv for the tools (created if missing)
 set -euo pipefail
 
@@ -22,10 +28,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 
 KUBECTL="${KUBECTL:-kubectl}"
-KUBE_VERSIONS="${KUBE_VERSIONS:-1.30.0 1.33.0 1.37.0}"
+# The oldest Kubernetes the manifests support; docs/deploy.md says the same.
+MIN_KUBE=1.30
+KUBE_VERSIONS="${KUBE_VERSIONS:-$MIN_KUBE.0 1.33.0 1.37.0}"
 VENV="${VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/egress-guard/deploy-venv}"
 # Pinned: the schemas a run validates against come from this wheel.
-PY_REQUIREMENTS=(kubernetes-validate==1.37.0 PyYAML==6.0.3)
+PY_REQUIREMENTS=(kubernetes-validate==1.37.0 PyYAML==6.0.3 cel-python==0.5.0)
 
 die() {
     echo "deploy/validate.sh: $*" >&2
@@ -35,6 +43,13 @@ die() {
 command -v "$KUBECTL" >/dev/null 2>&1 \
     || die "kubectl not found (looked for '$KUBECTL'); install kubectl 1.27 or newer (it has kustomize v5 built in) or set KUBECTL"
 command -v python3 >/dev/null 2>&1 || die "python3 not found"
+
+minor() { local v="${1#v}"; v="${v#*.}"; echo "${v%%.*}"; }
+for v in $KUBE_VERSIONS; do
+    [[ "${v#v}" == 1.* && "$(minor "$v")" =~ ^[0-9]+$ ]] || die "KUBE_VERSIONS: cannot read '$v' as 1.MINOR[.PATCH]"
+    (( $(minor "$v") >= $(minor "$MIN_KUBE") )) \
+        || die "KUBE_VERSIONS: $v is older than $MIN_KUBE, the oldest Kubernetes these manifests support (matchConditions, preStop sleep)"
+done
 
 # --- Python tools --------------------------------------------------------------------
 stamp="$VENV/.egress-guard-requirements"
@@ -51,14 +66,19 @@ py="$VENV/bin/python"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
+# Rendering name -> kustomization. The names are the ones validate_schemas.py and
+# check_security.py know.
+names=(base cert-manager audit restricted-apiserver networkpolicy monitoring)
 declare -A dirs=(
     [base]="$here"
     [cert-manager]="$here/cert-manager"
     [audit]="$here/overlays/audit"
+    [restricted-apiserver]="$here/overlays/restricted-apiserver"
+    [networkpolicy]="$here/networkpolicy"
     [monitoring]="$here/monitoring"
 )
 echo "==> rendering with $("$KUBECTL" version --client 2>/dev/null | grep -i kustomize || echo "$KUBECTL kustomize")"
-for name in base cert-manager audit monitoring; do
+for name in "${names[@]}"; do
     "$KUBECTL" kustomize "${dirs[$name]}" >"$out/$name.yaml" \
         || die "kubectl kustomize ${dirs[$name]#"$repo"/} failed"
     echo "    ${dirs[$name]#"$repo"/}: $(grep -c '^kind:' "$out/$name.yaml") objects"
@@ -68,18 +88,23 @@ done
 echo "==> validating against Kubernetes schemas (strict): $KUBE_VERSIONS"
 kargs=()
 for v in $KUBE_VERSIONS; do kargs+=(-k "$v"); done
-"$py" "$here/validate_schemas.py" "${kargs[@]}" \
-    base="$out/base.yaml" cert-manager="$out/cert-manager.yaml" \
-    audit="$out/audit.yaml" monitoring="$out/monitoring.yaml" | tee "$out/schemas.log"
+renders=()
+for name in "${names[@]}"; do renders+=("$name=$out/$name.yaml"); done
+"$py" "$here/validate_schemas.py" "${kargs[@]}" "${renders[@]}" | tee "$out/schemas.log"
 objects="$(sed -n 's/^schemas: \([0-9]*\) objects validated.*/\1/p' "$out/schemas.log")"
 crds="$(sed -n 's/.*; \([0-9]*\) custom resources shape-checked$/\1/p' "$out/schemas.log")"
 
 # --- security and consistency ----------------------------------------------------------
 echo "==> security and consistency checks"
-"$py" "$here/check_security.py" --repo "$repo" \
-    --base "$out/base.yaml" --cert-manager "$out/cert-manager.yaml" \
-    --audit "$out/audit.yaml" --monitoring "$out/monitoring.yaml" | tee "$out/security.log"
+rargs=()
+for name in "${names[@]}"; do rargs+=("--$name" "$out/$name.yaml"); done
+"$py" "$here/check_security.py" --repo "$repo" "${rargs[@]}" | tee "$out/security.log"
 checks="$(sed -n 's/^security: \([0-9]*\) checks passed$/\1/p' "$out/security.log")"
 
-[[ -n "$objects" && -n "$checks" ]] || die "could not read the checkers' summaries"
-echo "deploy: 3 overlays + monitoring rendered, $objects objects validated ($crds custom resources shape-checked), $checks security checks passed"
+# --- the checks can fail -----------------------------------------------------------------
+echo "==> breaking the manifests one way at a time: each break must fail its check"
+"$py" "$here/check_security_test.py" --repo "$repo" "${rargs[@]}" | tee "$out/mutations.log"
+mutations="$(sed -n 's/^check_security_test: \([0-9]*\) broken manifests, each caught.*/\1/p' "$out/mutations.log")"
+
+[[ -n "$objects" && -n "$checks" && -n "$mutations" ]] || die "could not read the checkers' summaries"
+echo "deploy: ${#names[@]} kustomizations rendered, $objects objects validated ($crds custom resources shape-checked), $checks security checks passed, $mutations broken manifests caught"
