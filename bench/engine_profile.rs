@@ -150,10 +150,13 @@ fn main() {
             name,
             object: Some(&spec),
             old_object: None,
+            user: "",
+            subresource: "",
         };
         let cx = Context {
             allowlist: &a,
             namespace: "default",
+            ephemeral_only: false,
         };
         row(
             name,

@@ -48,6 +48,8 @@ impl Object {
             name: self.name,
             object: Some(&self.object),
             old_object: None,
+            user: "",
+            subresource: "",
         }
     }
 }

@@ -462,6 +462,8 @@ pub fn to_policy_request(req: &AdmissionRequest<RawObject>) -> policy::Request<'
         name: object_name(req),
         object: req.object.as_ref().map(RawObject::json),
         old_object: req.old_object.as_ref().map(RawObject::json),
+        user: req.user_info.username.as_deref().unwrap_or_default(),
+        subresource: req.sub_resource.as_deref().unwrap_or_default(),
     }
 }
 

@@ -1,6 +1,6 @@
-//! `egress-guard audit`: the impact preview before enforcing. Lists live Istio objects
-//! through the Kubernetes API and judges each with the same `policy::evaluate` and
-//! report as `check`, as if it were being created now.
+//! `egress-guard audit`: the impact preview before enforcing. Lists the live objects of
+//! every kind egress-guard judges through the Kubernetes API and judges each with the
+//! same `policy::evaluate` and report as `check`, as if it were being created now.
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -9,11 +9,8 @@ use kube::{Api, Client};
 
 use crate::check::{self, Manifest, ObjectReport, Report};
 use crate::cli::AuditArgs;
-use crate::policy::kinds::ISTIO_NETWORKING_GROUP;
 use crate::policy::{Allowlist, Kind};
 
-/// API versions tried per kind, newest first (older Istio releases lack `v1`).
-const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
 /// Page size for list calls.
 const PAGE: u32 = 500;
 
@@ -72,11 +69,17 @@ async fn list_kind(
     namespace: Option<&str>,
 ) -> anyhow::Result<Vec<DynamicObject>> {
     let mut last_err = None;
-    for version in VERSIONS {
+    // Served versions, newest first: older Istio releases lack `v1`.
+    for version in kind.versions() {
+        let group = kind.group();
         let ar = ApiResource {
-            group: ISTIO_NETWORKING_GROUP.to_owned(),
-            version: version.to_owned(),
-            api_version: format!("{ISTIO_NETWORKING_GROUP}/{version}"),
+            group: group.to_owned(),
+            version: (*version).to_owned(),
+            api_version: if group.is_empty() {
+                (*version).to_owned()
+            } else {
+                format!("{group}/{version}")
+            },
             kind: kind.as_str().to_owned(),
             plural: kind.plural().to_owned(),
         };
@@ -116,7 +119,10 @@ async fn list_all(api: &Api<DynamicObject>) -> Result<Vec<DynamicObject>, kube::
 fn to_manifest(kind: Kind, obj: DynamicObject) -> anyhow::Result<Manifest> {
     let object = serde_json::value::to_raw_value(&obj)?;
     let api_version = obj.types.as_ref().map_or_else(
-        || format!("{ISTIO_NETWORKING_GROUP}/v1"),
+        || match kind.group() {
+            "" => "v1".to_owned(),
+            group => format!("{group}/{}", kind.versions().first().unwrap_or(&"v1")),
+        },
         |t| t.api_version.clone(),
     );
     Ok(Manifest {

@@ -103,6 +103,8 @@ impl ObjectReport {
             Some(Skip::NotIstio) => "skipped: not an Istio networking kind".to_owned(),
             Some(Skip::ExemptNamespace) => "skipped: exempt namespace".to_owned(),
             Some(Skip::Delete) => "skipped".to_owned(),
+            Some(Skip::TrustedWriter) => "skipped: written by the control plane".to_owned(),
+            Some(Skip::NoEffect) => "skipped: cannot change where traffic goes".to_owned(),
             None => d.mode.as_str().to_owned(),
         };
         let mut warnings = d.warnings.clone();
@@ -251,6 +253,8 @@ pub fn evaluate(m: &Manifest, allowlist: &Allowlist) -> Decision {
         name: &m.name,
         object: Some(&m.object),
         old_object: None,
+        user: "",
+        subresource: "",
     };
     policy::evaluate(&req, allowlist, &policy::Env::default())
 }

@@ -207,6 +207,8 @@ fn decisions_stay_consistent_while_100k_allowlists_swap() {
                         name: "probe",
                         object: Some(&spec),
                         old_object: None,
+                        user: "",
+                        subresource: "",
                     };
                     let d = policy::evaluate(&req, &loaded.allowlist, &policy::Env::default());
                     // Version k (tag) allows probe.example iff k is odd, and allows

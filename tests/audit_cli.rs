@@ -14,12 +14,36 @@ const GROUP: &str = "networking.istio.io";
 const ALL_VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 /// Older Istio CRDs: no `v1`.
 const BETA_VERSIONS: &[&str] = &["v1beta1", "v1alpha3"];
-const PLURALS: [&str; 5] = [
-    "serviceentries",
-    "virtualservices",
-    "destinationrules",
-    "gateways",
-    "sidecars",
+/// Every kind `audit` lists: API path prefix, versions newest first, plural.
+const KINDS: [(&str, &[&str], &str); 20] = [
+    ("/apis/networking.istio.io", ALL_VERSIONS, "serviceentries"),
+    ("/apis/networking.istio.io", ALL_VERSIONS, "virtualservices"),
+    (
+        "/apis/networking.istio.io",
+        ALL_VERSIONS,
+        "destinationrules",
+    ),
+    ("/apis/networking.istio.io", ALL_VERSIONS, "gateways"),
+    ("/apis/networking.istio.io", ALL_VERSIONS, "sidecars"),
+    ("/apis/networking.istio.io", ALL_VERSIONS, "workloadentries"),
+    ("/apis/networking.istio.io", ALL_VERSIONS, "workloadgroups"),
+    ("/apis/networking.istio.io", &["v1alpha3"], "envoyfilters"),
+    ("/apis/extensions.istio.io", &["v1alpha1"], "wasmplugins"),
+    (
+        "/apis/security.istio.io",
+        &["v1", "v1beta1"],
+        "requestauthentications",
+    ),
+    ("/api", &["v1"], "pods"),
+    ("/api", &["v1"], "services"),
+    ("/api", &["v1"], "endpoints"),
+    ("/apis/discovery.k8s.io", &["v1"], "endpointslices"),
+    ("/apis/apps", &["v1"], "deployments"),
+    ("/apis/apps", &["v1"], "statefulsets"),
+    ("/apis/apps", &["v1"], "daemonsets"),
+    ("/apis/apps", &["v1"], "replicasets"),
+    ("/apis/batch", &["v1"], "jobs"),
+    ("/apis/batch", &["v1"], "cronjobs"),
 ];
 
 struct Output {
@@ -459,24 +483,25 @@ async fn namespace_flag_lists_only_that_namespace() {
         ]),
         "{out}"
     );
-    let istio: Vec<_> = fake
+    let lists: Vec<_> = fake
         .requests()
         .into_iter()
-        .filter(|r| r.path.starts_with("/apis/"))
+        .filter(|r| !r.path.contains("/configmaps"))
         .collect();
-    assert!(!istio.is_empty());
-    for r in &istio {
-        let expected = PLURALS
+    for r in &lists {
+        let expected = KINDS
             .iter()
-            .any(|p| r.path.ends_with(&format!("/namespaces/production/{p}")));
+            .any(|(_, _, p)| r.path.ends_with(&format!("/namespaces/production/{p}")));
         assert!(
             expected,
             "not a namespaced list: {r}\n{}",
             fake.request_log()
         );
     }
-    // Every kind was listed in the namespace (two kinds after a v1 404).
-    assert_eq!(istio.len(), 7, "{}", fake.request_log());
+    // Every kind was listed in the namespace: the five Istio kinds served (two after a
+    // v1 404), the fifteen others tried at each of their versions.
+    let unserved: usize = KINDS.iter().skip(5).map(|(_, v, _)| v.len()).sum();
+    assert_eq!(lists.len(), 7 + unserved, "{}", fake.request_log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,13 +513,9 @@ async fn a_cluster_without_istio_has_nothing_to_audit() {
     assert!(out.stderr.contains("not served by this cluster"), "{out}");
     // Each kind tried at every version, newest first.
     let tried: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
-    let expected: Vec<String> = PLURALS
+    let expected: Vec<String> = KINDS
         .iter()
-        .flat_map(|p| {
-            ALL_VERSIONS
-                .iter()
-                .map(move |v| format!("/apis/{GROUP}/{v}/{p}"))
-        })
+        .flat_map(|(prefix, versions, p)| versions.iter().map(move |v| format!("{prefix}/{v}/{p}")))
         .collect();
     assert_eq!(tried, expected);
 }

@@ -131,7 +131,7 @@ fn json_output_carries_the_mutate_patch() {
 
 #[test]
 fn reads_stdin_and_skips_other_kinds() {
-    let input = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\napiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {name: gh}\nspec: {hosts: [api.github.com], resolution: DNS, ports: [{number: 443, name: https, protocol: TLS}]}\n";
+    let input = "apiVersion: apps/v1\nkind: ControllerRevision\nmetadata: {name: web}\n---\napiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {name: gh}\nspec: {hosts: [api.github.com], resolution: DNS, ports: [{number: 443, name: https, protocol: TLS}]}\n";
     let out = run_stdin(&["check", "-o", "json", "-"], input);
     assert_eq!(
         out.status.code(),

@@ -277,6 +277,8 @@ proptest! {
                     name: "vs",
                     object: Some(&raw),
                     old_object: None,
+                    user: "",
+                    subresource: "",
                 },
                 &allowlist, &policy::Env::default()
             )
@@ -318,6 +320,8 @@ proptest! {
                 name: "x",
                 object: Some(&raw),
                 old_object: Some(&raw),
+                user: "",
+                subresource: "",
             },
             &allowlist, &policy::Env::default()
         );
@@ -422,6 +426,8 @@ fn evaluate_raw(kind: Kind, text: String, allowlist: &Allowlist) -> policy::Deci
             name: "x",
             object: Some(&raw),
             old_object: None,
+            user: "",
+            subresource: "",
         },
         allowlist,
         &policy::Env::default(),

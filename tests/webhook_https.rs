@@ -98,7 +98,7 @@ async fn dry_run_requests_get_the_same_verdict() {
 
 #[tokio::test]
 async fn audit_mode_allows_with_warnings_and_audit_annotations() {
-    let allowlist = "hosts: [api.github.com]\nnamespaces:\n  default: {mode: audit}\n".to_owned();
+    let allowlist = "mode: audit\nhosts: [api.github.com]\n".to_owned();
     let s = TestServer::start_with(common::Options {
         allowlist,
         ..Default::default()
@@ -204,7 +204,8 @@ async fn mutate_patch_applies_and_is_idempotent() {
 async fn non_istio_kinds_are_allowed_with_a_warning() {
     let s = TestServer::start().await;
     let mut review = fixture_json("validate-create-serviceentry-v1-exfil");
-    review["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+    review["request"]["kind"] =
+        json!({"group": "apps", "version": "v1", "kind": "ControllerRevision"});
     let out = s
         .review("/validate", serde_json::to_vec(&review).unwrap())
         .await;
@@ -213,7 +214,7 @@ async fn non_istio_kinds_are_allowed_with_a_warning() {
         response(&out)["warnings"][0]
             .as_str()
             .unwrap()
-            .contains("Deployment")
+            .contains("ControllerRevision")
     );
 }
 

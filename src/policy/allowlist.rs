@@ -59,6 +59,12 @@ struct Doc {
     #[serde(default)]
     egress_gateway_labels: Option<Vec<BTreeMap<String, String>>>,
     #[serde(default)]
+    cluster_networks: Vec<FromStrValue<IpNet>>,
+    #[serde(default)]
+    trusted_writers: Option<Vec<String>>,
+    #[serde(default)]
+    proxy_images: Vec<String>,
+    #[serde(default)]
     hosts: Vec<HostEntry>,
     #[serde(default)]
     cidrs: Vec<FromStrValue<IpNet>>,
@@ -79,6 +85,10 @@ struct NamespaceDoc {
     default_timeout: Option<FromStrValue<Duration>>,
     #[serde(default)]
     allow_any_outbound: bool,
+    #[serde(default)]
+    allow_envoy_filter: bool,
+    #[serde(default)]
+    allow_capture_opt_out: bool,
 }
 
 /// A YAML scalar parsed through `FromStr`, so a bad value fails inside serde and the
@@ -246,6 +256,10 @@ pub struct NamespacePolicy {
     pub default_timeout: Option<Option<Duration>>,
     /// May a Sidecar here set `ALLOW_ANY` or `egressProxy`.
     pub allow_any_outbound: bool,
+    /// May EnvoyFilters be created here.
+    pub allow_envoy_filter: bool,
+    /// May workloads here opt out of the sidecar's capture or replace the proxy.
+    pub allow_capture_opt_out: bool,
 }
 
 /// A validated, compiled allowlist. Built once per load, shared read-only.
@@ -263,6 +277,14 @@ pub struct Allowlist {
     pub exempt_namespaces: HashSet<String>,
     /// Domains inside the mesh, never checked against the allowlist.
     pub internal_domains: Vec<Box<str>>,
+    /// The cluster's own pod, service and node networks: addresses inside them are
+    /// not egress.
+    pub cluster_networks: CidrIndex,
+    /// Users whose writes of EndpointSlices, Endpoints and WorkloadEntries are the
+    /// control plane's own (endpoint controllers, istiod auto-registration).
+    pub trusted_writers: HashSet<String>,
+    /// Image prefixes the injected proxy containers of a pod must use (empty: any).
+    pub proxy_images: Vec<Box<str>>,
     /// Gateway selectors that mark a Gateway as an egress gateway (selector ⊇ one).
     pub egress_gateway_selectors: Vec<BTreeMap<String, String>>,
     /// Label sets of the egress gateway pods: a Gateway whose selector selects them
@@ -336,6 +358,8 @@ impl Allowlist {
                     mode: ns.mode,
                     default_timeout: ns.default_timeout.map(|d| non_zero(d.0)),
                     allow_any_outbound: ns.allow_any_outbound,
+                    allow_envoy_filter: ns.allow_envoy_filter,
+                    allow_capture_opt_out: ns.allow_capture_opt_out,
                 };
                 (name.0.0, policy)
             })
@@ -351,6 +375,28 @@ impl Allowlist {
             egress_gateway_labels: doc
                 .egress_gateway_labels
                 .unwrap_or_else(default_egress_gateway_labels),
+            cluster_networks: {
+                let mut idx = CidrIndex::default();
+                for n in doc.cluster_networks {
+                    idx.insert(n.0);
+                }
+                idx
+            },
+            proxy_images: doc
+                .proxy_images
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+            trusted_writers: doc
+                .trusted_writers
+                .unwrap_or_else(|| {
+                    DEFAULT_TRUSTED_WRITERS
+                        .iter()
+                        .map(|w| (*w).to_owned())
+                        .collect()
+                })
+                .into_iter()
+                .collect(),
             global: Grants::build(doc.hosts, doc.cidrs),
             namespaces,
             warnings,
@@ -370,6 +416,15 @@ impl Allowlist {
     /// The namespace's policy, if it has one.
     pub fn namespace(&self, ns: &str) -> Option<&NamespacePolicy> {
         self.namespaces.get(ns)
+    }
+
+    /// True when some namespace is in enforce mode: globally, or by its own override.
+    pub fn any_enforce(&self) -> bool {
+        self.mode == Mode::Enforce
+            || self
+                .namespaces
+                .values()
+                .any(|n| n.mode == Some(Mode::Enforce))
     }
 
     /// The mode in force for a namespace.
@@ -432,6 +487,70 @@ impl Allowlist {
         }
     }
 
+    /// The address a pod DNS name spells: `198-51-100-66.<ns>.pod.<domain>` (or IPv6 with
+    /// `-` for `:`) under an internal domain. CoreDNS answers such names with the address
+    /// itself in its default `pods insecure` mode, so the name goes wherever it says.
+    pub fn pod_dns_address(&self, name: &str) -> Option<std::net::IpAddr> {
+        self.internal_domains.iter().find_map(|d| {
+            let zone = name.strip_suffix(&**d)?.strip_suffix(".pod.")?;
+            let (ip, ns) = zone.split_once('.')?;
+            if ns.is_empty() || ns.contains('.') {
+                return None;
+            }
+            let v4 = ip.replace('-', ".");
+            v4.parse::<std::net::Ipv4Addr>()
+                .map(std::net::IpAddr::V4)
+                .or_else(|_| {
+                    ip.replace('-', ":")
+                        .parse::<std::net::Ipv6Addr>()
+                        .map(std::net::IpAddr::V6)
+                })
+                .ok()
+        })
+    }
+
+    /// True when a wildcard host covers pod DNS names (`*.pod.cluster.local`,
+    /// `*.team.pod.cluster.local`, `*.cluster.local`, …): resolved per request, such a
+    /// host reaches every address.
+    pub fn covers_pod_dns(&self, host: &HostPattern) -> bool {
+        let suffix = match host {
+            HostPattern::Any => return true,
+            HostPattern::Exact(_) => return false,
+            HostPattern::Wildcard(s) | HostPattern::Partial { suffix: s, .. } => &**s,
+        };
+        self.internal_domains.iter().any(|d| {
+            let zone = format!("pod.{d}");
+            // `*.<ns>.pod.<d>`, `*.pod.<d>`, or a wildcard over a parent of the zone.
+            suffix
+                .strip_suffix(&zone)
+                .and_then(|ns| ns.strip_suffix('.'))
+                .is_some_and(|ns| !ns.contains('.'))
+                || suffix == zone
+                || host::is_strict_subdomain(&zone, suffix)
+        })
+    }
+
+    /// True when the address or network lies inside the cluster's own networks.
+    pub fn in_cluster(&self, net: &IpNet) -> bool {
+        self.cluster_networks.contains_net(&unmap_v4(net))
+    }
+
+    /// May EnvoyFilters be created in the namespace.
+    pub fn may_envoy_filter(&self, ns: &str) -> bool {
+        self.namespace(ns).is_some_and(|n| n.allow_envoy_filter)
+    }
+
+    /// May workloads in the namespace opt out of capture or replace the proxy.
+    pub fn may_opt_out(&self, ns: &str) -> bool {
+        self.namespace(ns).is_some_and(|n| n.allow_capture_opt_out)
+    }
+
+    /// True when the network is entirely allowed for the namespace (global or its own
+    /// CIDRs) or inside the cluster.
+    pub fn net_allowed(&self, ns: &str, net: &IpNet) -> bool {
+        self.in_cluster(net) || matches!(self.lookup_net(ns, net), Lookup::Allowed(_))
+    }
+
     /// True when a Gateway with this selector configures an egress gateway: it selects
     /// the pods of one (selector ⊆ an `egressGatewayLabels` set; an empty selector
     /// selects every gateway), or it contains one of `egressGatewaySelectors`.
@@ -458,6 +577,17 @@ impl Allowlist {
             || self.egress_gateway_selectors.iter().any(contains)
     }
 }
+
+/// The control plane's own writers: kube-controller-manager's endpoint controllers (with
+/// per-controller credentials, as kubeadm runs it, or its own identity) and istiod's
+/// WorkloadEntry auto-registration.
+pub const DEFAULT_TRUSTED_WRITERS: [&str; 5] = [
+    "system:serviceaccount:kube-system:endpoint-controller",
+    "system:serviceaccount:kube-system:endpointslice-controller",
+    "system:serviceaccount:kube-system:endpointslicemirroring-controller",
+    "system:kube-controller-manager",
+    "system:serviceaccount:istio-system:istiod",
+];
 
 /// The labels of Istio's own egress gateway deployment.
 fn default_egress_gateway_labels() -> Vec<BTreeMap<String, String>> {

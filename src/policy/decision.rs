@@ -40,6 +40,12 @@ pub enum Code {
     PortNotAllowed,
     /// A namespace-only grant on a ServiceEntry exported beyond that namespace.
     GrantExported,
+    /// The object reaches any address: a ServiceEntry with resolution NONE and no
+    /// addresses, or DYNAMIC_DNS over a wildcard that covers pod DNS names.
+    AnyAddress,
+    /// Violations in an audit-mode namespace, enforced because the object is exported to
+    /// namespaces in enforce mode.
+    AuditExported,
     /// Host syntax: empty, too long, bad label, numeric TLD, misplaced wildcard.
     InvalidHost,
     /// A partial wildcard such as `*foo.example.com`: denied under `strict`, and always
@@ -96,6 +102,24 @@ pub enum Code {
     AllowAnyOutbound,
     /// A Sidecar routes unknown egress through an `egressProxy`.
     EgressProxy,
+    /// An EnvoyFilter in a namespace not granted `allowEnvoyFilter`: it can add any
+    /// cluster or listener.
+    EnvoyFilter,
+    /// The workload runs without the sidecar: injection disabled, host network, or the
+    /// ambient data plane turned off.
+    SidecarDisabled,
+    /// Traffic is excluded from the sidecar's capture: excluded ranges, ports or
+    /// interfaces, a narrowed include list, interception mode NONE, a template
+    /// without capture.
+    CaptureExcluded,
+    /// A container other than the proxy runs as the proxy's UID or GID, which the
+    /// capture rules let through.
+    ProxyIdentity,
+    /// The proxy itself is replaced or redirected: its image, bootstrap, command or
+    /// control plane address.
+    ProxyReplaced,
+    /// A container can rewrite the pod's packet filter (privileged or NET_ADMIN).
+    NetAdmin,
     /// The object could not be evaluated within the work budget or the deadline.
     TooComplex,
 }
@@ -103,12 +127,14 @@ pub enum Code {
 impl Code {
     /// Every code, in table order.
     #[cfg(test)]
-    pub const ALL: [Code; 32] = [
+    pub const ALL: [Code; 40] = [
         Code::HostNotAllowed,
         Code::WildcardTooBroad,
         Code::AddressNotAllowed,
         Code::PortNotAllowed,
         Code::GrantExported,
+        Code::AnyAddress,
+        Code::AuditExported,
         Code::InvalidHost,
         Code::PartialWildcard,
         Code::WildcardNotAllowed,
@@ -135,6 +161,12 @@ impl Code {
         Code::RouteConflict,
         Code::AllowAnyOutbound,
         Code::EgressProxy,
+        Code::EnvoyFilter,
+        Code::SidecarDisabled,
+        Code::CaptureExcluded,
+        Code::ProxyIdentity,
+        Code::ProxyReplaced,
+        Code::NetAdmin,
         Code::TooComplex,
     ];
 
@@ -146,6 +178,8 @@ impl Code {
             Self::AddressNotAllowed => "EG103",
             Self::PortNotAllowed => "EG104",
             Self::GrantExported => "EG105",
+            Self::AnyAddress => "EG106",
+            Self::AuditExported => "EG107",
             Self::InvalidHost => "EG201",
             Self::PartialWildcard => "EG202",
             Self::WildcardNotAllowed => "EG203",
@@ -172,6 +206,12 @@ impl Code {
             Self::RouteConflict => "EG224",
             Self::AllowAnyOutbound => "EG301",
             Self::EgressProxy => "EG302",
+            Self::EnvoyFilter => "EG303",
+            Self::SidecarDisabled => "EG304",
+            Self::CaptureExcluded => "EG305",
+            Self::ProxyIdentity => "EG306",
+            Self::ProxyReplaced => "EG307",
+            Self::NetAdmin => "EG308",
             Self::TooComplex => "EG901",
         }
     }
@@ -252,8 +292,12 @@ pub enum Skip {
     Delete,
     /// The namespace is in `exemptNamespaces`.
     ExemptNamespace,
-    /// Not one of the five Istio networking kinds.
+    /// Not a kind egress-guard judges.
     NotIstio,
+    /// Written by the control plane itself (endpoint controllers, istiod).
+    TrustedWriter,
+    /// A change that cannot change where traffic goes (a running pod's metadata).
+    NoEffect,
 }
 
 /// What a decision means for the object: the one place that classifies a [`Decision`].

@@ -26,7 +26,7 @@ pub use object_ref::ObjectRef;
 use std::sync::atomic::AtomicBool;
 
 use budget::Budget;
-use kinds::Context;
+use kinds::{Context, Export};
 
 /// The admission operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,10 @@ pub struct Request<'a> {
     pub object: Option<&'a RawValue>,
     /// On UPDATE, the stored object.
     pub old_object: Option<&'a RawValue>,
+    /// Who is writing it (`userInfo.username`; empty when unknown, as in `check`).
+    pub user: &'a str,
+    /// The subresource written, e.g. `ephemeralcontainers` (empty for the object).
+    pub subresource: &'a str,
 }
 
 /// What the edges supply besides the object and the allowlist.
@@ -91,11 +95,27 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
     if allowlist.exempt_namespaces.contains(req.namespace) {
         return Decision::skip(Skip::ExemptNamespace);
     }
+    // The endpoint controllers copy pod addresses, and istiod registers the workloads
+    // that connect to it: their writes are the control plane's own.
+    if matches!(
+        kind,
+        Kind::Endpoints | Kind::EndpointSlice | Kind::WorkloadEntry
+    ) && allowlist.trusted_writers.contains(req.user)
+    {
+        return Decision::skip(Skip::TrustedWriter);
+    }
+    // Capture is set up when a pod starts; changing a running pod's labels or
+    // annotations cannot undo it. Only containers `kubectl debug` adds are new.
+    let ephemeral_only = kind == Kind::Pod && req.operation == Operation::Update;
+    if ephemeral_only && req.subresource != "ephemeralcontainers" {
+        return Decision::skip(Skip::NoEffect);
+    }
 
     let object = req.object.unwrap_or(empty_object());
     let cx = Context {
         allowlist,
         namespace: req.namespace,
+        ephemeral_only,
     };
     let budget = match env.work {
         Some(units) => Budget::new(units, env.cancel),
@@ -111,9 +131,27 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         ..Decision::default()
     };
 
+    if decision.mode == Mode::Audit
+        && !decision.violations.is_empty()
+        && exported_to_enforcement(&findings.export, allowlist)
+    {
+        decision.mode = Mode::Enforce;
+        decision.violations.push(Violation::new(
+            Code::AuditExported,
+            export_field(kind),
+            "",
+            &format!(
+                "namespace {} is in audit mode, but this object is visible to namespaces in enforce mode; export it to its own namespace only",
+                req.namespace
+            ),
+        ));
+    }
+
     if req.operation == Operation::Update
         && !decision.violations.is_empty()
-        && req.old_object.is_some_and(|old| same_spec(old, object))
+        && req
+            .old_object
+            .is_some_and(|old| same_content(kind, old, object))
     {
         decision.spec_unchanged = true;
     }
@@ -128,6 +166,26 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         );
     }
     decision
+}
+
+/// True when an object visible to `export` reaches a namespace in enforce mode.
+fn exported_to_enforcement(export: &Export, allowlist: &Allowlist) -> bool {
+    match export {
+        Export::Local => false,
+        Export::Everywhere => allowlist.any_enforce(),
+        Export::To(namespaces) => namespaces
+            .iter()
+            .any(|ns| allowlist.mode_for(ns) == Mode::Enforce),
+    }
+}
+
+/// Where a kind says who sees it.
+fn export_field(kind: Kind) -> &'static str {
+    match kind {
+        Kind::ServiceEntry | Kind::VirtualService | Kind::DestinationRule => "spec.exportTo",
+        Kind::Service => "metadata.annotations[networking.istio.io/exportTo]",
+        _ => "metadata.namespace",
+    }
 }
 
 /// Adds the default-timeout patch for a VirtualService, honouring the annotation.
@@ -159,12 +217,30 @@ fn plan_timeouts(
     }
 }
 
-/// Spec equality for "UPDATE left spec unchanged": byte-equal JSON is the fast path
-/// (the apiserver encodes both the same way), structural equality the fallback.
-fn same_spec(old: &RawValue, new: &RawValue) -> bool {
-    let (Some(a), Some(b)) = (spec_of(old), spec_of(new)) else {
+/// "UPDATE left what is judged unchanged": the `spec`, or the top-level fields that
+/// play its part (Endpoints' `subsets`, an EndpointSlice's addresses and ports).
+/// Byte-equal JSON is the fast path (the apiserver encodes both the same way),
+/// structural equality the fallback.
+fn same_content(kind: Kind, old: &RawValue, new: &RawValue) -> bool {
+    let fields: &[&str] = match kind {
+        Kind::Endpoints => &["subsets"],
+        Kind::EndpointSlice => &["addressType", "endpoints", "ports"],
+        _ => &["spec"],
+    };
+    let (Some(a), Some(b)) = (top_level(old), top_level(new)) else {
         return false;
     };
+    fields
+        .iter()
+        .all(|f| same_json(a.get(f).copied(), b.get(f).copied()))
+}
+
+/// An object's top-level fields, borrowed.
+fn top_level(object: &RawValue) -> Option<std::collections::HashMap<&str, &RawValue>> {
+    serde_json::from_str(object.get()).ok()
+}
+
+fn same_json(a: Option<&RawValue>, b: Option<&RawValue>) -> bool {
     let (a, b) = (
         a.map_or("null", RawValue::get),
         b.map_or("null", RawValue::get),
@@ -179,18 +255,6 @@ fn same_spec(old: &RawValue, new: &RawValue) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
-}
-
-/// The object's `spec` (`None` when absent or null), or `None` when it is not an object.
-fn spec_of(object: &RawValue) -> Option<Option<&RawValue>> {
-    #[derive(serde::Deserialize)]
-    struct SpecOnly<'a> {
-        #[serde(borrow, default)]
-        spec: Option<&'a RawValue>,
-    }
-    serde_json::from_str::<SpecOnly<'_>>(object.get())
-        .ok()
-        .map(|s| s.spec)
 }
 
 #[allow(clippy::expect_used)]

@@ -1113,6 +1113,20 @@ pub fn dynamic_dns_host(raw: &str) -> Result<(), Failure> {
     }
 }
 
+/// DYNAMIC_DNS behind a waypoint (`ValidateServiceEntry`): only MESH_EXTERNAL, when the
+/// `istio.io/use-waypoint` label names a waypoint (anything but empty or `none`).
+pub fn dynamic_dns_waypoint(location: &str, use_waypoint: Option<&str>) -> Result<(), Failure> {
+    let waypoint = use_waypoint.is_some_and(|w| !w.is_empty() && !w.eq_ignore_ascii_case("none"));
+    if location == "MESH_INTERNAL" && waypoint {
+        fail(
+            Code::ResolutionConflict,
+            "location MESH_INTERNAL with resolution DYNAMIC_DNS is not supported when using waypoints",
+        )
+    } else {
+        Ok(())
+    }
+}
+
 /// A port under DYNAMIC_DNS (`ValidateServiceEntry`): HTTP, TLS, GRPC or HTTP2 only.
 pub fn dynamic_dns_protocol(raw: &str) -> Result<(), Failure> {
     match Protocol::parse(raw) {

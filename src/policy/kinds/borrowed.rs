@@ -19,6 +19,12 @@ impl Deref for Str<'_> {
     }
 }
 
+impl std::borrow::Borrow<str> for Str<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for Str<'_> {
     fn as_ref(&self) -> &str {
         &self.0

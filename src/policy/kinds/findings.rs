@@ -28,6 +28,28 @@ pub struct Context<'a> {
     pub allowlist: &'a Allowlist,
     /// The object's namespace.
     pub namespace: &'a str,
+    /// Only the containers `kubectl debug` adds are judged (a Pod UPDATE through the
+    /// `ephemeralcontainers` subresource).
+    pub ephemeral_only: bool,
+}
+
+/// Who an object is visible to, as far as its egress is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Export {
+    /// Only its own namespace.
+    #[default]
+    Local,
+    /// These other namespaces, and its own.
+    To(Vec<String>),
+    /// Every namespace.
+    Everywhere,
+}
+
+impl Export {
+    /// True when visible beyond its own namespace.
+    pub fn beyond_namespace(&self) -> bool {
+        *self != Export::Local
+    }
 }
 
 /// Where an egress reference points.
@@ -72,6 +94,8 @@ pub struct Findings<'b> {
     pub http_routes: Vec<HttpRouteInfo>,
     /// The VirtualService's `egress-guard.io/default-timeout` annotation.
     pub timeout_annotation: Option<String>,
+    /// Who the object's egress is visible to.
+    pub export: Export,
     budget: Budget<'b>,
 }
 
@@ -85,6 +109,7 @@ impl<'b> Findings<'b> {
             omitted_warnings: 0,
             http_routes: Vec::new(),
             timeout_annotation: None,
+            export: Export::Local,
             budget,
         }
     }
@@ -238,7 +263,8 @@ impl<'b> Findings<'b> {
         ports: Option<&PortSet>,
         exported: bool,
     ) -> bool {
-        self.judge(cx, path, value, target(value), ports, exported)
+        let target = target(value, cx.allowlist);
+        self.judge(cx, path, value, target, ports, exported)
     }
 
     /// Judges a name that is matched as a name even when it looks like an IP address:
@@ -279,6 +305,7 @@ impl<'b> Findings<'b> {
         let lookup = match &target {
             Target::Host(h) if allowlist.is_internal(h) => return false,
             Target::Host(h) => allowlist.lookup_host(ns, h, ports.unwrap_or(&none)),
+            Target::Net(n) if allowlist.in_cluster(n) => return false,
             Target::Net(n) => allowlist.lookup_net(ns, &unmap_v4(n)),
         };
         let (code, message) = match lookup {
@@ -301,6 +328,14 @@ impl<'b> Findings<'b> {
                 )
             }
             Lookup::NotCovered => match &target {
+                // A pod DNS name: say which address it spells.
+                Target::Net(n) if istio::ip_subnet(value).is_err() => (
+                    Code::AddressNotAllowed,
+                    format!(
+                        "resolves to {}, not inside an allowed CIDR for namespace {ns}",
+                        n.addr()
+                    ),
+                ),
                 Target::Net(_) => (
                     Code::AddressNotAllowed,
                     format!("not inside an allowed CIDR for namespace {ns}"),
@@ -322,17 +357,19 @@ impl<'b> Findings<'b> {
     }
 }
 
-/// What a host string Istio accepts points at: an address when it is an IP literal
-/// (after normalisation, so `1.2.3.4.` too), otherwise a host pattern.
-pub fn target(raw: &str) -> Target {
-    match istio::parse_ip(&host::normalize(raw)) {
-        Some(ip) => Target::Net(IpNet::from(ip)),
-        None => Target::Host(HostPattern::from_accepted(raw)),
+/// Where a host string Istio accepts sends traffic: an address when it is an IP
+/// literal (after normalisation, so `1.2.3.4.` too) or a pod DNS name, which resolves to
+/// the address it spells; otherwise a host pattern.
+pub fn target(raw: &str, allowlist: &Allowlist) -> Target {
+    let name = host::normalize(raw);
+    if let Some(ip) = istio::parse_ip(&name).or_else(|| allowlist.pod_dns_address(&name)) {
+        return Target::Net(IpNet::from(ip));
     }
+    Target::Host(HostPattern::from_accepted(raw))
 }
 
 /// True when a host should be judged even though a validity rule failed: an IP where a
 /// name is required is still an address traffic can go to.
 pub fn is_ip_literal(raw: &str) -> bool {
-    matches!(target(raw), Target::Net(_))
+    istio::parse_ip(&host::normalize(raw)).is_some()
 }

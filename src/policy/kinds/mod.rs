@@ -19,56 +19,227 @@ mod findings;
 mod meta;
 
 mod destination_rule;
+mod endpoints;
+mod envoy_filter;
+mod fetches;
 mod gateway;
+mod pod;
+mod proxy_config;
+mod service;
 mod service_entry;
 mod sidecar;
+mod url;
 mod virtual_service;
+mod workload_entry;
 
 pub use borrowed::Str;
 pub use findings::{
-    Context, Findings, HostEgress, HostField, MAX_VIOLATIONS, MAX_WARNINGS, Target, is_ip_literal,
-    target,
+    Context, Export, Findings, HostEgress, HostField, MAX_VIOLATIONS, MAX_WARNINGS, Target,
+    is_ip_literal, target,
 };
 pub use meta::{Meta, Pairs};
 pub use virtual_service::HttpRouteInfo;
 
-/// The kinds egress-guard judges.
+/// The kinds egress-guard judges: every namespaced object a tenant can create that
+/// decides where mesh traffic may go, or whether a workload's traffic passes its proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// `ServiceEntry`
+    /// `networking.istio.io` ServiceEntry
     ServiceEntry,
-    /// `VirtualService`
+    /// `networking.istio.io` VirtualService
     VirtualService,
-    /// `DestinationRule`
+    /// `networking.istio.io` DestinationRule
     DestinationRule,
-    /// `Gateway`
+    /// `networking.istio.io` Gateway
     Gateway,
-    /// `Sidecar`
+    /// `networking.istio.io` Sidecar
     Sidecar,
+    /// `networking.istio.io` WorkloadEntry
+    WorkloadEntry,
+    /// `networking.istio.io` WorkloadGroup
+    WorkloadGroup,
+    /// `networking.istio.io` EnvoyFilter
+    EnvoyFilter,
+    /// `extensions.istio.io` WasmPlugin
+    WasmPlugin,
+    /// `security.istio.io` RequestAuthentication
+    RequestAuthentication,
+    /// core Pod
+    Pod,
+    /// core Service
+    Service,
+    /// core Endpoints
+    Endpoints,
+    /// `discovery.k8s.io` EndpointSlice
+    EndpointSlice,
+    /// `apps` Deployment
+    Deployment,
+    /// `apps` StatefulSet
+    StatefulSet,
+    /// `apps` DaemonSet
+    DaemonSet,
+    /// `apps` ReplicaSet
+    ReplicaSet,
+    /// `batch` Job
+    Job,
+    /// `batch` CronJob
+    CronJob,
 }
 
-/// The API group all five kinds live in.
+/// The API group of the Istio networking kinds.
 pub const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
+
+/// Versions of the Istio networking kinds, newest first.
+const ISTIO_VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
+
+/// Each kind's API group, name, plural and served versions (newest first): the one
+/// table that maps the API onto [`Kind`].
+const TABLE: [(Kind, &str, &str, &str, &[&str]); 20] = [
+    (
+        Kind::ServiceEntry,
+        ISTIO_NETWORKING_GROUP,
+        "ServiceEntry",
+        "serviceentries",
+        ISTIO_VERSIONS,
+    ),
+    (
+        Kind::VirtualService,
+        ISTIO_NETWORKING_GROUP,
+        "VirtualService",
+        "virtualservices",
+        ISTIO_VERSIONS,
+    ),
+    (
+        Kind::DestinationRule,
+        ISTIO_NETWORKING_GROUP,
+        "DestinationRule",
+        "destinationrules",
+        ISTIO_VERSIONS,
+    ),
+    (
+        Kind::Gateway,
+        ISTIO_NETWORKING_GROUP,
+        "Gateway",
+        "gateways",
+        ISTIO_VERSIONS,
+    ),
+    (
+        Kind::Sidecar,
+        ISTIO_NETWORKING_GROUP,
+        "Sidecar",
+        "sidecars",
+        ISTIO_VERSIONS,
+    ),
+    (
+        Kind::WorkloadEntry,
+        ISTIO_NETWORKING_GROUP,
+        "WorkloadEntry",
+        "workloadentries",
+        ISTIO_VERSIONS,
+    ),
+    (
+        Kind::WorkloadGroup,
+        ISTIO_NETWORKING_GROUP,
+        "WorkloadGroup",
+        "workloadgroups",
+        ISTIO_VERSIONS,
+    ),
+    (
+        Kind::EnvoyFilter,
+        ISTIO_NETWORKING_GROUP,
+        "EnvoyFilter",
+        "envoyfilters",
+        &["v1alpha3"],
+    ),
+    (
+        Kind::WasmPlugin,
+        "extensions.istio.io",
+        "WasmPlugin",
+        "wasmplugins",
+        &["v1alpha1"],
+    ),
+    (
+        Kind::RequestAuthentication,
+        "security.istio.io",
+        "RequestAuthentication",
+        "requestauthentications",
+        &["v1", "v1beta1"],
+    ),
+    (Kind::Pod, "", "Pod", "pods", &["v1"]),
+    (Kind::Service, "", "Service", "services", &["v1"]),
+    (Kind::Endpoints, "", "Endpoints", "endpoints", &["v1"]),
+    (
+        Kind::EndpointSlice,
+        "discovery.k8s.io",
+        "EndpointSlice",
+        "endpointslices",
+        &["v1"],
+    ),
+    (
+        Kind::Deployment,
+        "apps",
+        "Deployment",
+        "deployments",
+        &["v1"],
+    ),
+    (
+        Kind::StatefulSet,
+        "apps",
+        "StatefulSet",
+        "statefulsets",
+        &["v1"],
+    ),
+    (Kind::DaemonSet, "apps", "DaemonSet", "daemonsets", &["v1"]),
+    (
+        Kind::ReplicaSet,
+        "apps",
+        "ReplicaSet",
+        "replicasets",
+        &["v1"],
+    ),
+    (Kind::Job, "batch", "Job", "jobs", &["v1"]),
+    (Kind::CronJob, "batch", "CronJob", "cronjobs", &["v1"]),
+];
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
-        Kind::ServiceEntry,
-        Kind::VirtualService,
-        Kind::DestinationRule,
-        Kind::Gateway,
-        Kind::Sidecar,
-    ];
-
-    /// Maps an API group and kind to one of ours; any version of the group qualifies.
-    pub fn from_group_kind(group: &str, kind: &str) -> Option<Kind> {
-        if group != ISTIO_NETWORKING_GROUP {
-            return None;
+    pub const ALL: [Kind; 20] = {
+        let mut all = [Kind::ServiceEntry; 20];
+        let mut i = 0;
+        while i < TABLE.len() {
+            all[i] = TABLE[i].0;
+            i += 1;
         }
-        Kind::ALL.into_iter().find(|k| k.as_str() == kind)
+        all
+    };
+
+    fn row(
+        self,
+    ) -> (
+        Kind,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+    ) {
+        // Every variant has exactly one row (`kinds_table_is_complete` checks it).
+        TABLE
+            .iter()
+            .copied()
+            .find(|r| r.0 == self)
+            .unwrap_or((self, "", "", "", &[]))
     }
 
-    /// Maps an `apiVersion` (`group/version`) and kind, as found in manifests.
+    /// Maps an API group and kind to one of ours; any served version qualifies.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<Kind> {
+        TABLE
+            .iter()
+            .find(|r| r.1 == group && r.2 == kind)
+            .map(|r| r.0)
+    }
+
+    /// Maps an `apiVersion` (`group/version`, or just `v1` for the core group) and kind,
+    /// as found in manifests.
     pub fn from_api_version(api_version: &str, kind: &str) -> Option<Kind> {
         let group = api_version.split_once('/').map_or("", |(g, _)| g);
         Kind::from_group_kind(group, kind)
@@ -76,24 +247,35 @@ impl Kind {
 
     /// The Kubernetes kind name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::ServiceEntry => "ServiceEntry",
-            Kind::VirtualService => "VirtualService",
-            Kind::DestinationRule => "DestinationRule",
-            Kind::Gateway => "Gateway",
-            Kind::Sidecar => "Sidecar",
-        }
+        self.row().2
+    }
+
+    /// The API group (empty for the core group).
+    pub fn group(self) -> &'static str {
+        self.row().1
     }
 
     /// The plural resource name, as used in API paths.
     pub fn plural(self) -> &'static str {
-        match self {
-            Kind::ServiceEntry => "serviceentries",
-            Kind::VirtualService => "virtualservices",
-            Kind::DestinationRule => "destinationrules",
-            Kind::Gateway => "gateways",
-            Kind::Sidecar => "sidecars",
-        }
+        self.row().3
+    }
+
+    /// Served versions, newest first.
+    pub fn versions(self) -> &'static [&'static str] {
+        self.row().4
+    }
+
+    /// True for the workload kinds whose pod template becomes pods.
+    pub fn has_pod_template(self) -> bool {
+        matches!(
+            self,
+            Kind::Deployment
+                | Kind::StatefulSet
+                | Kind::DaemonSet
+                | Kind::ReplicaSet
+                | Kind::Job
+                | Kind::CronJob
+        )
     }
 }
 
@@ -142,6 +324,18 @@ fn decode<'a, T: Deserialize<'a> + Default>(
     }
 }
 
+/// Decodes `object` as a `T` and runs `judge` on it; a decode error is already an
+/// `EG219` violation.
+fn with<'a, T: Deserialize<'a> + Default>(
+    object: &'a RawValue,
+    out: &mut Findings<'_>,
+    judge: impl FnOnce(&T, &mut Findings<'_>),
+) {
+    if let Some(v) = decode::<T>(object, out) {
+        judge(&v, out);
+    }
+}
+
 /// Runs the kind's extraction and validity rules over one object, within `budget`.
 pub fn inspect<'b>(
     kind: Kind,
@@ -151,43 +345,68 @@ pub fn inspect<'b>(
 ) -> Findings<'b> {
     let mut out = Findings::new(budget);
     out.charge(object.get().len());
+    let o = &mut out;
     match kind {
-        Kind::ServiceEntry => {
-            if let Some(o) = decode::<Object<_>>(object, &mut out) {
-                service_entry::inspect(&o.spec, cx, &mut out);
-            }
-        }
-        Kind::VirtualService => {
-            if let Some(o) = decode::<Object<_>>(object, &mut out) {
-                out.timeout_annotation = o
-                    .metadata
-                    .annotations
-                    .get(timeouts::ANNOTATION)
-                    .map(str::to_owned);
-                virtual_service::inspect(&o.spec, cx, &mut out);
-            }
-        }
-        Kind::DestinationRule => {
-            if let Some(o) = decode::<Object<_>>(object, &mut out) {
-                destination_rule::inspect(&o.spec, cx, &mut out);
-            }
-        }
-        Kind::Gateway => {
-            if let Some(o) = decode::<Object<_>>(object, &mut out) {
-                gateway::inspect(&o.spec, cx, &mut out);
-            }
-        }
-        Kind::Sidecar => {
-            if let Some(o) = decode::<Object<_>>(object, &mut out) {
-                sidecar::inspect(&o.spec, cx, &mut out);
-            }
+        Kind::ServiceEntry => with(object, o, |x: &Object<service_entry::Spec<'_>>, o| {
+            service_entry::inspect(&x.spec, &x.metadata, cx, o)
+        }),
+        Kind::VirtualService => with(object, o, |x: &Object<virtual_service::Spec<'_>>, o| {
+            o.timeout_annotation = x
+                .metadata
+                .annotations
+                .get(timeouts::ANNOTATION)
+                .map(str::to_owned);
+            virtual_service::inspect(&x.spec, cx, o)
+        }),
+        Kind::DestinationRule => with(object, o, |x: &Object<destination_rule::Spec<'_>>, o| {
+            destination_rule::inspect(&x.spec, cx, o)
+        }),
+        Kind::Gateway => with(object, o, |x: &Object<gateway::Spec<'_>>, o| {
+            gateway::inspect(&x.spec, cx, o)
+        }),
+        Kind::Sidecar => with(object, o, |x: &Object<sidecar::Spec<'_>>, o| {
+            sidecar::inspect(&x.spec, cx, o)
+        }),
+        Kind::WorkloadEntry => with(object, o, |x: &Object<workload_entry::Spec<'_>>, o| {
+            workload_entry::inspect(&x.spec, cx, o)
+        }),
+        Kind::WorkloadGroup => with(object, o, |x: &Object<workload_entry::GroupSpec<'_>>, o| {
+            workload_entry::inspect_group(&x.spec, cx, o)
+        }),
+        Kind::EnvoyFilter => envoy_filter::inspect(cx, o),
+        Kind::WasmPlugin => with(object, o, |x: &Object<fetches::WasmSpec<'_>>, o| {
+            fetches::inspect_wasm(&x.spec, cx, o)
+        }),
+        Kind::RequestAuthentication => with(object, o, |x: &Object<fetches::AuthnSpec<'_>>, o| {
+            fetches::inspect_authn(&x.spec, cx, o)
+        }),
+        Kind::Service => with(object, o, |x: &Object<service::Spec<'_>>, o| {
+            service::inspect(&x.spec, &x.metadata, cx, o)
+        }),
+        Kind::Endpoints => with(object, o, |x: &endpoints::EndpointsObject<'_>, o| {
+            endpoints::inspect(x, cx, o)
+        }),
+        Kind::EndpointSlice => with(object, o, |x: &endpoints::SliceObject<'_>, o| {
+            endpoints::inspect_slice(x, cx, o)
+        }),
+        Kind::Pod => with(object, o, |x: &Object<pod::PodSpec<'_>>, o| {
+            pod::inspect_pod(&x.metadata, &x.spec, cx, o)
+        }),
+        Kind::CronJob => with(object, o, |x: &Object<pod::CronJobSpec<'_>>, o| {
+            pod::inspect_template(x.spec.template(), "spec.jobTemplate.spec.template.", cx, o)
+        }),
+        Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet | Kind::ReplicaSet | Kind::Job => {
+            with(object, o, |x: &Object<pod::WorkloadSpec<'_>>, o| {
+                pod::inspect_template(x.spec.template(), "spec.template.", cx, o)
+            })
         }
     }
     out.finish()
 }
 
-/// Checks `exportTo` (`validateExportTo`) and says whether the object is visible
-/// outside `namespace`. No `exportTo` means the mesh default: everywhere.
+/// Checks `exportTo` (`validateExportTo`), records who the object is visible to, and
+/// says whether that goes beyond its namespace. No `exportTo` means the mesh default:
+/// everywhere.
 fn export_to(
     values: &[Str<'_>],
     cx: &Context<'_>,
@@ -206,10 +425,25 @@ fn export_to(
             None => out.violation(code, "spec.exportTo", "", &message),
         }
     }
-    values.is_empty()
-        || values
-            .iter()
-            .any(|v| !(*v == "." || *v == "~" || **v == *cx.namespace))
+    out.export = export_scope(values.iter().map(|v| &**v), cx.namespace);
+    out.export.beyond_namespace()
+}
+
+/// Who an object with these `exportTo` values is visible to.
+fn export_scope<'v>(values: impl Iterator<Item = &'v str> + Clone, namespace: &str) -> Export {
+    let mut values = values.peekable();
+    if values.peek().is_none() || values.clone().any(|v| v == "*") {
+        return Export::Everywhere;
+    }
+    let others: Vec<String> = values
+        .filter(|v| !(*v == "." || *v == "~" || *v == namespace))
+        .map(str::to_owned)
+        .collect();
+    if others.is_empty() {
+        Export::Local
+    } else {
+        Export::To(others)
+    }
 }
 
 /// Istio's `Destination`: a route target, a mirror, or a Sidecar's `egressProxy`.

@@ -1,13 +1,16 @@
 //! ServiceEntry: hosts, addresses and endpoints are all egress; MESH_INTERNAL does not
 //! exempt anything. Validity mirrors Istio's `ValidateServiceEntry` and the CRD rules.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use ipnet::IpNet;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Findings, HostEgress, Port, Str, export_to, null_default};
+use super::{Context, Findings, HostEgress, Meta, Port, Str, export_to, null_default};
 use crate::policy::decision::Code;
+use crate::policy::host::HostPattern;
 use crate::policy::istio::{self, Resolution};
 use crate::policy::matcher::PortSet;
 
@@ -42,7 +45,7 @@ struct Endpoint<'a> {
     ports: BTreeMap<Str<'a>, i64>,
 }
 
-pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut Findings<'_>) {
     let exported = export_to(&spec.export_to, cx, true, false, out);
     out.rule(
         || "spec.location".to_owned(),
@@ -61,6 +64,16 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
     );
     let ports = check_ports(spec, resolution, out);
     check_hosts(spec, resolution, &ports, exported, cx, out);
+    if resolution == Some(Resolution::DynamicDns) {
+        out.rule(
+            || "spec.location".to_owned(),
+            &spec.location,
+            istio::dynamic_dns_waypoint(&spec.location, meta.labels.get(USE_WAYPOINT)),
+        );
+    }
+    if resolution == Some(Resolution::None) && spec.addresses.is_empty() {
+        any_address(spec, &ports, cx, out);
+    }
 
     for (i, raw) in spec.addresses.iter().enumerate() {
         if !out.charge(raw.len()) {
@@ -100,12 +113,57 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
     }
 }
 
+/// The label that puts a ServiceEntry behind a waypoint.
+const USE_WAYPOINT: &str = "istio.io/use-waypoint";
+
 /// What the hosts and endpoints need to know about the ports.
 struct Ports<'a> {
-    /// Valid port numbers, for port-restricted allowlist entries.
+    /// Valid port numbers: where clients connect.
     numbers: PortSet,
+    /// Where the proxy connects: each port's `targetPort`, or its number.
+    targets: PortSet,
+    /// The same by port name, for endpoints that map names to ports of their own.
+    target_by_name: HashMap<&'a str, u16>,
     /// Declared port names, valid or not, as Istio collects them.
     names: HashSet<&'a str>,
+}
+
+/// `resolution: NONE` without `addresses`: Istio installs a wildcard listener on each
+/// port and forwards to the original destination address, so the hosts are only match
+/// keys (chosen by the client's Host or SNI) and the entry opens these ports to every
+/// address. Allowed only where the namespace may reach every address anyway.
+fn any_address(spec: &Spec<'_>, ports: &Ports<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let everything: [IpNet; 2] = [
+        IpNet::V4(ipnet::Ipv4Net::default()),
+        IpNet::V6(ipnet::Ipv6Net::default()),
+    ];
+    if everything
+        .iter()
+        .all(|n| cx.allowlist.net_allowed(cx.namespace, n))
+    {
+        return;
+    }
+    let shown: Vec<String> = ports
+        .numbers
+        .as_slice()
+        .iter()
+        .take(5)
+        .map(u16::to_string)
+        .collect();
+    let more = if ports.numbers.as_slice().len() > shown.len() {
+        ", …"
+    } else {
+        ""
+    };
+    out.violation(
+        Code::AnyAddress,
+        "spec.resolution",
+        if spec.resolution.is_empty() { "NONE" } else { &spec.resolution },
+        &format!(
+            "resolution NONE without addresses forwards to whatever address the client dials: any IP on port(s) {}{more}; set addresses or use DNS resolution",
+            shown.join(", ")
+        ),
+    );
 }
 
 /// Ports (`ValidateServiceEntry`): 1–65535, DNS-label names, known protocols, unique
@@ -116,6 +174,8 @@ fn check_ports<'a>(
     out: &mut Findings<'_>,
 ) -> Ports<'a> {
     let mut numbers = Vec::with_capacity(spec.ports.len());
+    let mut targets = Vec::with_capacity(spec.ports.len());
+    let mut target_by_name = HashMap::with_capacity(spec.ports.len());
     let mut seen_numbers = HashSet::new();
     let mut seen_names = HashSet::new();
     let mut multi_host_reported = false;
@@ -125,8 +185,14 @@ fn check_ports<'a>(
         }
         let base = || format!("spec.ports[{i}]");
         let number = || port.number.to_string();
+        let target = port.target_port.and_then(|tp| istio::port_number(tp).ok());
         match istio::port_number(port.number) {
-            Ok(n) => numbers.push(n),
+            Ok(n) => {
+                numbers.push(n);
+                let t = target.unwrap_or(n);
+                targets.push(t);
+                target_by_name.insert(&*port.name, t);
+            }
             Err((code, message)) => {
                 out.violation(code, format!("{}.number", base()), &number(), &message)
             }
@@ -182,6 +248,8 @@ fn check_ports<'a>(
     }
     Ports {
         numbers: PortSet::new(numbers),
+        targets: PortSet::new(targets),
+        target_by_name,
         names: seen_names,
     }
 }
@@ -208,8 +276,14 @@ fn check_hosts(
         Some(Resolution::Dns | Resolution::DnsRoundRobin)
     ) && spec.endpoints.is_empty();
     let dynamic = resolution == Some(Resolution::DynamicDns);
+    // Resolved hosts are where the proxy connects, on the target ports; otherwise hosts
+    // are names clients use, on the declared ports.
     let egress = HostEgress {
-        ports: Some(&ports.numbers),
+        ports: Some(if dns_without_endpoints {
+            &ports.targets
+        } else {
+            &ports.numbers
+        }),
         exported,
     };
     for (i, raw) in spec.hosts.iter().enumerate() {
@@ -226,6 +300,19 @@ fn check_hosts(
         }
         if dynamic {
             out.rule(path, raw, istio::dynamic_dns_host(raw));
+            // Resolved per request from the Host header: a wildcard over pod DNS names
+            // reaches whatever address a name spells.
+            if cx
+                .allowlist
+                .covers_pod_dns(&HostPattern::from_accepted(raw))
+            {
+                out.violation(
+                    Code::AnyAddress,
+                    path(),
+                    raw,
+                    "DYNAMIC_DNS over a wildcard that covers pod DNS names resolves any address a client names",
+                );
+            }
         }
         if dns_without_endpoints {
             out.rule(path, raw, istio::dns_host_without_endpoints(raw));
@@ -267,7 +354,7 @@ fn check_endpoint(
             out.rule(path, raw, istio::dns_endpoint(raw));
         }
         // NONE and DYNAMIC_DNS forbid endpoints altogether (`endpoint_count`).
-        _ => return endpoint_ref(path, raw, &ports.numbers, exported, cx, out),
+        _ => return endpoint_ref(path, raw, &ports.targets, exported, cx, out),
     }
     for (name, &number) in &ep.ports {
         out.rule(
@@ -277,8 +364,32 @@ fn check_endpoint(
         );
     }
     if !unix {
-        endpoint_ref(path, raw, &ports.numbers, exported, cx, out);
+        let own;
+        let effective = if ep.ports.is_empty() {
+            &ports.targets
+        } else {
+            own = endpoint_ports(ep, ports, out);
+            &own
+        };
+        endpoint_ref(path, raw, effective, exported, cx, out);
     }
+}
+
+/// The ports the proxy connects to on one endpoint: for each service port, the
+/// endpoint's own port of that name, else the service port's target.
+fn endpoint_ports(ep: &Endpoint<'_>, ports: &Ports<'_>, out: &mut Findings<'_>) -> PortSet {
+    out.charge(ports.target_by_name.len());
+    let effective = ports
+        .target_by_name
+        .iter()
+        .map(|(name, target)| {
+            ep.ports
+                .get(*name)
+                .and_then(|p| istio::port_number(*p).ok())
+                .unwrap_or(*target)
+        })
+        .collect();
+    PortSet::new(effective)
 }
 
 /// Endpoint addresses are egress whatever the verdict: IPs and CIDRs as networks, host

@@ -44,6 +44,8 @@ fn eval_with(a: &Allowlist, kind: Kind, ns: &str, spec: &str) -> Decision {
         name: "t",
         object: Some(&spec),
         old_object: None,
+        user: "",
+        subresource: "",
     };
     policy::evaluate(&req, a, &policy::Env::default())
 }
@@ -119,15 +121,14 @@ fn namespace_grants_stay_in_their_namespace() {
         )
     };
     let a = mk_allowlist("");
+    // payments is in audit mode: exported beyond it, its violations are enforced (EG107).
+    let leaked = vec![cp("EG105", "spec.hosts[0]"), cp("EG107", "spec.exportTo")];
     for (export, want) in [
         ("exportTo: [\".\"]", vec![]),
         ("exportTo: [payments]", vec![]),
-        ("", vec![cp("EG105", "spec.hosts[0]")]),
-        ("exportTo: [\"*\"]", vec![cp("EG105", "spec.hosts[0]")]),
-        (
-            "exportTo: [\".\", other]",
-            vec![cp("EG105", "spec.hosts[0]")],
-        ),
+        ("", leaked.clone()),
+        ("exportTo: [\"*\"]", leaked.clone()),
+        ("exportTo: [\".\", other]", leaked.clone()),
     ] {
         let d = eval_with(&a, Kind::ServiceEntry, "payments", &se(export));
         assert_eq!(codes(&d), want, "{export}");
@@ -305,13 +306,18 @@ fn ip_hosts_stay_egress_references_when_istio_rejects_them() {
         if invalid {
             want.push(cp("EG204", path));
         }
+        // A ServiceEntry with resolution NONE and no addresses reaches any address.
+        if kind == Kind::ServiceEntry {
+            want.push(cp("EG106", "spec.resolution"));
+        }
+        want.sort();
         assert_eq!(codes(&eval(kind, "default", spec)), want, "{spec}");
     }
 }
 
 #[test]
 fn partial_wildcards_warn_unless_strict_and_always_deny_in_gateways() {
-    let se = "hosts: [\"*storage.googleapis.com\"]\n";
+    let se = "hosts: [\"*storage.googleapis.com\"]\naddresses: [203.0.113.0/24]\n";
     let vs =
         "hosts: [\"*storage.googleapis.com\"]\nhttp: [{route: [{destination: {host: reviews}}]}]\n";
     let dr = "host: \"*storage.googleapis.com\"\n";
@@ -373,10 +379,22 @@ fn audit_mode_and_exempt_namespaces() {
     let d = eval(
         Kind::ServiceEntry,
         "payments",
-        "hosts: [evil.example.org]\nresolution: DNS\n",
+        "hosts: [evil.example.org]\nresolution: DNS\nexportTo: [\".\"]\n",
     );
     assert_eq!(d.mode, Mode::Audit);
     assert!(d.allowed() && d.audited());
+    // Exported to the mesh (enforce mode elsewhere), the same object is enforced.
+    let exported = eval(
+        Kind::ServiceEntry,
+        "payments",
+        "hosts: [evil.example.org]\nresolution: DNS\n",
+    );
+    assert_eq!(exported.mode, Mode::Enforce);
+    assert!(!exported.allowed());
+    assert_eq!(
+        codes(&exported),
+        [cp("EG101", "spec.hosts[0]"), cp("EG107", "spec.exportTo")]
+    );
     let exempt = eval(
         Kind::ServiceEntry,
         "istio-system",
@@ -397,6 +415,8 @@ fn delete_and_unchanged_updates_are_allowed() {
         name: "t",
         object: None,
         old_object: Some(&spec),
+        user: "",
+        subresource: "",
     };
     assert!(policy::evaluate(&req, &a, &policy::Env::default()).allowed());
     req.operation = Operation::Update;
@@ -426,12 +446,14 @@ fn wrong_types_become_a_violation_with_the_field_path() {
 fn unknown_kinds_are_skipped() {
     let spec = mk_spec("{}");
     let req = Request {
-        kind: Kind::from_group_kind("apps", "Deployment"),
+        kind: Kind::from_group_kind("apps", "ControllerRevision"),
         operation: Operation::Create,
         namespace: "default",
         name: "web",
         object: Some(&spec),
         old_object: None,
+        user: "",
+        subresource: "",
     };
     assert_eq!(
         policy::evaluate(&req, &mk_allowlist(""), &policy::Env::default()).skipped,
@@ -439,8 +461,14 @@ fn unknown_kinds_are_skipped() {
     );
     assert_eq!(
         Kind::from_group_kind("networking.istio.io", "WorkloadEntry"),
-        None
+        Some(Kind::WorkloadEntry)
     );
+    assert_eq!(Kind::from_api_version("v1", "Pod"), Some(Kind::Pod));
+    assert_eq!(
+        Kind::from_api_version("apps/v1", "Deployment"),
+        Some(Kind::Deployment)
+    );
+    assert_eq!(Kind::from_group_kind("", "ConfigMapX"), None);
     assert_eq!(
         Kind::from_api_version("networking.istio.io/v1alpha3", "Sidecar"),
         Some(Kind::Sidecar)
@@ -517,6 +545,8 @@ fn timeout_scope_namespace_default_and_annotation() {
             name: "t",
             object: Some(&object),
             old_object: None,
+            user: "",
+            subresource: "",
         };
         policy::evaluate(&req, &a, &policy::Env::default())
     };
@@ -568,6 +598,8 @@ fn eval_fixture(name: &str, a: &Allowlist) -> Decision {
         name: req["name"].as_str().unwrap(),
         object: object.as_deref(),
         old_object: old.as_deref(),
+        user: "",
+        subresource: "",
     };
     policy::evaluate(&r, a, &policy::Env::default())
 }

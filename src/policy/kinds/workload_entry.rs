@@ -1,0 +1,107 @@
+//! WorkloadEntry and WorkloadGroup templates: the address is where traffic goes once a
+//! ServiceEntry's `workloadSelector` or a Kubernetes Service's selector picks the entry
+//! up, so it is egress like a ServiceEntry endpoint. Validity mirrors Istio's
+//! `validateWorkloadEntry`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{Context, Export, Findings, Str, null_default};
+use crate::policy::decision::Code;
+use crate::policy::istio;
+use crate::policy::matcher::PortSet;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Spec<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    address: Str<'a>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    ports: BTreeMap<Str<'a>, i64>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    network: Str<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct GroupSpec<'a> {
+    #[serde(borrow)]
+    template: Option<Spec<'a>>,
+}
+
+/// A WorkloadEntry.
+pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+    // Entries back Services, which the mesh sees everywhere unless they say otherwise.
+    out.export = Export::Everywhere;
+    entry(spec, "spec", true, cx, out);
+}
+
+/// A WorkloadGroup: the template has no address of its own (istiod fills in the
+/// registering workload's), but one written there is judged all the same.
+pub(super) fn inspect_group(spec: &GroupSpec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+    out.export = Export::Everywhere;
+    match &spec.template {
+        None => out.violation(
+            Code::MissingField,
+            "spec.template",
+            "",
+            "template is required",
+        ),
+        Some(t) => entry(t, "spec.template", false, cx, out),
+    }
+}
+
+fn entry(
+    spec: &Spec<'_>,
+    base: &str,
+    address_required: bool,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
+    let path = || format!("{base}.address");
+    let addr = &*spec.address;
+    out.charge(addr.len() + spec.ports.len());
+    if addr.is_empty() {
+        if address_required && spec.network.is_empty() {
+            out.violation(Code::MissingField, path(), "", "address is required");
+        }
+    } else if let Some(socket) = addr.strip_prefix(istio::UNIX_PREFIX) {
+        out.rule(path, addr, istio::unix_address(socket));
+        if !spec.ports.is_empty() {
+            out.violation(
+                Code::InvalidEndpoint,
+                format!("{base}.ports"),
+                "",
+                "unix endpoints must not include ports",
+            );
+        }
+    } else {
+        let mut numbers = Vec::with_capacity(spec.ports.len());
+        for (name, &number) in &spec.ports {
+            out.rule(
+                || format!("{base}.ports.{name}"),
+                name,
+                istio::port_name(name),
+            );
+            numbers.extend(out.port(|| format!("{base}.ports.{name}"), number));
+        }
+        let ports = PortSet::new(numbers);
+        let valid = istio::parse_ip(addr).is_some()
+            || out
+                .rule(
+                    path,
+                    addr,
+                    istio::fqdn(addr).map_err(|_| {
+                        (
+                            Code::InvalidEndpoint,
+                            "address is neither an IP address nor an FQDN".to_owned(),
+                        )
+                    }),
+                )
+                .is_some();
+        if valid {
+            out.host_ref(cx, path, addr, Some(&ports), false);
+        }
+    }
+}
