@@ -185,19 +185,44 @@ async fn mutate_patch_applies_and_is_idempotent() {
         .review("/mutate", serde_json::to_vec(&review_in).unwrap())
         .await;
     assert!(response(&again).get("patch").is_none(), "{again}");
+    assert!(response(&again).get("warnings").is_none(), "{again}");
 
+    // The UPDATE renamed the first route's match and still has no timeout there.
     let update = s
         .review(
             "/mutate",
             fixture("mutate-update-virtualservice-v1-github-api"),
         )
         .await;
-    assert_eq!(response(&update)["allowed"], true);
+    assert_eq!(
+        decoded_patch(response(&update)),
+        json!([{"op": "add", "path": "/spec/http/0/timeout", "value": "15s"}]),
+        "{update}"
+    );
+    assert_eq!(
+        response(&update)["warnings"],
+        json!(["egress-guard: added default timeout 15s to spec.http[0]"])
+    );
+    // One route patched on CREATE, none on the re-submission, one on UPDATE.
     let metrics = s.metrics_text().await;
-    assert!(
-        metrics.contains("egress_guard_timeouts_added_total"),
+    assert_eq!(
+        common::metric(&metrics, "egress_guard_timeouts_added_total"),
+        Some(2.0),
         "{metrics}"
     );
+}
+
+/// The JSON patch of a response, decoded from base64.
+fn decoded_patch(r: &Value) -> Value {
+    let b64 = r["patch"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no patch in {r}"));
+    serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -498,14 +523,22 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let mut stream = tls.connect(name, tcp).await.unwrap();
+    // `Expect: 100-continue`: the server answers `100 Continue` when the handler starts
+    // reading the body, which proves the request is in flight before shutdown begins.
     let head = format!(
-        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    let interim = common::read_until(&mut stream, b"\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue\r\n"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
     stream.write_all(&body[..100]).await.unwrap();
     stream.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     s.begin_shutdown();
     let ready = reqwest::Client::new();

@@ -282,3 +282,35 @@ pub fn with_spec(mut review: Value, spec: Value) -> Vec<u8> {
     review["request"]["object"]["spec"] = spec;
     serde_json::to_vec(&review).unwrap()
 }
+
+/// The value of one series in Prometheus text, e.g.
+/// `metric(text, r#"egress_guard_allowlist_reloads_total{result="error"}"#)`; `None` when
+/// the series is absent.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// Reads from `stream` until `end` has been received (or the stream ends); panics after
+/// `deadline`. Returns everything read.
+pub async fn read_until<S>(stream: &mut S, end: &[u8], deadline: Duration) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = Vec::new();
+    let read = async {
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(end) {
+            if stream.read(&mut byte).await.unwrap() == 0 {
+                break;
+            }
+            buf.push(byte[0]);
+        }
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or_else(|_| panic!("{end:?} not received within {deadline:?}"));
+    buf
+}
