@@ -1,6 +1,7 @@
-//! `egress-guard serve` as deployed: the built binary on 127.0.0.1:0. The concurrency
-//! limit, the per-decision log line, a serving certificate mounted from a Secret
-//! (kubelet's `..data` symlink swap) and a serving chain with an intermediate CA.
+//! `egress-guard serve` as deployed: the built binary on 127.0.0.1:0. The slots for
+//! large reviews (`--max-concurrency`), the per-decision log line, a serving
+//! certificate mounted from a Secret (kubelet's `..data` symlink swap) and a serving
+//! chain with an intermediate CA.
 
 mod common;
 
@@ -36,64 +37,105 @@ fn head(len: usize, expect_continue: bool) -> String {
     )
 }
 
-/// Reads a response's status line and headers; returns them and when they arrived.
-async fn response_head(stream: &mut Tls) -> (String, Instant) {
+/// Reads a response's status line and headers.
+async fn response_head(stream: &mut Tls) -> String {
     let bytes = read_until(stream, b"\r\n\r\n", Duration::from_secs(15)).await;
-    (String::from_utf8(bytes).unwrap(), Instant::now())
+    String::from_utf8(bytes).unwrap()
 }
 
-/// With `--max-concurrency N` and `--request-timeout 2s`: request A starts reading its
-/// body (the server says `100 Continue`) and then stalls until the server's timeout
-/// answers 408; request B is sent complete meanwhile. Returns when each was answered.
-async fn a_stalled_request_and_a_complete_one(max_concurrency: &str) -> (Instant, Instant) {
-    let s = ServeCommand::new()
-        .args(["--max-concurrency", max_concurrency])
-        .args(["--request-timeout", "2s"])
-        .spawn()
-        .await;
-    s.wait_ready().await;
-    let body = fixture("validate-create-serviceentry-v1-github-api");
-
-    let mut a = connect(&s).await;
-    a.write_all(head(body.len(), true).as_bytes())
-        .await
-        .unwrap();
-    a.flush().await.unwrap();
-    // The handler is running and holds its permit: the limit is taken before the body
-    // is read, so a slow upload occupies it.
-    let (interim, _) = response_head(&mut a).await;
-    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
-
-    let mut b = connect(&s).await;
-    b.write_all(head(body.len(), false).as_bytes())
-        .await
-        .unwrap();
-    b.write_all(&body).await.unwrap();
-    b.flush().await.unwrap();
-
-    let (a_answer, b_answer) = tokio::join!(response_head(&mut a), response_head(&mut b));
-    assert!(a_answer.0.starts_with("HTTP/1.1 408"), "{}", a_answer.0);
-    assert!(b_answer.0.starts_with("HTTP/1.1 200"), "{}", b_answer.0);
-    let metrics = s.metrics_text().await;
-    assert_eq!(
-        common::metric(
-            &metrics,
-            r#"egress_guard_bad_requests_total{reason="timeout"}"#
-        ),
-        Some(1.0),
-        "{metrics}"
+/// A review of `hosts` unlisted ServiceEntry hosts: over 16 KiB, so the server judges
+/// it on the blocking pool, in one of `--max-concurrency` slots.
+fn large_review(hosts: usize) -> Vec<u8> {
+    let hosts: Vec<String> = (0..hosts).map(|i| format!("h{i}.evil.example")).collect();
+    let body = common::with_spec(
+        fixture_json("validate-create-serviceentry-v1-exfil"),
+        json!({"hosts": hosts, "resolution": "DNS"}),
     );
-    (a_answer.1, b_answer.1)
+    assert!(body.len() > egress_guard::server::INLINE_BODY);
+    body
+}
+
+/// Sends two copies of a large review on two connections so that both bodies complete
+/// together (all but the last byte first, then both last bytes), and returns each
+/// answer's status line.
+async fn two_large_reviews_at_once(s: &ServeBinary, body: &[u8]) -> [String; 2] {
+    let (last, most) = body.split_last().unwrap();
+    let mut streams = [connect(s).await, connect(s).await];
+    for stream in &mut streams {
+        stream
+            .write_all(head(body.len(), false).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(most).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    for stream in &mut streams {
+        stream.write_all(&[*last]).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    let [a, b] = &mut streams;
+    let (a, b) = tokio::join!(response_head(a), response_head(b));
+    [a, b]
+}
+
+fn status_line(head: &str) -> &str {
+    head.lines().next().unwrap_or_default()
 }
 
 #[tokio::test]
-async fn max_concurrency_makes_a_second_request_wait_for_the_first() {
-    // Limit 1: B is judged only once A's permit is released by A's 408.
-    let (a, b) = a_stalled_request_and_a_complete_one("1").await;
-    assert!(b > a, "B was answered {:?} before A", a - b);
-    // Limit 2, the control: B is answered while A still stalls.
-    let (a, b) = a_stalled_request_and_a_complete_one("2").await;
-    assert!(b < a, "B waited {:?} for A", b - a);
+async fn max_concurrency_bounds_large_reviews_in_evaluation_not_uploads() {
+    // The deadline is far away: a slot is held for the whole evaluation.
+    let s = ServeCommand::new()
+        .args(["--max-concurrency", "1", "--review-deadline", "60s"])
+        .spawn()
+        .await;
+    s.wait_ready().await;
+    let busy = r#"egress_guard_bad_requests_total{reason="busy"}"#;
+
+    // A large upload that stalls after its headers holds no slot: another large review
+    // is judged meanwhile.
+    let big = large_review(120_000);
+    let mut stalled = connect(&s).await;
+    stalled
+        .write_all(head(big.len(), true).as_bytes())
+        .await
+        .unwrap();
+    stalled.flush().await.unwrap();
+    let interim = response_head(&mut stalled).await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+    stalled.write_all(&big[..big.len() / 2]).await.unwrap();
+    stalled.flush().await.unwrap();
+    let review = s.review("/validate", large_review(2_000)).await;
+    assert_eq!(review["response"]["allowed"], false, "judged, not refused");
+    assert_eq!(s.metric(busy).await, 0.0);
+    drop(stalled);
+
+    // Two large reviews whose bodies complete together: one is judged, the other finds
+    // the only slot taken and is refused at once.
+    let mut statuses = two_large_reviews_at_once(&s, &big).await;
+    statuses.sort();
+    assert_eq!(
+        statuses.each_ref().map(|h| status_line(h)),
+        ["HTTP/1.1 200 OK", "HTTP/1.1 503 Service Unavailable"],
+        "{statuses:?}"
+    );
+    assert_eq!(s.metric(busy).await, 1.0);
+}
+
+#[tokio::test]
+async fn with_two_slots_two_large_reviews_are_judged_together() {
+    // The control for the test above: the same two reviews, one more slot.
+    let s = ServeCommand::new()
+        .args(["--max-concurrency", "2", "--review-deadline", "60s"])
+        .spawn()
+        .await;
+    s.wait_ready().await;
+    let statuses = two_large_reviews_at_once(&s, &large_review(120_000)).await;
+    assert_eq!(
+        statuses.each_ref().map(|h| status_line(h)),
+        ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"],
+        "{statuses:?}"
+    );
 }
 
 /// The `admission decision` lines of a JSON log.
