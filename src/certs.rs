@@ -69,7 +69,10 @@ pub fn generate(dns_names: &[String], ips: &[IpAddr], days: u32) -> Result<CertS
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(i64::from(days));
+    // `days` comes from the command line: an out-of-range date is an error, not a panic.
+    params.not_after = now
+        .checked_add(time::Duration::days(i64::from(days)))
+        .ok_or(rcgen::Error::Time)?;
     let cert = params.signed_by(&key, &ca)?;
     Ok(CertSet {
         ca_cert: ca.pem(),
@@ -79,20 +82,45 @@ pub fn generate(dns_names: &[String], ips: &[IpAddr], days: u32) -> Result<CertS
     })
 }
 
-/// Writes the set into `dir` (keys with mode 0600).
-pub fn write(dir: &Path, set: &CertSet) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+/// Writes the set into `dir`, replacing files already there (see [`write_files`]).
+pub fn write(dir: &Path, set: &CertSet) -> anyhow::Result<()> {
+    write_files(dir, set, true)
+}
+
+/// Creates the four files in `dir`, each anew (`O_CREAT|O_EXCL`) and with its final mode
+/// from the start: private keys 0600, certificates 0644 (less any umask). `O_EXCL` does
+/// not follow a symlink at the path, so a link planted at `dir/tls.key` cannot redirect
+/// the write. With `replace`, an existing entry is first removed (a symlink itself, not
+/// its target); without it, an existing entry is an error.
+fn write_files(dir: &Path, set: &CertSet, replace: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, text) in FILES
         .iter()
         .zip([&set.ca_cert, &set.ca_key, &set.cert, &set.key])
     {
         let path = dir.join(name);
-        std::fs::write(&path, text)?;
-        #[cfg(unix)]
-        if name.ends_with(".key") {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        if replace {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", path.display()));
+                }
+                _ => {}
+            }
         }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(if name.ends_with(".key") { 0o600 } else { 0o644 });
+        }
+        let mut file = options
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -128,18 +156,35 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
         days,
         force,
     } = args;
-    if !force && let Some(existing) = FILES.iter().map(|f| out.join(f)).find(|p| p.exists()) {
+    // `symlink_metadata`: a dangling symlink counts as existing, unlike `Path::exists`.
+    if !force
+        && let Some(existing) = FILES
+            .iter()
+            .map(|f| out.join(f))
+            .find(|p| p.symlink_metadata().is_ok())
+    {
         anyhow::bail!("{} exists; pass --force to overwrite", existing.display());
     }
     let names = service_dns_names(service, namespace);
     let set = generate(&names, &[], *days).context("generating certificates")?;
-    write(out, &set).with_context(|| format!("writing to {}", out.display()))?;
+    write_files(out, &set, *force).with_context(|| format!("writing to {}", out.display()))?;
     let bundle = base64::engine::general_purpose::STANDARD.encode(&set.ca_cert);
+    let ca_key = out.join("ca.key");
     println!(
         "wrote {} (DNS names: {})",
         FILES.map(|f| out.join(f).display().to_string()).join(", "),
         names.join(", ")
     );
+    println!();
+    println!(
+        "The CA private key was left on disk at {} (mode 0600). Whoever holds it can issue",
+        ca_key.display()
+    );
+    println!("certificates that the API server trusts for this webhook. Once the Secret and the");
+    println!(
+        "caBundle are in place, delete it or move it offline: it is needed only to sign a new"
+    );
+    println!("serving certificate.");
     println!();
     println!("Create the serving Secret:");
     println!(
@@ -184,6 +229,41 @@ mod tests {
             "existing certs are reused"
         );
         assert!(cert2.exists());
+    }
+
+    #[test]
+    fn an_unrepresentable_expiry_is_an_error_not_a_panic() {
+        assert!(matches!(
+            generate(&["x".to_owned()], &[], u32::MAX),
+            Err(rcgen::Error::Time)
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn replacing_does_not_follow_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("certs");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::create_dir(&out).unwrap();
+        std::os::unix::fs::symlink(&victim, out.join("tls.key")).unwrap();
+        let set = generate(&["x".to_owned()], &[], 1).unwrap();
+
+        assert!(
+            write_files(&out, &set, false).is_err(),
+            "no replace: refused"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+        write(&out, &set).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let key = out.join("tls.key");
+        assert!(!key.symlink_metadata().unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), set.key);
+        let mode = key.metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

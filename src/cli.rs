@@ -195,8 +195,8 @@ pub struct CertsArgs {
     /// Output directory.
     #[arg(long, default_value = "certs")]
     pub out: PathBuf,
-    /// Validity of the serving certificate in days.
-    #[arg(long, default_value_t = 365)]
+    /// Validity of the serving certificate in days (at most the CA's ten years).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
     /// Overwrite existing files.
     #[arg(long)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{TestServer, eventually, fixture};
+use common::{ServeBinary, ServeCommand, TestServer, eventually, fixture};
 use egress_guard::policy::{self, Kind, Operation, Request};
 use egress_guard::server::Metrics;
 use egress_guard::source::PolicyStore;
@@ -124,19 +124,114 @@ async fn follows_in_place_writes_and_keeps_last_good_on_bad_updates() {
     );
 }
 
+const RELOAD_OK: &str = r#"egress_guard_allowlist_reloads_total{result="success"}"#;
+const RELOAD_ERR: &str = r#"egress_guard_allowlist_reloads_total{result="error"}"#;
+
+/// Whether the built binary allows the exfil ServiceEntry.
+async fn binary_allows_exfil(s: &ServeBinary) -> bool {
+    let review = s
+        .review(
+            "/validate",
+            fixture("validate-create-serviceentry-v1-exfil"),
+        )
+        .await;
+    review["response"]["allowed"] == true
+}
+
+/// The `revision` label of `egress_guard_allowlist_info`.
+fn info_revision(metrics: &str) -> String {
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("egress_guard_allowlist_info{"))
+        .unwrap_or_else(|| panic!("no allowlist info in {metrics}"));
+    let rest = &line[line.find("revision=\"").unwrap() + "revision=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
 #[tokio::test]
 async fn a_deleted_file_keeps_the_last_good_allowlist() {
-    let s = TestServer::start_with(common::Options {
-        allowlist: ALLOW_EXFIL.into(),
-        watch_allowlist: true,
-        ..Default::default()
+    let serve = ServeCommand::new();
+    let path = serve.dir().join("allowlist.yaml");
+    std::fs::write(&path, ALLOW_EXFIL).unwrap();
+    let s = serve.arg_path("--allowlist-file", &path).spawn().await;
+    s.wait_ready().await;
+    assert!(binary_allows_exfil(&s).await);
+    let before = s.metrics_text().await;
+
+    std::fs::remove_file(&path).unwrap();
+    // The watcher has seen the deletion once it says so.
+    s.wait_for_log("allowlist file unreadable; keeping the last good allowlist")
+        .await;
+    assert!(
+        binary_allows_exfil(&s).await,
+        "last good allowlist stays in force"
+    );
+    let after = s.metrics_text().await;
+    assert_eq!(info_revision(&after), info_revision(&before));
+    assert_eq!(common::metric(&after, RELOAD_OK), Some(1.0), "{after}");
+    assert_eq!(
+        s.ops_get("/readyz").await.0,
+        200,
+        "still ready with the last good allowlist"
+    );
+
+    std::fs::write(&path, DENY_EXFIL).unwrap();
+    let metrics_url = s.ops_url("/metrics");
+    eventually(Duration::from_secs(10), || {
+        let url = metrics_url.clone();
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            common::metric(&text, RELOAD_OK) == Some(2.0)
+        }
     })
     .await;
-    std::fs::remove_file(s.path("allowlist.yaml")).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(exfil_allowed(&s).await);
-    std::fs::write(s.path("allowlist.yaml"), DENY_EXFIL).unwrap();
-    wait_for_verdict(&s, false).await;
+    assert!(!binary_allows_exfil(&s).await);
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_allowlist_file() {
+    // The served path is a symlink into a directory the watcher does not watch: an
+    // in-place write there raises no event the watcher sees, so only SIGHUP (or the
+    // 30 s poll, far beyond this test) can pick it up.
+    let serve = ServeCommand::new();
+    let hidden = serve.dir().join("elsewhere");
+    std::fs::create_dir(&hidden).unwrap();
+    std::fs::write(hidden.join("allowlist.yaml"), DENY_EXFIL).unwrap();
+    let path = serve.dir().join("allowlist.yaml");
+    std::os::unix::fs::symlink(hidden.join("allowlist.yaml"), &path).unwrap();
+    let s = serve.arg_path("--allowlist-file", &path).spawn().await;
+    s.wait_ready().await;
+    assert!(!binary_allows_exfil(&s).await);
+    assert_eq!(s.metric(RELOAD_OK).await, 1.0);
+    let revision = info_revision(&s.metrics_text().await);
+
+    std::fs::write(hidden.join("allowlist.yaml"), ALLOW_EXFIL).unwrap();
+    // SIGHUP's default action ends the process: wait until it is caught.
+    s.wait_for_signal_handler(1).await;
+    s.signal("HUP");
+    s.wait_for_log("SIGHUP: reloading the allowlist").await;
+    let metrics_url = s.ops_url("/metrics");
+    eventually(Duration::from_secs(10), || {
+        let url = metrics_url.clone();
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            common::metric(&text, RELOAD_OK) == Some(2.0)
+        }
+    })
+    .await;
+    assert!(
+        binary_allows_exfil(&s).await,
+        "the reloaded allowlist decides"
+    );
+    let metrics = s.metrics_text().await;
+    assert_ne!(info_revision(&metrics), revision);
+    assert_eq!(common::metric(&metrics, RELOAD_ERR), None, "{metrics}");
+    let hups = s
+        .log()
+        .iter()
+        .filter(|l| l.contains("SIGHUP: reloading the allowlist"))
+        .count();
+    assert_eq!(hups, 1, "one SIGHUP, one reload");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `--allowlist-configmap`: `watch_configmap` against a fake apiserver on 127.0.0.1
 //! that answers kube-runtime's list and watch requests as the Kubernetes API does.
 
+mod common;
 mod fake_api;
 
 use std::sync::Arc;
@@ -336,6 +337,8 @@ async fn missing_key_keeps_last_good() {
     w.fake.sync_watch(PATH).await; // the MODIFIED without the key has been handled
     assert_eq!(w.revision(), Some(rv1.to_string()));
     assert_eq!(w.entries(), 1);
+    assert_eq!(w.reloads("error"), 1, "a lost key is a failed reload");
+    assert_eq!(w.reloads("success"), 1);
     w.assert_running();
 
     let rv = w.fake.put(allowlist_cm(TWO_HOSTS));
@@ -385,4 +388,126 @@ async fn waits_until_the_configmap_exists() {
     w.wait_for_revision(rv).await;
     assert_eq!(w.entries(), 1);
     assert_eq!(w.reloads("success"), 1);
+}
+
+// === `serve --allowlist-configmap`: the built binary against the fake API ===
+
+const ALLOW_EXFIL: &str = "hosts: [api.github.com, upload.evil.example.org]\n";
+const DENY_EXFIL: &str = "hosts: [api.github.com]\n";
+const RELOAD_OK: &str = r#"egress_guard_allowlist_reloads_total{result="success"}"#;
+const RELOAD_ERR: &str = r#"egress_guard_allowlist_reloads_total{result="error"}"#;
+
+/// `egress-guard serve --allowlist-configmap egress-guard/egress-guard-allowlist` with a
+/// kubeconfig pointing at `fake`.
+async fn serve_from_configmap(fake: &FakeApi) -> common::ServeBinary {
+    let serve = common::ServeCommand::new();
+    let kubeconfig = common::write_kubeconfig(serve.dir(), &fake.url());
+    serve
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["--allowlist-configmap", &format!("{NS}/{NAME}")])
+        .spawn()
+        .await
+}
+
+/// The verdict on the exfil ServiceEntry (HTTP 200 expected).
+async fn exfil_allowed(s: &common::ServeBinary) -> bool {
+    let review = s
+        .review(
+            "/validate",
+            common::fixture("validate-create-serviceentry-v1-exfil"),
+        )
+        .await;
+    review["response"]["allowed"] == true
+}
+
+#[tokio::test]
+async fn serve_is_not_ready_and_answers_503_until_the_configmap_exists() {
+    let fake = FakeApi::start().await;
+    let s = serve_from_configmap(&fake).await;
+    // The list found nothing and the watch is open: not ready is the steady state now.
+    fake.wait_for_request("a watch of the ConfigMap", |r| {
+        r.path == PATH && r.is_watch()
+    })
+    .await;
+    let (status, body) = s.ops_get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("not ready"), "{body}");
+    assert!(body.contains("no valid allowlist loaded"), "{body}");
+
+    let fixture = common::fixture_json("validate-create-serviceentry-v1-github-api");
+    let (status, review) = s
+        .post("/validate", serde_json::to_vec(&fixture).unwrap())
+        .await;
+    assert_eq!(status, 503, "{review}");
+    assert_eq!(review["kind"], "AdmissionReview");
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(review["response"]["uid"], fixture["request"]["uid"]);
+    assert_eq!(review["response"]["allowed"], false);
+    let message = review["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("no allowlist loaded"), "{message}");
+    assert_eq!(
+        common::metric(
+            &s.metrics_text().await,
+            r#"egress_guard_bad_requests_total{reason="not_ready"}"#
+        ),
+        Some(1.0)
+    );
+
+    fake.put(allowlist_cm(DENY_EXFIL));
+    s.wait_ready().await;
+    assert!(
+        !exfil_allowed(&s).await,
+        "the ConfigMap's allowlist decides"
+    );
+    let review = s
+        .review("/validate", serde_json::to_vec(&fixture).unwrap())
+        .await;
+    assert_eq!(review["response"]["allowed"], true, "{review}");
+    assert_eq!(s.metric(RELOAD_OK).await, 1.0);
+}
+
+#[tokio::test]
+async fn serve_counts_a_lost_key_as_a_reload_error_and_keeps_deciding() {
+    let fake = FakeApi::start().await;
+    let rv1 = fake.put(allowlist_cm(ALLOW_EXFIL));
+    let s = serve_from_configmap(&fake).await;
+    s.wait_ready().await;
+    assert!(exfil_allowed(&s).await);
+    assert_eq!(s.metric(RELOAD_ERR).await, 0.0);
+
+    // MODIFIED without the key.
+    fake.put(configmap(NS, NAME, &[("other.yaml", DENY_EXFIL)]));
+    let metrics_url = s.ops_url("/metrics");
+    common::eventually(std::time::Duration::from_secs(10), || {
+        let url = metrics_url.clone();
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            common::metric(&text, RELOAD_ERR) == Some(1.0)
+        }
+    })
+    .await;
+    assert!(
+        exfil_allowed(&s).await,
+        "the last good allowlist keeps deciding"
+    );
+    let metrics = s.metrics_text().await;
+    assert_eq!(common::metric(&metrics, RELOAD_OK), Some(1.0), "{metrics}");
+    assert!(
+        metrics.contains(&format!("egress_guard_allowlist_info{{revision=\"{rv1}\"")),
+        "{metrics}"
+    );
+    assert_eq!(s.ops_get("/readyz").await.0, 200);
+    s.wait_for_log("allowlist ConfigMap has no such key").await;
+
+    // The key comes back with another allowlist: the watch is alive and applies it.
+    fake.put(allowlist_cm(DENY_EXFIL));
+    common::eventually(std::time::Duration::from_secs(10), || {
+        let url = metrics_url.clone();
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            common::metric(&text, RELOAD_OK) == Some(2.0)
+        }
+    })
+    .await;
+    assert!(!exfil_allowed(&s).await);
 }

@@ -14,6 +14,10 @@ use serde_json::Value;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/cases.yaml");
 
+/// Cases in the corpus. Pinned so that a lost or duplicated case (or a parser that
+/// silently skips some) fails the test instead of shrinking it.
+const CASES: usize = 330;
+
 const ALLOW_EVERYTHING: &str = r#"mode: enforce
 hosts: ["*"]
 cidrs: ["0.0.0.0/0", "::/0"]
@@ -31,6 +35,8 @@ struct Case {
     strict: bool,
     expect: Expect,
     code: Option<String>,
+    /// Deny only: the field path of the violation with `code`.
+    path: Option<String>,
     warn: Option<String>,
     object: Value,
 }
@@ -118,10 +124,15 @@ fn mismatch(case: &Case, report: Option<&Value>) -> Option<String> {
     match case.expect {
         Expect::Deny => {
             let code = case.code.as_deref().unwrap_or("?");
-            let has_code = got.iter().any(|v| v.split(' ').next() == Some(code));
-            (allowed || !has_code).then(|| {
+            let path = case.path.as_deref().unwrap_or("?");
+            let found = report["violations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|v| v["code"] == code && v["path"] == path);
+            (allowed || !found).then(|| {
                 format!(
-                    "expected deny with {code}, got {} {got:?}",
+                    "expected deny with {code} at {path}, got {} {got:?}",
                     if allowed { "allow" } else { "deny" }
                 )
             })
@@ -140,7 +151,10 @@ fn mismatch(case: &Case, report: Option<&Value>) -> Option<String> {
 #[test]
 fn corpus_covers_every_kind_both_ways() {
     let cases = load_corpus();
-    assert!(cases.len() >= 150, "only {} cases", cases.len());
+    let text = std::fs::read_to_string(CORPUS).unwrap();
+    let items = text.lines().filter(|l| l.starts_with("- name: ")).count();
+    assert_eq!(cases.len(), items, "every `- name:` item parses as a case");
+    assert_eq!(cases.len(), CASES, "the corpus has {CASES} cases");
     let names: HashSet<_> = cases.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names.len(), cases.len(), "case names must be unique");
     for kind in [
@@ -164,6 +178,12 @@ fn corpus_covers_every_kind_both_ways() {
             c.expect == Expect::Deny,
             c.code.is_some(),
             "{}: deny cases need a code, allow cases none",
+            c.name
+        );
+        assert_eq!(
+            c.expect == Expect::Deny,
+            c.path.as_deref().is_some_and(|p| p.starts_with("spec")),
+            "{}: deny cases need the violation's field path (spec…), allow cases none",
             c.name
         );
         assert!(

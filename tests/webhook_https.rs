@@ -185,19 +185,44 @@ async fn mutate_patch_applies_and_is_idempotent() {
         .review("/mutate", serde_json::to_vec(&review_in).unwrap())
         .await;
     assert!(response(&again).get("patch").is_none(), "{again}");
+    assert!(response(&again).get("warnings").is_none(), "{again}");
 
+    // The UPDATE renamed the first route's match and still has no timeout there.
     let update = s
         .review(
             "/mutate",
             fixture("mutate-update-virtualservice-v1-github-api"),
         )
         .await;
-    assert_eq!(response(&update)["allowed"], true);
+    assert_eq!(
+        decoded_patch(response(&update)),
+        json!([{"op": "add", "path": "/spec/http/0/timeout", "value": "15s"}]),
+        "{update}"
+    );
+    assert_eq!(
+        response(&update)["warnings"],
+        json!(["egress-guard: added default timeout 15s to spec.http[0]"])
+    );
+    // One route patched on CREATE, none on the re-submission, one on UPDATE.
     let metrics = s.metrics_text().await;
-    assert!(
-        metrics.contains("egress_guard_timeouts_added_total"),
+    assert_eq!(
+        common::metric(&metrics, "egress_guard_timeouts_added_total"),
+        Some(2.0),
         "{metrics}"
     );
+}
+
+/// The JSON patch of a response, decoded from base64.
+fn decoded_patch(r: &Value) -> Value {
+    let b64 = r["patch"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no patch in {r}"));
+    serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -499,14 +524,22 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let mut stream = tls.connect(name, tcp).await.unwrap();
+    // `Expect: 100-continue`: the server answers `100 Continue` when the handler starts
+    // reading the body, which proves the request is in flight before shutdown begins.
     let head = format!(
-        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    let interim = common::read_until(&mut stream, b"\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue\r\n"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
     stream.write_all(&body[..100]).await.unwrap();
     stream.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     s.begin_shutdown();
     let ready = reqwest::Client::new();
@@ -543,4 +576,216 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// A ServiceEntry spec for `hosts` (TLS on 443, DNS: valid for any number of hosts).
+fn service_entry_spec(hosts: &[String]) -> Value {
+    json!({
+        "hosts": hosts,
+        "location": "MESH_EXTERNAL",
+        "resolution": "DNS",
+        "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
+    })
+}
+
+#[tokio::test]
+async fn a_denial_names_five_violations_and_counts_the_rest() {
+    let s = TestServer::start().await;
+    let hosts: Vec<String> = (0..8).map(|i| format!("h{i}.unlisted.example")).collect();
+    let body = common::with_spec(
+        fixture_json("validate-create-serviceentry-v1-exfil"),
+        service_entry_spec(&hosts),
+    );
+    let review = s.review("/validate", body).await;
+    let r = response(&review);
+    assert_eq!(r["allowed"], false);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("egress-guard denied ServiceEntry default/exfil: "),
+        "{msg}"
+    );
+    for i in 0..5 {
+        assert!(
+            msg.contains(&format!("EG101 spec.hosts[{i}] \"h{i}.unlisted.example\"")),
+            "{msg}"
+        );
+    }
+    for i in 5..8 {
+        assert!(!msg.contains(&format!("spec.hosts[{i}]")), "{msg}");
+    }
+    assert_eq!(msg.matches("EG101").count(), 5, "{msg}");
+    assert!(msg.ends_with("; and 3 more"), "{msg}");
+    // Every violation is still counted.
+    assert_eq!(
+        common::metric(
+            &s.metrics_text().await,
+            r#"egress_guard_violations_total{code="EG101",mode="enforce",namespace="default"}"#
+        ),
+        Some(8.0)
+    );
+}
+
+#[tokio::test]
+async fn audit_annotations_and_warnings_stay_bounded_for_huge_input() {
+    let s = TestServer::start_with(common::Options {
+        allowlist: "hosts: [api.github.com]\nnamespaces:\n  default: {mode: audit}\n".into(),
+        ..Default::default()
+    })
+    .await;
+    // 2,000 unlisted hosts of about 60 characters: ~150 KB of violations.
+    let hosts: Vec<String> = (0..2000)
+        .map(|i| format!("host-{i:04}-{}.unlisted.example", "x".repeat(40)))
+        .collect();
+    let body = common::with_spec(
+        fixture_json("validate-create-serviceentry-v1-exfil"),
+        service_entry_spec(&hosts),
+    );
+    let review = s.review("/validate", body).await;
+    let r = response(&review);
+    assert_eq!(r["allowed"], true, "audit mode allows");
+    let annotations = r["auditAnnotations"].as_object().unwrap();
+    assert_eq!(annotations["codes"], "EG101");
+    assert_eq!(annotations["mode"], "audit");
+    for (key, value) in annotations {
+        let value = value.as_str().unwrap();
+        assert!(
+            value.chars().count() <= 1024,
+            "{key}: {} chars",
+            value.len()
+        );
+    }
+    let violations = annotations["violations"].as_str().unwrap();
+    assert!(
+        violations.starts_with(&format!("EG101 spec.hosts[0]={}", hosts[0])),
+        "{violations}"
+    );
+    assert!(violations.ends_with('…'), "cut, and marked as cut");
+    assert!(violations.len() > 900, "cut near the cap, not emptied");
+    let warnings = r["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), egress_guard::admission::MAX_WARNINGS);
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.as_str().unwrap().len() <= egress_guard::admission::MAX_WARNING_LEN)
+    );
+    assert_eq!(
+        warnings.last().unwrap(),
+        &json!("egress-guard: and 1991 more warnings")
+    );
+}
+
+/// `mutate-create-virtualservice-v1-github-api` with the default-timeout annotation.
+fn with_timeout_annotation(value: &str) -> Vec<u8> {
+    let mut review = fixture_json("mutate-create-virtualservice-v1-github-api");
+    review["request"]["object"]["metadata"]["annotations"]["egress-guard.io/default-timeout"] =
+        json!(value);
+    serde_json::to_vec(&review).unwrap()
+}
+
+#[tokio::test]
+async fn the_default_timeout_annotation_opts_out_or_overrides() {
+    let s = TestServer::start().await;
+    let none = s.review("/mutate", with_timeout_annotation("none")).await;
+    let r = response(&none);
+    assert_eq!(r["allowed"], true);
+    assert!(r.get("patch").is_none(), "{none}");
+    assert!(r.get("patchType").is_none(), "{none}");
+
+    let custom = s.review("/mutate", with_timeout_annotation("3s")).await;
+    assert_eq!(
+        decoded_patch(response(&custom)),
+        json!([{"op": "add", "path": "/spec/http/0/timeout", "value": "3s"}])
+    );
+    assert_eq!(
+        response(&custom)["warnings"],
+        json!(["egress-guard: added default timeout 3s to spec.http[0]"])
+    );
+
+    // An unusable value falls back to the allowlist's default.
+    let invalid = s.review("/mutate", with_timeout_annotation("soon")).await;
+    assert_eq!(
+        decoded_patch(response(&invalid)),
+        json!([{"op": "add", "path": "/spec/http/0/timeout", "value": "15s"}])
+    );
+    assert_eq!(
+        common::metric(&s.metrics_text().await, "egress_guard_timeouts_added_total"),
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn v1alpha3_virtual_services_get_a_timeout_when_in_scope() {
+    let name = "mutate-create-virtualservice-v1alpha3-reviews";
+    // `reviews` is a mesh-internal short name: out of the example's `external` scope.
+    let example = TestServer::start().await;
+    let review = example.review("/mutate", fixture(name)).await;
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(
+        response(&review)["uid"],
+        fixture_json(name)["request"]["uid"]
+    );
+    assert_eq!(response(&review)["allowed"], true);
+    assert!(response(&review).get("patch").is_none(), "{review}");
+
+    let all = TestServer::start_with(common::Options {
+        allowlist: "hosts: [api.github.com]\ndefaultTimeout: 7s\ntimeoutScope: all\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let review = all.review("/mutate", fixture(name)).await;
+    let r = response(&review);
+    assert_eq!(r["uid"], fixture_json(name)["request"]["uid"]);
+    assert_eq!(r["patchType"], "JSONPatch");
+    let patch = decoded_patch(r);
+    assert_eq!(
+        patch,
+        json!([{"op": "add", "path": "/spec/http/0/timeout", "value": "7s"}])
+    );
+    let mut object = fixture_json(name)["request"]["object"].clone();
+    json_patch::patch(
+        &mut object,
+        &serde_json::from_value::<json_patch::Patch>(patch).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(object["spec"]["http"][0]["timeout"], "7s");
+    assert_eq!(object["apiVersion"], "networking.istio.io/v1alpha3");
+}
+
+/// The stripe fixture moved to `namespace`, with `exportTo` replaced.
+fn stripe_in(namespace: &str, export_to: Value) -> Vec<u8> {
+    let mut review = fixture_json("validate-create-serviceentry-v1beta1-stripe");
+    review["request"]["namespace"] = json!(namespace);
+    review["request"]["object"]["metadata"]["namespace"] = json!(namespace);
+    review["request"]["object"]["spec"]["exportTo"] = export_to;
+    serde_json::to_vec(&review).unwrap()
+}
+
+#[tokio::test]
+async fn a_namespace_grant_applies_only_in_its_namespace_and_unexported() {
+    let s = TestServer::start().await;
+    // As captured: api.stripe.com in `default`, where the example grants nothing.
+    let name = "validate-create-serviceentry-v1beta1-stripe";
+    let review = s.review("/validate", fixture(name)).await;
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    let r = response(&review);
+    assert_eq!(r["uid"], fixture_json(name)["request"]["uid"]);
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("egress-guard denied ServiceEntry default/stripe: EG101 spec.hosts[0] \"api.stripe.com\""),
+        "{msg}"
+    );
+
+    // In `payments`, which is granted api.stripe.com, with exportTo ["."]: allowed.
+    let review = s
+        .review("/validate", stripe_in("payments", json!(["."])))
+        .await;
+    assert_eq!(response(&review)["allowed"], true, "{review}");
+    // The same grant exported to every namespace: denied.
+    let review = s
+        .review("/validate", stripe_in("payments", json!(["*"])))
+        .await;
+    let msg = response(&review)["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("EG105 spec.hosts[0]"), "{msg}");
 }

@@ -282,3 +282,366 @@ pub fn with_spec(mut review: Value, spec: Value) -> Vec<u8> {
     review["request"]["object"]["spec"] = spec;
     serde_json::to_vec(&review).unwrap()
 }
+
+/// The value of one series in Prometheus text, e.g.
+/// `metric(text, r#"egress_guard_allowlist_reloads_total{result="error"}"#)`; `None` when
+/// the series is absent.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// Reads from `stream` until `end` has been received (or the stream ends); panics after
+/// `deadline`. Returns everything read.
+pub async fn read_until<S>(stream: &mut S, end: &[u8], deadline: Duration) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = Vec::new();
+    let read = async {
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(end) {
+            if stream.read(&mut byte).await.unwrap() == 0 {
+                break;
+            }
+            buf.push(byte[0]);
+        }
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or_else(|_| panic!("{end:?} not received within {deadline:?}"));
+    buf
+}
+
+/// The certificate chain a TLS server at `addr` presents for `localhost`, to a client
+/// trusting `ca_pem`. `Err` when the handshake fails.
+pub async fn peer_certificates(
+    addr: SocketAddr,
+    ca_pem: &[u8],
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, std::io::Error> {
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(rustls_client_config(ca_pem, None)));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tls.connect(name, tcp).await?;
+    let (_, session) = stream.get_ref();
+    Ok(session
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect())
+}
+
+/// The DER of every certificate in a PEM text, in order.
+pub fn pem_certs(pem: &[u8]) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+        .map(Result::unwrap)
+        .collect()
+}
+
+// === the built binary ===
+
+/// `egress-guard serve` on 127.0.0.1:0 (both ports), to be configured and spawned.
+pub struct ServeCommand {
+    cmd: std::process::Command,
+    dir: tempfile::TempDir,
+    ca: Vec<u8>,
+}
+
+impl ServeCommand {
+    /// With a fresh localhost certificate written into `<tempdir>/tls/`.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        let set = write_certs(&tls);
+        Self::build(
+            dir,
+            &tls.join("tls.crt"),
+            &tls.join("tls.key"),
+            set.ca_cert.as_bytes(),
+        )
+    }
+
+    /// With the given serving certificate and key; clients trust `ca_pem`.
+    pub fn with_tls(cert: &Path, key: &Path, ca_pem: &[u8]) -> Self {
+        Self::build(tempfile::tempdir().unwrap(), cert, key, ca_pem)
+    }
+
+    fn build(dir: tempfile::TempDir, cert: &Path, key: &Path, ca_pem: &[u8]) -> Self {
+        // For the test's own clients, including plain `reqwest::get`.
+        egress_guard::install_crypto_provider();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_egress-guard"));
+        // A clean environment: no EGRESS_GUARD_* or KUBECONFIG from the caller.
+        cmd.env_clear()
+            .env("HOME", dir.path())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        Self {
+            cmd,
+            dir,
+            ca: ca_pem.to_vec(),
+        }
+    }
+
+    /// A tempdir that lives as long as the server, for allowlists and kubeconfigs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Adds a flag with a path value.
+    pub fn arg_path(mut self, flag: &str, path: &Path) -> Self {
+        self.cmd.arg(flag).arg(path);
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Starts the process and waits (up to 20 s) for it to log the addresses it bound.
+    pub async fn spawn(mut self) -> ServeBinary {
+        let mut child = self.cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut server = ServeBinary {
+            child,
+            https: SocketAddr::from(([0, 0, 0, 0], 0)),
+            metrics: SocketAddr::from(([0, 0, 0, 0], 0)),
+            dir: self.dir,
+            ca: self.ca,
+            log,
+        };
+        let line = server.wait_for_log("egress-guard serving").await;
+        server.https = bound_address(&line, "https");
+        server.metrics = bound_address(&line, "metrics");
+        server
+    }
+}
+
+/// `name=ADDR` in a text log line, or the field `name` of a JSON one.
+fn bound_address(line: &str, name: &str) -> SocketAddr {
+    if let Ok(v) = serde_json::from_str::<Value>(line) {
+        return v[name].as_str().unwrap().parse().unwrap();
+    }
+    let prefix = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name}= in {line}"))
+        .parse()
+        .unwrap()
+}
+
+/// A running `egress-guard serve` process; killed when dropped.
+pub struct ServeBinary {
+    child: std::process::Child,
+    /// The bound HTTPS address.
+    pub https: SocketAddr,
+    /// The bound metrics and probes address.
+    pub metrics: SocketAddr,
+    dir: tempfile::TempDir,
+    ca: Vec<u8>,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for ServeBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeBinary {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The tempdir given to [`ServeCommand::dir`].
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The CA clients trust.
+    pub fn ca_pem(&self) -> &[u8] {
+        &self.ca
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https.port())
+    }
+
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.metrics)
+    }
+
+    /// An HTTPS client trusting the server's CA.
+    pub fn client(&self) -> reqwest::Client {
+        client_trusting(&self.ca, None)
+    }
+
+    /// POSTs a review body and returns the HTTP status and the JSON answer.
+    pub async fn post(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let resp = self
+            .client()
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        (status, json)
+    }
+
+    /// POSTs a review body, asserts 200 and returns the answer.
+    pub async fn review(&self, path: &str, body: Vec<u8>) -> Value {
+        let (status, review) = self.post(path, body).await;
+        assert_eq!(status, 200, "{path}: {review}");
+        review
+    }
+
+    /// GETs an operations path: status and body.
+    pub async fn ops_get(&self, path: &str) -> (u16, String) {
+        let resp = reqwest::get(self.ops_url(path)).await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        self.ops_get("/metrics").await.1
+    }
+
+    /// The value of one metric series, 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric(&self.metrics_text().await, series).unwrap_or(0.0)
+    }
+
+    /// Polls /readyz until it answers 200.
+    pub async fn wait_ready(&self) {
+        let url = self.ops_url("/readyz");
+        eventually(Duration::from_secs(10), || {
+            let url = url.clone();
+            async move { matches!(reqwest::get(&url).await, Ok(r) if r.status() == 200) }
+        })
+        .await;
+    }
+
+    /// Every stderr line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) for a stderr line containing `what` and returns the first.
+    pub async fn wait_for_log(&self, what: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| l.contains(what)) {
+                return line;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no log line with {what:?}:\n{}",
+                self.log().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends a signal with `kill -SIG PID`.
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} {}", self.pid());
+    }
+
+    /// Waits (up to 10 s) until the process has a handler installed for signal number
+    /// `signo` (Linux: the `SigCgt` mask in /proc), so that sending it cannot hit the
+    /// default action.
+    pub async fn wait_for_signal_handler(&self, signo: u32) {
+        let status = format!("/proc/{}/status", self.pid());
+        eventually(Duration::from_secs(10), || {
+            let caught = std::fs::read_to_string(&status)
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("SigCgt:"))
+                        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+                })
+                .unwrap_or(0);
+            async move { caught & (1 << (signo - 1)) != 0 }
+        })
+        .await;
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+/// A kubeconfig in `dir` for an API server at `server` (plain HTTP, no credentials).
+pub fn write_kubeconfig(dir: &Path, server: &str) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster:
+    server: {server}
+contexts:
+- name: fake
+  context:
+    cluster: fake
+    user: fake
+    namespace: default
+current-context: fake
+users:
+- name: fake
+  user: {{}}
+"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
