@@ -628,7 +628,7 @@ async fn a_denial_names_five_violations_and_counts_the_rest() {
 #[tokio::test]
 async fn audit_annotations_and_warnings_stay_bounded_for_huge_input() {
     let s = TestServer::start_with(common::Options {
-        allowlist: "hosts: [api.github.com]\nnamespaces:\n  default: {mode: audit}\n".into(),
+        allowlist: "mode: audit\nhosts: [api.github.com]\n".into(),
         ..Default::default()
     })
     .await;
