@@ -369,7 +369,9 @@ fn error_answer(
     reason: &'static str,
     message: String,
 ) -> Reviewed {
-    let review = error_review(uid, api_version, &message);
+    // An undecodable request is answered with HTTP 200 and a 400 review.
+    let code = if status == 200 { 400 } else { status };
+    let review = error_review_with(uid, api_version, &message, code);
     let (status, body, json) = match serde_json::to_vec(&review) {
         Ok(b) => (status, b, true),
         Err(_) => (500, format!("{message}\n").into_bytes(), false),
@@ -714,10 +716,26 @@ pub fn encode(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Vec
 /// An answer for a request that could be identified but not judged: denied with 400,
 /// so a `failurePolicy: Fail` webhook fails closed with a clear reason.
 pub fn error_review(uid: &str, api_version: &str, message: &str) -> AdmissionReview<DynamicObject> {
+    error_review_with(uid, api_version, message, 400)
+}
+
+/// [`error_review`] with the status code the HTTP answer carries too: 503 while no
+/// allowlist is loaded, 500 when the answer cannot be encoded.
+fn error_review_with(
+    uid: &str,
+    api_version: &str,
+    message: &str,
+    code: u16,
+) -> AdmissionReview<DynamicObject> {
+    let reason = match code {
+        503 => "ServiceUnavailable",
+        500 => "InternalError",
+        _ => "BadRequest",
+    };
     let mut resp = AdmissionResponse::invalid(message);
     resp.uid = uid.to_owned();
     resp.types.api_version = api_version.to_owned();
-    resp.result = Status::failure(message, "BadRequest").with_code(400);
+    resp.result = Status::failure(message, reason).with_code(code);
     resp.into_review()
 }
 

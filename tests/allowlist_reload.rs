@@ -71,6 +71,7 @@ async fn follows_kubelet_symlink_swaps() {
         path,
         s.store.clone(),
         Duration::from_secs(30),
+        egress_guard::source::file::Hangups::install(),
     ));
     assert!(!exfil_allowed(&s).await);
 

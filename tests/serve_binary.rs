@@ -238,8 +238,16 @@ async fn a_uid_with_a_newline_cannot_forge_a_text_log_line() {
     assert_eq!(answer["response"]["uid"], uid, "the answer echoes it as is");
     assert_eq!(answer["response"]["allowed"], false);
 
-    let line = s.wait_for_log("uid=forged").await;
-    assert!(line.contains(r"uid=forged\n2026-01-01T00:00:00Z"), "{line}");
+    let line = s.wait_for_log("uid=\"forged").await;
+    assert!(
+        line.contains(r#"uid="forged\n2026-01-01T00:00:00Z"#),
+        "{line}"
+    );
+    // The forged field stays inside the quoted uid; the real one follows it.
+    assert!(
+        line.contains(r#"admission decision decision=\"allow\"""#),
+        "{line}"
+    );
     assert!(line.contains(" decision=\"deny\" "), "{line}");
     let log = s.log();
     let mentions: Vec<&String> = log
@@ -404,4 +412,23 @@ async fn serves_a_chain_through_an_intermediate_ca() {
         )
         .await;
     assert_eq!(review["response"]["allowed"], true);
+}
+
+#[tokio::test]
+async fn sighup_never_ends_the_server_whatever_the_allowlist_source() {
+    // The embedded allowlist has nothing to reload; SIGHUP used to end the process.
+    let s = ServeCommand::new().spawn().await;
+    s.wait_ready().await;
+    s.wait_for_signal_handler(1).await;
+    s.signal("HUP");
+    s.wait_for_log("SIGHUP ignored").await;
+    let (status, _) = s.ops_get("/healthz").await;
+    assert_eq!(status, 200, "still serving after SIGHUP");
+    let answer = s
+        .review(
+            "/validate",
+            serde_json::to_vec(&fixture_json("validate-create-serviceentry-v1-exfil")).unwrap(),
+        )
+        .await;
+    assert_eq!(answer["response"]["allowed"], false);
 }

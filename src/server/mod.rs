@@ -282,27 +282,45 @@ fn finish(
         .into_response()
 }
 
-/// Request text for a log line: control characters escaped, at most [`Clean::MAX`]
-/// characters, so a value from the request body can neither break a text-format line
-/// nor flood the log.
+/// Request text for a log line: quoted, with quotes, backslashes and control
+/// characters escaped, and at most [`Clean::MAX`] characters, so a value from the
+/// request body can neither break a text-format line, nor add a field to it, nor flood
+/// the log.
 struct Clean<'a>(&'a str);
 
 impl Clean<'_> {
     const MAX: usize = 256;
 }
 
+/// Set when log lines are text: JSON lines quote and escape values themselves.
+static QUOTE_LOG_VALUES: AtomicBool = AtomicBool::new(true);
+
+/// Tells the log line whether it is written as JSON (values are encoded by the JSON
+/// layer) or as text (values are quoted here).
+pub fn set_json_logs(json: bool) {
+    QUOTE_LOG_VALUES.store(!json, Ordering::Relaxed);
+}
+
 impl std::fmt::Display for Clean<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use std::fmt::Write as _;
+        let quote = QUOTE_LOG_VALUES.load(Ordering::Relaxed);
+        if quote {
+            f.write_char('"')?;
+        }
         for (i, c) in self.0.chars().enumerate() {
             if i == Self::MAX {
-                return f.write_char('…');
+                f.write_char('…')?;
+                break;
             }
-            if c.is_control() {
+            if c.is_control() || (quote && (c == '"' || c == '\\')) {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 f.write_char(c)?;
             }
+        }
+        if quote {
+            f.write_char('"')?;
         }
         Ok(())
     }

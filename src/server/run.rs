@@ -31,9 +31,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         review_deadline,
         shutdown_grace,
     } = args;
+    // Before anything else: an uncaught SIGHUP would end the process.
+    let hangups = file::Hangups::install();
     let metrics = Metrics::new();
     let store = PolicyStore::new(metrics.clone());
-    let source = start_source(allowlist, store.clone()).await?;
+    let source = start_source(allowlist, store.clone(), hangups).await?;
 
     let (cert, key) = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => (c, k),
@@ -80,6 +82,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn start_source(
     args: AllowlistArgs,
     store: Arc<PolicyStore>,
+    mut hangups: file::Hangups,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
     let AllowlistArgs {
         allowlist_file,
@@ -88,10 +91,20 @@ async fn start_source(
     } = args;
     if let Some(path) = allowlist_file {
         file::load_initial(&path, &store)?;
-        tokio::spawn(file::watch_file(path, store, POLL));
+        tokio::spawn(file::watch_file(path, store, POLL, hangups));
         return Ok(None);
     }
+    // Other sources have nothing to re-read on SIGHUP.
+    let ignore = |what: &'static str| {
+        tokio::spawn(async move {
+            loop {
+                hangups.recv().await;
+                tracing::info!("SIGHUP ignored: {what}");
+            }
+        })
+    };
     if let Some(cm) = allowlist_configmap {
+        ignore("the ConfigMap is watched through the API");
         let client = kube::Client::try_default()
             .await
             .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
@@ -101,6 +114,7 @@ async fn start_source(
             Ok(())
         })));
     }
+    ignore("the embedded allowlist never changes");
     tracing::warn!(
         "no --allowlist-file or --allowlist-configmap: using the embedded example allowlist"
     );

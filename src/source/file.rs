@@ -33,7 +33,12 @@ pub fn load_initial(path: &Path, store: &PolicyStore) -> anyhow::Result<()> {
 }
 
 /// Reloads on every change notification and SIGHUP, forever.
-pub async fn watch_file(path: PathBuf, store: Arc<PolicyStore>, poll: Duration) {
+pub async fn watch_file(
+    path: PathBuf,
+    store: Arc<PolicyStore>,
+    poll: Duration,
+    mut hangups: Hangups,
+) {
     let mut changes = match watch::watch(std::slice::from_ref(&path), poll) {
         Ok(rx) => rx,
         Err(e) => {
@@ -42,11 +47,10 @@ pub async fn watch_file(path: PathBuf, store: Arc<PolicyStore>, poll: Duration) 
             rx
         }
     };
-    let mut hup = hangup();
     loop {
         tokio::select! {
             ev = changes.recv() => if ev.is_none() { return },
-            _ = recv_hangup(&mut hup) => tracing::info!("SIGHUP: reloading the allowlist"),
+            _ = hangups.recv() => tracing::info!("SIGHUP: reloading the allowlist"),
         }
         match read(&path) {
             // `load` skips unchanged text and keeps the last good allowlist on error.
@@ -54,33 +58,41 @@ pub async fn watch_file(path: PathBuf, store: Arc<PolicyStore>, poll: Duration) 
                 let _ = store.load_blocking(text, revision).await;
             }
             Err(e) => {
+                store.record_error();
                 tracing::error!(path = %path.display(), error = %e, "allowlist file unreadable; keeping the last good allowlist")
             }
         }
     }
 }
 
-#[cfg(unix)]
-fn hangup() -> Option<tokio::signal::unix::Signal> {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+/// SIGHUP, caught from the moment this is created: an uncaught SIGHUP would end the
+/// process, so the server installs it before it starts serving, whatever the source.
+#[derive(Debug)]
+pub struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
 }
 
-#[cfg(unix)]
-async fn recv_hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
-    match sig {
-        Some(s) => {
-            s.recv().await;
+impl Hangups {
+    /// Installs the handler (needs a Tokio runtime).
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            let signal =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            Self { signal }
         }
-        None => std::future::pending().await,
+        #[cfg(not(unix))]
+        Self {}
     }
-}
 
-#[cfg(not(unix))]
-fn hangup() -> Option<()> {
-    None
-}
-
-#[cfg(not(unix))]
-async fn recv_hangup(_: &mut Option<()>) {
-    std::future::pending().await
+    /// Waits for the next SIGHUP (forever if none can arrive).
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.signal {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    }
 }

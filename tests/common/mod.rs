@@ -113,6 +113,7 @@ impl TestServer {
                 allowlist_path,
                 store.clone(),
                 Duration::from_secs(30),
+                egress_guard::source::file::Hangups::install(),
             ));
         }
         let mut cfg = ServeConfig::new(TlsPaths {
