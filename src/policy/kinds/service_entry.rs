@@ -160,7 +160,7 @@ fn any_address(spec: &Spec<'_>, ports: &Ports<'_>, cx: &Context<'_>, out: &mut F
         "spec.resolution",
         if spec.resolution.is_empty() { "NONE" } else { &spec.resolution },
         &format!(
-            "resolution NONE without addresses forwards to whatever address the client dials: any IP on port(s) {}{more}; set addresses or use DNS resolution",
+            "resolution NONE without addresses forwards to whatever address the client dials: any IP on port(s) {}{more}; set addresses, or resolve the hosts (DNS, or DYNAMIC_DNS for wildcards)",
             shown.join(", ")
         ),
     );
