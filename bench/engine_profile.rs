@@ -157,6 +157,8 @@ fn main() {
             allowlist: &a,
             namespace: "default",
             ephemeral_only: false,
+            now: None,
+            explain: false,
         };
         row(
             name,

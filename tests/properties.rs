@@ -203,7 +203,7 @@ proptest! {
         let allowlist = Allowlist::from_yaml(&allowlist_yaml(&entries, &[])).unwrap();
         let asked = if upper { format!("{}.", query.to_uppercase()) } else { query.clone() };
         let host: HostPattern = asked.parse().unwrap();
-        let got = matches!(allowlist.lookup_host("ns", &host, &egress_guard::policy::matcher::PortSet::new(query_ports.clone())), Lookup::Allowed(Grant::Global));
+        let got = matches!(allowlist.lookup_host("ns", &host, &egress_guard::policy::matcher::PortSet::new(query_ports.clone()), None), Lookup::Allowed(Grant::Global, _));
         prop_assert_eq!(got, ref_allowed(&entries, &query, &query_ports), "query {} ports {:?}", query, query_ports);
     }
 
@@ -230,11 +230,11 @@ proptest! {
         let n4 = format!("{}/{}", Ipv4Addr::from(q4.0), q4.1).parse().unwrap();
         let n6 = format!("{}/{}", Ipv6Addr::from(q6.0), q6.1).parse().unwrap();
         prop_assert_eq!(
-            matches!(allowlist.lookup_net("ns", &n4), Lookup::Allowed(_)),
+            matches!(allowlist.lookup_net("ns", &n4, None), Lookup::Allowed(..)),
             v4.iter().any(|e| v4_in(*e, q4))
         );
         prop_assert_eq!(
-            matches!(allowlist.lookup_net("ns", &n6), Lookup::Allowed(_)),
+            matches!(allowlist.lookup_net("ns", &n6, None), Lookup::Allowed(..)),
             v6.iter().any(|e| v6_in(*e, q6))
         );
     }

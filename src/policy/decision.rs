@@ -339,8 +339,11 @@ pub struct Decision {
     pub violations: Vec<Violation>,
     /// Violations found beyond those kept.
     pub omitted: usize,
-    /// Non-fatal findings (Istio warnings, allowed partial wildcards, opt-outs).
+    /// Non-fatal findings (Istio warnings, allowed partial wildcards, entries about to
+    /// expire).
     pub warnings: Vec<String>,
+    /// Which allowlist entry granted each reference, when asked for.
+    pub explanations: Vec<String>,
     /// RFC 6902 operations adding default timeouts; empty when nothing to add.
     pub patch: json_patch::Patch,
     /// Field paths of the routes the patch adds a timeout to.

@@ -1,7 +1,7 @@
 //! Compiled allowlist lookups: hosts in O(labels of the host), addresses in
 //! O(distinct prefix lengths), independent of the number of entries.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use ipnet::IpNet;
 use nohash_hasher::IntMap;
@@ -18,19 +18,106 @@ pub enum PortRule {
     Only(Box<[u16]>),
 }
 
-impl PortRule {
-    fn merge(&mut self, other: &PortRule) {
-        match (&*self, other) {
-            (PortRule::Any, _) => {}
-            (_, PortRule::Any) => *self = PortRule::Any,
-            (PortRule::Only(a), PortRule::Only(b)) => {
-                let mut all: Vec<u16> = a.iter().chain(b.iter()).copied().collect();
-                all.sort_unstable();
-                all.dedup();
-                *self = PortRule::Only(all.into());
-            }
+/// One allowlist entry as an index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The ports it allows.
+    pub ports: PortRule,
+    /// Seconds since the epoch from which it no longer grants.
+    pub expires: Option<i64>,
+    /// Where the entry's owner and reason are kept ([`crate::policy::Allowlist::note`]).
+    pub note: Option<u32>,
+}
+
+impl Rule {
+    /// An entry for every port that never expires.
+    pub fn any() -> Self {
+        Self {
+            ports: PortRule::Any,
+            expires: None,
+            note: None,
         }
     }
+
+    /// True while the entry grants: not expired at `now` (when `now` is known).
+    fn live(&self, now: Option<i64>) -> bool {
+        match (self.expires, now) {
+            (Some(at), Some(now)) => now < at,
+            _ => true,
+        }
+    }
+
+    /// Orders rules by how long they grant: a rule that never expires last.
+    fn lasts(&self) -> i64 {
+        self.expires.unwrap_or(i64::MAX)
+    }
+}
+
+/// The entries that share one key (usually one).
+#[derive(Debug, Clone)]
+enum Rules {
+    One(Rule),
+    Many(Vec<Rule>),
+}
+
+impl Rules {
+    fn push(&mut self, rule: Rule) {
+        match self {
+            Rules::One(first) => *self = Rules::Many(vec![first.clone(), rule]),
+            Rules::Many(all) => all.push(rule),
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Rule> {
+        match self {
+            Rules::One(r) => std::slice::from_ref(r).iter(),
+            Rules::Many(all) => all.iter(),
+        }
+    }
+}
+
+/// The entry that grants a lookup: the live match that lasts longest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted<'a> {
+    /// The entry as written in the allowlist.
+    pub entry: Entry<'a>,
+    /// When it stops granting.
+    pub expires: Option<i64>,
+    /// Its owner and reason, if it has any.
+    pub note: Option<u32>,
+}
+
+/// An allowlist entry, borrowed from the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// `*`.
+    Any,
+    /// An exact host.
+    Exact(&'a str),
+    /// `*.` and this domain.
+    Wildcard(&'a str),
+    /// A network.
+    Net(IpNet),
+}
+
+impl std::fmt::Display for Entry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Entry::Any => f.write_str("*"),
+            Entry::Exact(h) => f.write_str(h),
+            Entry::Wildcard(d) => write!(f, "*.{d}"),
+            Entry::Net(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A host lookup: the outcome, and the entry that granted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostLookup<'a> {
+    /// Allowed, not covered, or covered on other ports.
+    pub result: HostMatch,
+    /// The granting entry, when allowed.
+    pub grant: Option<Granted<'a>>,
 }
 
 /// Denied ports named in a [`HostMatch::PortsDenied`]; the rest are only counted.
@@ -103,30 +190,31 @@ impl PortSet {
 /// to an ordinary string map.
 #[derive(Debug, Clone, Default)]
 struct Table {
-    primary: IntMap<u64, (Box<str>, PortRule)>,
-    collided: HashMap<Box<str>, PortRule>,
+    primary: IntMap<u64, (Box<str>, Rules)>,
+    collided: HashMap<Box<str>, Rules>,
 }
 
 impl Table {
-    fn insert(&mut self, key: u64, name: &str, rule: &PortRule) {
+    fn insert(&mut self, key: u64, name: &str, rule: Rule) {
         match self.primary.get_mut(&key) {
             None => {
-                self.primary.insert(key, (name.into(), rule.clone()));
+                self.primary.insert(key, (name.into(), Rules::One(rule)));
             }
-            Some((n, r)) if &**n == name => r.merge(rule),
+            Some((n, r)) if &**n == name => r.push(rule),
             Some(_) => match self.collided.get_mut(name) {
-                Some(r) => r.merge(rule),
+                Some(r) => r.push(rule),
                 None => {
-                    self.collided.insert(name.into(), rule.clone());
+                    self.collided.insert(name.into(), Rules::One(rule));
                 }
             },
         }
     }
 
-    fn get(&self, key: u64, name: &str) -> Option<&PortRule> {
+    /// The stored name (borrowed from the index) and its rules.
+    fn get(&self, key: u64, name: &str) -> Option<(&str, &Rules)> {
         match self.primary.get(&key) {
-            Some((n, r)) if &**n == name => Some(r),
-            _ => self.collided.get(name),
+            Some((n, r)) if &**n == name => Some((n, r)),
+            _ => self.collided.get_key_value(name).map(|(n, r)| (&**n, r)),
         }
     }
 
@@ -139,7 +227,7 @@ impl Table {
 #[derive(Debug, Clone)]
 pub struct HostIndex {
     hasher: SuffixHasher,
-    any: Option<PortRule>,
+    any: Option<Rules>,
     exact: Table,
     /// Keyed by the domain after `*.`.
     wildcard: Table,
@@ -161,21 +249,21 @@ impl Default for HostIndex {
 const MAX_NAME: usize = 255;
 
 impl HostIndex {
-    /// Adds one allowlist entry; repeated hosts merge their ports.
-    pub fn insert(&mut self, pattern: &HostPattern, ports: PortRule) {
+    /// Adds one allowlist entry; entries for the same host are kept side by side.
+    pub fn insert(&mut self, pattern: &HostPattern, rule: Rule) {
         match pattern {
             HostPattern::Any => match &mut self.any {
-                Some(r) => r.merge(&ports),
-                None => self.any = Some(ports),
+                Some(r) => r.push(rule),
+                None => self.any = Some(Rules::One(rule)),
             },
-            HostPattern::Exact(h) => self.exact.insert(self.hasher.hash(h), h, &ports),
+            HostPattern::Exact(h) => self.exact.insert(self.hasher.hash(h), h, rule),
             HostPattern::Wildcard(s) | HostPattern::Partial { suffix: s, .. } => {
-                self.wildcard.insert(self.hasher.hash(s), s, &ports)
+                self.wildcard.insert(self.hasher.hash(s), s, rule)
             }
         }
     }
 
-    /// Number of distinct entries.
+    /// Number of distinct hosts and patterns.
     pub fn len(&self) -> usize {
         usize::from(self.any.is_some()) + self.exact.len() + self.wildcard.len()
     }
@@ -185,12 +273,23 @@ impl HostIndex {
         self.len() == 0
     }
 
-    /// Looks up a normalised host or pattern on `ports` (empty: any port will do).
-    /// One right-to-left pass over the name: O(length), whatever the entry count.
-    pub fn lookup(&self, host: &HostPattern, ports: &PortSet) -> HostMatch {
-        let mut rules: Vec<&PortRule> = Vec::new();
+    /// Looks up a normalised host or pattern on `ports` (empty: any port will do), with
+    /// the entries live at `now`. One right-to-left pass over the name: O(length),
+    /// whatever the entry count.
+    pub fn lookup<'s>(
+        &'s self,
+        host: &HostPattern,
+        ports: &PortSet,
+        now: Option<i64>,
+    ) -> HostLookup<'s> {
+        let mut matched: Vec<(Entry<'s>, &'s Rule)> = Vec::new();
+        let mut add = |entry: Entry<'s>, rules: &'s Rules| {
+            for r in rules.iter().filter(|r| r.live(now)) {
+                matched.push((entry, r));
+            }
+        };
         if let Some(r) = &self.any {
-            rules.push(r);
+            add(Entry::Any, r);
         }
         let (name, exact) = match host {
             HostPattern::Any => ("", false),
@@ -202,35 +301,54 @@ impl HostIndex {
             self.hasher.suffixes(name, |i, key| {
                 // Only the whole name and the suffixes after a dot are looked up; both
                 // start on a character boundary, so `get` never fails there.
-                let table = match i.checked_sub(1).map(|j| bytes.get(j)) {
+                let (table, whole_exact) = match i.checked_sub(1).map(|j| bytes.get(j)) {
                     // The whole name: an exact entry for a host, `*.name` for a wildcard.
-                    None if exact => &self.exact,
-                    None => &self.wildcard,
+                    None if exact => (&self.exact, true),
+                    None => (&self.wildcard, false),
                     // A proper parent domain: only a wildcard entry covers it.
-                    Some(Some(b'.')) => &self.wildcard,
+                    Some(Some(b'.')) => (&self.wildcard, false),
                     Some(_) => return true,
                 };
-                rules.extend(name.get(i..).and_then(|rest| table.get(key, rest)));
+                if let Some((n, rules)) = name.get(i..).and_then(|rest| table.get(key, rest)) {
+                    let entry = if whole_exact {
+                        Entry::Exact(n)
+                    } else {
+                        Entry::Wildcard(n)
+                    };
+                    add(entry, rules);
+                }
                 true
             });
         }
-        if rules.is_empty() {
-            return HostMatch::NotCovered;
-        }
-        if ports.is_empty() || rules.iter().any(|r| **r == PortRule::Any) {
-            return HostMatch::Allowed;
-        }
-        let mut allowed: Vec<u16> = rules
+        let grant = matched
             .iter()
-            .flat_map(|r| match r {
-                PortRule::Any => &[][..],
-                PortRule::Only(p) => &p[..],
-            })
-            .copied()
-            .collect();
-        allowed.sort_unstable();
-        allowed.dedup();
-        ports.check(&allowed)
+            .max_by_key(|(_, r)| r.lasts())
+            .map(|(entry, r)| Granted {
+                entry: *entry,
+                expires: r.expires,
+                note: r.note,
+            });
+        let result = if matched.is_empty() {
+            HostMatch::NotCovered
+        } else if ports.is_empty() || matched.iter().any(|(_, r)| r.ports == PortRule::Any) {
+            HostMatch::Allowed
+        } else {
+            let mut allowed: Vec<u16> = matched
+                .iter()
+                .flat_map(|(_, r)| match &r.ports {
+                    PortRule::Any => &[][..],
+                    PortRule::Only(p) => &p[..],
+                })
+                .copied()
+                .collect();
+            allowed.sort_unstable();
+            allowed.dedup();
+            ports.check(&allowed)
+        };
+        HostLookup {
+            grant: (result == HostMatch::Allowed).then_some(grant).flatten(),
+            result,
+        }
     }
 }
 
@@ -245,23 +363,37 @@ pub struct CidrIndex {
 struct PrefixSets {
     /// Prefix lengths present, ascending.
     lens: Vec<u8>,
-    nets: HashSet<(u8, u128)>,
+    nets: HashMap<(u8, u128), Rules>,
 }
 
 impl PrefixSets {
-    fn insert(&mut self, len: u8, bits: u128) {
+    fn insert(&mut self, len: u8, bits: u128, rule: Rule) {
         if let Err(at) = self.lens.binary_search(&len) {
             self.lens.insert(at, len);
         }
-        self.nets.insert((len, bits));
+        match self.nets.get_mut(&(len, bits)) {
+            Some(r) => r.push(rule),
+            None => {
+                self.nets.insert((len, bits), Rules::One(rule));
+            }
+        }
     }
 
-    /// True when the network `bits/len` (already masked) lies inside an entry.
-    fn contains(&self, bits: u128, len: u8, width: u8) -> bool {
+    /// The live entry that lasts longest among those containing `bits/len`.
+    fn find(&self, bits: u128, len: u8, width: u8, now: Option<i64>) -> Option<(u8, u128, &Rule)> {
         self.lens
             .iter()
             .take_while(|l| **l <= len)
-            .any(|l| self.nets.contains(&(*l, mask(bits, *l, width))))
+            .filter_map(|l| {
+                let key = (*l, mask(bits, *l, width));
+                let rules = self.nets.get(&key)?;
+                let best = rules
+                    .iter()
+                    .filter(|r| r.live(now))
+                    .max_by_key(|r| r.lasts())?;
+                Some((key.0, key.1, best))
+            })
+            .max_by_key(|(_, _, r)| r.lasts())
     }
 }
 
@@ -281,16 +413,27 @@ fn to_bits(net: &IpNet) -> (u128, u8, u8) {
     }
 }
 
+fn from_bits(bits: u128, len: u8, width: u8) -> Option<IpNet> {
+    if width == 32 {
+        let addr = std::net::Ipv4Addr::from(u32::try_from(bits).ok()?);
+        ipnet::Ipv4Net::new(addr, len).ok().map(IpNet::V4)
+    } else {
+        ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(bits), len)
+            .ok()
+            .map(IpNet::V6)
+    }
+}
+
 impl CidrIndex {
     /// Adds an allowed network (host bits are ignored).
-    pub fn insert(&mut self, net: IpNet) {
+    pub fn insert(&mut self, net: IpNet, rule: Rule) {
         let (bits, len, width) = to_bits(&net.trunc());
         let sets = if width == 32 {
             &mut self.v4
         } else {
             &mut self.v6
         };
-        sets.insert(len, bits);
+        sets.insert(len, bits, rule);
     }
 
     /// Number of distinct networks.
@@ -303,11 +446,21 @@ impl CidrIndex {
         self.len() == 0
     }
 
-    /// True when every address of `net` lies inside one allowed network.
-    pub fn contains_net(&self, net: &IpNet) -> bool {
+    /// The entry granting every address of `net` at `now`, if one does.
+    pub fn grant(&self, net: &IpNet, now: Option<i64>) -> Option<Granted<'_>> {
         let (bits, len, width) = to_bits(&net.trunc());
         let sets = if width == 32 { &self.v4 } else { &self.v6 };
-        sets.contains(bits, len, width)
+        let (l, b, rule) = sets.find(bits, len, width, now)?;
+        Some(Granted {
+            entry: from_bits(b, l, width).map_or(Entry::Any, Entry::Net),
+            expires: rule.expires,
+            note: rule.note,
+        })
+    }
+
+    /// True when every address of `net` lies inside one allowed network.
+    pub fn contains_net(&self, net: &IpNet) -> bool {
+        self.grant(net, None).is_some()
     }
 }
 
@@ -322,8 +475,14 @@ mod tests {
     fn index(entries: &[(&str, Option<&[u16]>)]) -> HostIndex {
         let mut idx = HostIndex::default();
         for (host, ports) in entries {
-            let rule = ports.map_or(PortRule::Any, |p| PortRule::Only(p.into()));
-            idx.insert(&p(host), rule);
+            let ports = ports.map_or(PortRule::Any, |p| PortRule::Only(p.into()));
+            idx.insert(
+                &p(host),
+                Rule {
+                    ports,
+                    ..Rule::any()
+                },
+            );
         }
         idx
     }
@@ -370,7 +529,11 @@ mod tests {
         ];
         for (host, ports, want) in cases {
             let ports = PortSet::new(ports.to_vec());
-            assert_eq!(&idx.lookup(&p(host), &ports), want, "{host} {ports:?}");
+            assert_eq!(
+                &idx.lookup(&p(host), &ports, None).result,
+                want,
+                "{host} {ports:?}"
+            );
         }
     }
 
@@ -383,13 +546,14 @@ mod tests {
         ]);
         let ports = |p: &[u16]| PortSet::new(p.to_vec());
         assert_eq!(
-            idx.lookup(&p("db.example.com"), &ports(&[5432, 3306, 6432])),
+            idx.lookup(&p("db.example.com"), &ports(&[5432, 3306, 6432]), None)
+                .result,
             HostMatch::Allowed
         );
         assert_eq!(idx.len(), 2);
         let any = index(&[("db.example.com", Some(&[5432])), ("*", None)]);
         assert_eq!(
-            any.lookup(&p("db.example.com"), &ports(&[1])),
+            any.lookup(&p("db.example.com"), &ports(&[1]), None).result,
             HostMatch::Allowed
         );
     }
@@ -399,7 +563,7 @@ mod tests {
         let idx = index(&[("*", None)]);
         for host in ["*", "*.com", "a", "a.b.c"] {
             assert_eq!(
-                idx.lookup(&p(host), &PortSet::default()),
+                idx.lookup(&p(host), &PortSet::default(), None).result,
                 HostMatch::Allowed,
                 "{host}"
             );
@@ -415,7 +579,7 @@ mod tests {
             "2001:db8::/32",
             "192.0.2.7/32",
         ] {
-            idx.insert(net.parse().unwrap());
+            idx.insert(net.parse().unwrap(), Rule::any());
         }
         let cases = [
             ("203.0.113.9/32", true),
@@ -442,7 +606,7 @@ mod tests {
     fn many_ports_are_checked_without_a_product() {
         let idx = index(&[("db.example.com", Some(&[5432, 6432]))]);
         let ports = PortSet::new((1..=60_000).rev().collect());
-        match idx.lookup(&p("db.example.com"), &ports) {
+        match idx.lookup(&p("db.example.com"), &ports, None).result {
             HostMatch::PortsDenied { first, count } => {
                 assert_eq!(first, [1, 2, 3, 4, 5]);
                 assert_eq!(count, 59_998);
@@ -457,31 +621,70 @@ mod tests {
         let idx = index(&[("*.example.com", None)]);
         let host = HostPattern::from_accepted(&long);
         assert_eq!(
-            idx.lookup(&host, &PortSet::default()),
+            idx.lookup(&host, &PortSet::default(), None).result,
             HostMatch::NotCovered
         );
         let star = index(&[("*", None)]);
-        assert_eq!(star.lookup(&host, &PortSet::default()), HostMatch::Allowed);
+        assert_eq!(
+            star.lookup(&host, &PortSet::default(), None).result,
+            HostMatch::Allowed
+        );
     }
 
     #[test]
     fn colliding_keys_still_match_by_name() {
         let mut t = Table::default();
-        t.insert(7, "a.example", &PortRule::Any);
-        t.insert(7, "b.example", &PortRule::Only(Box::new([1])));
-        assert_eq!(t.get(7, "a.example"), Some(&PortRule::Any));
-        assert_eq!(t.get(7, "b.example"), Some(&PortRule::Only(Box::new([1]))));
-        assert_eq!(t.get(7, "c.example"), None);
+        t.insert(7, "a.example", Rule::any());
+        let one = Rule {
+            ports: PortRule::Only(Box::new([1])),
+            ..Rule::any()
+        };
+        t.insert(7, "b.example", one.clone());
+        let rules = |name| {
+            t.get(7, name)
+                .map(|(_, r)| r.iter().cloned().collect::<Vec<_>>())
+        };
+        assert_eq!(rules("a.example"), Some(vec![Rule::any()]));
+        assert_eq!(rules("b.example"), Some(vec![one]));
+        assert_eq!(rules("c.example"), None);
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn expired_entries_stop_granting_and_the_longest_lived_grant_is_named() {
+        let mut idx = HostIndex::default();
+        let until = |at| Rule {
+            expires: Some(at),
+            note: Some(at as u32),
+            ..Rule::any()
+        };
+        idx.insert(&p("api.example.com"), until(100));
+        idx.insert(&p("*.example.com"), until(200));
+        let any = PortSet::default();
+        let at = |now| idx.lookup(&p("api.example.com"), &any, Some(now));
+        let early = at(50);
+        assert_eq!(early.result, HostMatch::Allowed);
+        let g = early.grant.unwrap();
+        assert_eq!(
+            (g.entry, g.expires),
+            (Entry::Wildcard("example.com"), Some(200))
+        );
+        assert_eq!(at(150).grant.unwrap().entry, Entry::Wildcard("example.com"));
+        assert_eq!(at(200).result, HostMatch::NotCovered);
+        // Without a clock, expiry is not evaluated.
+        assert_eq!(
+            idx.lookup(&p("api.example.com"), &any, None).result,
+            HostMatch::Allowed
+        );
     }
 
     #[test]
     fn zero_prefix_allows_whole_family() {
         let mut idx = CidrIndex::default();
-        idx.insert("0.0.0.0/0".parse().unwrap());
+        idx.insert("0.0.0.0/0".parse().unwrap(), Rule::any());
         assert!(idx.contains_net(&"8.8.8.0/24".parse().unwrap()));
         assert!(!idx.contains_net(&"2001:db8::/32".parse().unwrap()));
-        idx.insert("::/0".parse().unwrap());
+        idx.insert("::/0".parse().unwrap(), Rule::any());
         assert!(idx.contains_net(&"2001:db8::/32".parse().unwrap()));
     }
 }

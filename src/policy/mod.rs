@@ -82,6 +82,11 @@ pub struct Env<'a> {
     pub cancel: Option<&'a AtomicBool>,
     /// Work units for this evaluation; `None` sizes the budget from the object.
     pub work: Option<u64>,
+    /// The time, seconds since the epoch: entries that expire stop granting then.
+    /// `None` ignores expiry (a caller without a clock).
+    pub now: Option<i64>,
+    /// Record which allowlist entry granted each reference ([`Decision::explanations`]).
+    pub explain: bool,
 }
 
 /// Judges one object under one allowlist.
@@ -116,6 +121,8 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         allowlist,
         namespace: req.namespace,
         ephemeral_only,
+        now: env.now,
+        explain: env.explain,
     };
     let budget = match env.work {
         Some(units) => Budget::new(units, env.cancel),
@@ -128,6 +135,7 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         violations: findings.violations,
         omitted: findings.omitted,
         warnings: findings.warnings,
+        explanations: findings.explanations,
         ..Decision::default()
     };
 

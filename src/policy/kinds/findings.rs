@@ -14,7 +14,7 @@ use crate::policy::budget::Budget;
 use crate::policy::decision::{Code, MAX_TEXT, Violation, truncated};
 use crate::policy::host::{self, HostPattern};
 use crate::policy::istio::{self, Failure};
-use crate::policy::matcher::PortSet;
+use crate::policy::matcher::{Granted, PortSet};
 
 /// Violations kept per object; more are counted in [`Findings::omitted`].
 pub const MAX_VIOLATIONS: usize = 100;
@@ -31,7 +31,14 @@ pub struct Context<'a> {
     /// Only the containers `kubectl debug` adds are judged (a Pod UPDATE through the
     /// `ephemeralcontainers` subresource).
     pub ephemeral_only: bool,
+    /// The time, seconds since the epoch, for entries that expire (`None`: ignored).
+    pub now: Option<i64>,
+    /// Record which entry granted each reference.
+    pub explain: bool,
 }
+
+/// How long before an entry used by an object expires that the object is warned.
+pub const EXPIRY_WARNING: i64 = 14 * 86_400;
 
 /// Who an object is visible to, as far as its egress is concerned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -96,6 +103,8 @@ pub struct Findings<'b> {
     pub timeout_annotation: Option<String>,
     /// Who the object's egress is visible to.
     pub export: Export,
+    /// Which entry granted each reference (the first [`MAX_WARNINGS`]), when asked.
+    pub explanations: Vec<String>,
     budget: Budget<'b>,
 }
 
@@ -110,6 +119,7 @@ impl<'b> Findings<'b> {
             http_routes: Vec::new(),
             timeout_annotation: None,
             export: Export::Local,
+            explanations: Vec::new(),
             budget,
         }
     }
@@ -304,14 +314,20 @@ impl<'b> Findings<'b> {
         let none = PortSet::default();
         let lookup = match &target {
             Target::Host(h) if allowlist.is_internal(h) => return false,
-            Target::Host(h) => allowlist.lookup_host(ns, h, ports.unwrap_or(&none)),
+            Target::Host(h) => allowlist.lookup_host(ns, h, ports.unwrap_or(&none), cx.now),
             Target::Net(n) if allowlist.in_cluster(n) => return false,
-            Target::Net(n) => allowlist.lookup_net(ns, &unmap_v4(n)),
+            Target::Net(n) => allowlist.lookup_net(ns, &unmap_v4(n), cx.now),
         };
         let (code, message) = match lookup {
-            Lookup::Allowed(Grant::Global) => return true,
-            Lookup::Allowed(Grant::Namespace) if !exported => return true,
-            Lookup::Allowed(Grant::Namespace) => (
+            Lookup::Allowed(Grant::Global, g) => {
+                self.granted(cx, &path, value, &g);
+                return true;
+            }
+            Lookup::Allowed(Grant::Namespace, g) if !exported => {
+                self.granted(cx, &path, value, &g);
+                return true;
+            }
+            Lookup::Allowed(Grant::Namespace, _) => (
                 Code::GrantExported,
                 format!(
                     "granted only to namespace {ns}; set exportTo: [\".\"] so the grant does not leak to the mesh"
@@ -354,6 +370,54 @@ impl<'b> Findings<'b> {
         };
         self.violation(code, path(), value, &message);
         true
+    }
+}
+
+impl Findings<'_> {
+    /// Notes what granted a reference: a warning when the entry expires within
+    /// [`EXPIRY_WARNING`], and an explanation when asked for.
+    fn granted(
+        &mut self,
+        cx: &Context<'_>,
+        path: &dyn Fn() -> String,
+        value: &str,
+        g: &Granted<'_>,
+    ) {
+        let note = g.note.and_then(|id| cx.allowlist.note(id));
+        let describe = || {
+            let mut s = format!("allowlist entry {}", g.entry);
+            if let Some(n) = note {
+                let i = &n.info;
+                let parts: Vec<String> = [
+                    i.owner.as_deref().map(|o| format!("owner {o}")),
+                    i.reason.as_deref().map(|r| format!("reason {r}")),
+                    i.expires.as_ref().map(|e| format!("expires {}", e.text)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                s = format!("{} ({}; {})", s, n.entry, parts.join(", "));
+            }
+            s
+        };
+        if let (Some(at), Some(now)) = (g.expires, cx.now)
+            && at - now <= EXPIRY_WARNING
+        {
+            let days = (at - now + 86_399) / 86_400;
+            self.warn(|| {
+                format!(
+                    "{} {value:?}: {} ends within {days} day(s); this object loses its egress then",
+                    path(),
+                    describe()
+                )
+            });
+        }
+        if cx.explain && self.explanations.len() < MAX_WARNINGS {
+            self.explanations.push(truncated(
+                &format!("{} {value:?}: granted by {}", path(), describe()),
+                MAX_TEXT,
+            ));
+        }
     }
 }
 

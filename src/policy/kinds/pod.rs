@@ -233,7 +233,7 @@ fn metadata(meta: &Meta, base: &dyn Fn() -> String, cx: &Context<'_>, out: &mut 
             }
             let covered = range
                 .parse::<ipnet::IpNet>()
-                .is_ok_and(|n| cx.allowlist.net_allowed(cx.namespace, &n));
+                .is_ok_and(|n| cx.allowlist.net_allowed(cx.namespace, &n, cx.now));
             if !covered {
                 out.violation(
                     Code::CaptureExcluded,

@@ -139,7 +139,7 @@ fn any_address(spec: &Spec<'_>, ports: &Ports<'_>, cx: &Context<'_>, out: &mut F
     ];
     if everything
         .iter()
-        .all(|n| cx.allowlist.net_allowed(cx.namespace, n))
+        .all(|n| cx.allowlist.net_allowed(cx.namespace, n, cx.now))
     {
         return;
     }
