@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client};
 
-use crate::check::{self, Manifest, ObjectReport, Report};
+use crate::check::{self, DiffReport, Judge, Manifest, ObjectReport, Report};
 use crate::cli::AuditArgs;
-use crate::policy::{Allowlist, Kind};
+use crate::policy::{Allowlist, Kind, ObjectRef};
 
 /// Page size for list calls.
 const PAGE: u32 = 500;
@@ -19,36 +19,71 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<u8> {
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API (kubeconfig or in-cluster config)")?;
-    let report = audit(client, args).await?;
-    print!("{}", report.render(args.output));
-    Ok(report.exit_code())
+    let (text, code) = match audit(client, args).await? {
+        Audited::Report(r) => (r.render(args.output), r.exit_code()),
+        Audited::Diff(d) => (d.render(args.output), d.exit_code()),
+    };
+    print!("{text}");
+    Ok(code)
 }
 
-/// Builds the report for every Istio object visible to `client`.
-pub async fn audit(client: Client, args: &AuditArgs) -> anyhow::Result<Report> {
+/// What `audit` found: verdicts, or with `--against`, what an allowlist change does.
+#[derive(Debug)]
+pub enum Audited {
+    /// Every object's verdict under the allowlist.
+    Report(Report),
+    /// The objects whose judgement changes between the old and the new allowlist.
+    Diff(DiffReport),
+}
+
+/// Judges every object of every kind egress-guard judges that `client` can list.
+pub async fn audit(client: Client, args: &AuditArgs) -> anyhow::Result<Audited> {
+    let judge = Judge::new(&args.judge, &args.allowlist_key);
     let allowlist = load_allowlist(&client, args).await?;
-    let mut objects = Vec::new();
-    for kind in Kind::ALL {
+    let old = match (&args.against, &args.against_configmap) {
+        (Some(path), _) => Some(check::load_allowlist(Some(path))?),
+        (None, Some(cm)) => Some(configmap_allowlist(&client, cm, &args.allowlist_key).await?),
+        (None, None) => None,
+    };
+    let mut manifests = Vec::new();
+    // The allowlist ConfigMap is judged when it is written, not listed here.
+    for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::ConfigMap) {
         for obj in list_kind(&client, kind, args.namespace.as_deref()).await? {
-            let m = to_manifest(kind, obj)?;
-            objects.push(ObjectReport::new(&m, &check::evaluate(&m, &allowlist)));
+            manifests.push(to_manifest(kind, obj)?);
         }
     }
-    Ok(Report::new(objects))
+    Ok(match old {
+        Some(old) => Audited::Diff(DiffReport::new(
+            manifests
+                .iter()
+                .map(|m| (m, judge.evaluate(m, &old), judge.evaluate(m, &allowlist))),
+        )),
+        None => Audited::Report(Report::new(
+            manifests
+                .iter()
+                .map(|m| ObjectReport::new(m, &judge.evaluate(m, &allowlist)))
+                .collect(),
+        )),
+    })
 }
 
 async fn load_allowlist(client: &Client, args: &AuditArgs) -> anyhow::Result<Allowlist> {
-    let allowlist = read_allowlist(client, args).await?;
+    let allowlist = match &args.allowlist_configmap {
+        Some(cm) => configmap_allowlist(client, cm, &args.allowlist_key).await?,
+        None => check::load_allowlist(args.allowlist.as_deref())?,
+    };
     for w in &allowlist.warnings {
         eprintln!("warning: allowlist: {w}");
     }
     Ok(allowlist)
 }
 
-async fn read_allowlist(client: &Client, args: &AuditArgs) -> anyhow::Result<Allowlist> {
-    let Some(cm) = &args.allowlist_configmap else {
-        return check::load_allowlist(args.allowlist.as_deref());
-    };
+/// Reads and parses the allowlist in a ConfigMap.
+async fn configmap_allowlist(
+    client: &Client,
+    cm: &ObjectRef,
+    key: &str,
+) -> anyhow::Result<Allowlist> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm.namespace);
     let obj = api
         .get(&cm.name)
@@ -57,8 +92,8 @@ async fn read_allowlist(client: &Client, args: &AuditArgs) -> anyhow::Result<All
     let text = obj
         .data
         .as_ref()
-        .and_then(|d| d.get(&args.allowlist_key))
-        .with_context(|| format!("ConfigMap {cm} has no key {}", args.allowlist_key))?;
+        .and_then(|d| d.get(key))
+        .with_context(|| format!("ConfigMap {cm} has no key {key}"))?;
     Allowlist::from_yaml(text).with_context(|| format!("allowlist in ConfigMap {cm}"))
 }
 

@@ -141,9 +141,50 @@ pub struct ServeArgs {
     /// Time a large review may take before it is answered as too complex (EG901).
     #[arg(long, env = "EGRESS_GUARD_REVIEW_DEADLINE", default_value = "2s")]
     pub review_deadline: DurationArg,
+    /// The ConfigMap holding the allowlist, whose edits are validated as allowlists
+    /// (default: the --allowlist-configmap one). Name it when serving from a mounted file.
+    #[arg(
+        long,
+        env = "EGRESS_GUARD_VALIDATE_CONFIGMAP",
+        value_name = "NAMESPACE/NAME"
+    )]
+    pub validate_configmap: Option<ObjectRef>,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "EGRESS_GUARD_SHUTDOWN_GRACE", default_value = "20s")]
     pub shutdown_grace: DurationArg,
+}
+
+/// A point in time for `--now`: an RFC 3339 time, or a date (its midnight, UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NowArg(pub i64);
+
+impl FromStr for NowArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let e: crate::policy::allowlist::Expiry = s.parse()?;
+        // A date expires at the end of its day; as "now" it means its start.
+        Ok(Self(if s.len() == 10 { e.at - 86_400 } else { e.at }))
+    }
+}
+
+/// How `check` and `audit` judge objects besides the allowlist.
+#[derive(Debug, Clone, Args)]
+pub struct JudgeArgs {
+    /// Name the allowlist entry that grants each host and address.
+    #[arg(long)]
+    pub explain: bool,
+    /// Judge as of this time (RFC 3339, or a date) instead of now: previews which
+    /// objects lose egress when entries expire.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<NowArg>,
+    /// The ConfigMap that holds the allowlist: a manifest of it is judged as an
+    /// allowlist (its `--allowlist-key`), as the webhook does.
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        default_value = "egress-guard/egress-guard-allowlist"
+    )]
+    pub validate_configmap: ObjectRef,
 }
 
 /// `check` flags.
@@ -152,6 +193,16 @@ pub struct CheckArgs {
     /// Allowlist YAML file; the embedded example allowlist when omitted.
     #[arg(long)]
     pub allowlist: Option<PathBuf>,
+    /// An older allowlist: report only the objects whose verdict or violations change
+    /// between it and --allowlist (exit 1 when something becomes denied).
+    #[arg(long, value_name = "OLD")]
+    pub against: Option<PathBuf>,
+    /// Key of the allowlist in the ConfigMap named by --validate-configmap.
+    #[arg(long, default_value = "allowlist.yaml")]
+    pub allowlist_key: String,
+    /// Explain, time and allowlist ConfigMap.
+    #[command(flatten)]
+    pub judge: JudgeArgs,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -175,6 +226,16 @@ pub struct AuditArgs {
     /// Key of the allowlist in the ConfigMap.
     #[arg(long, default_value = "allowlist.yaml")]
     pub allowlist_key: String,
+    /// An older allowlist file: report only the objects whose verdict or violations
+    /// change between it and the allowlist (exit 1 when something becomes denied).
+    #[arg(long, value_name = "OLD", conflicts_with = "against_configmap")]
+    pub against: Option<PathBuf>,
+    /// Compare with the allowlist in this ConfigMap (the live one) instead of a file.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub against_configmap: Option<ObjectRef>,
+    /// Explain, time and allowlist ConfigMap.
+    #[command(flatten)]
+    pub judge: JudgeArgs,
     /// Only this namespace (default: all namespaces).
     #[arg(long, short)]
     pub namespace: Option<String>,

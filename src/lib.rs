@@ -22,6 +22,14 @@ pub mod policy;
 pub mod server;
 pub mod source;
 
+/// The wall clock, seconds since the epoch: the "now" the edges pass to the engine for
+/// allowlist entries that expire.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Installs the process-wide rustls crypto provider (ring) once.
 pub fn install_crypto_provider() {
     // Fails only when a provider is already installed, which is what we want.

@@ -46,6 +46,8 @@ pub enum Code {
     /// Violations in an audit-mode namespace, enforced because the object is exported to
     /// namespaces in enforce mode.
     AuditExported,
+    /// The allowlist's own ConfigMap holds an allowlist the server would refuse to load.
+    InvalidAllowlist,
     /// Host syntax: empty, too long, bad label, numeric TLD, misplaced wildcard.
     InvalidHost,
     /// A partial wildcard such as `*foo.example.com`: denied under `strict`, and always
@@ -127,7 +129,7 @@ pub enum Code {
 impl Code {
     /// Every code, in table order.
     #[cfg(test)]
-    pub const ALL: [Code; 40] = [
+    pub const ALL: [Code; 41] = [
         Code::HostNotAllowed,
         Code::WildcardTooBroad,
         Code::AddressNotAllowed,
@@ -135,6 +137,7 @@ impl Code {
         Code::GrantExported,
         Code::AnyAddress,
         Code::AuditExported,
+        Code::InvalidAllowlist,
         Code::InvalidHost,
         Code::PartialWildcard,
         Code::WildcardNotAllowed,
@@ -180,6 +183,7 @@ impl Code {
             Self::GrantExported => "EG105",
             Self::AnyAddress => "EG106",
             Self::AuditExported => "EG107",
+            Self::InvalidAllowlist => "EG120",
             Self::InvalidHost => "EG201",
             Self::PartialWildcard => "EG202",
             Self::WildcardNotAllowed => "EG203",

@@ -74,6 +74,16 @@ pub struct Request<'a> {
     pub subresource: &'a str,
 }
 
+/// The ConfigMap that holds the allowlist, and its key: edits to it are judged as
+/// allowlists, with the parser the server reloads it with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowlistSource {
+    /// The ConfigMap.
+    pub configmap: ObjectRef,
+    /// The key holding the document.
+    pub key: String,
+}
+
 /// What the edges supply besides the object and the allowlist.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Env<'a> {
@@ -87,6 +97,8 @@ pub struct Env<'a> {
     pub now: Option<i64>,
     /// Record which allowlist entry granted each reference ([`Decision::explanations`]).
     pub explain: bool,
+    /// The allowlist's own ConfigMap, validated as an allowlist when it is written.
+    pub allowlist_source: Option<&'a AllowlistSource>,
 }
 
 /// Judges one object under one allowlist.
@@ -97,6 +109,17 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
     let Some(kind) = req.kind else {
         return Decision::skip(Skip::NotIstio);
     };
+    if kind == Kind::ConfigMap {
+        // Before the exempt namespaces: the allowlist lives in a platform namespace.
+        return match env.allowlist_source {
+            Some(src)
+                if src.configmap.namespace == req.namespace && src.configmap.name == req.name =>
+            {
+                allowlist_configmap(req.object.unwrap_or(empty_object()), src)
+            }
+            _ => Decision::skip(Skip::NotIstio),
+        };
+    }
     if allowlist.exempt_namespaces.contains(req.namespace) {
         return Decision::skip(Skip::ExemptNamespace);
     }
@@ -174,6 +197,44 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         );
     }
     decision
+}
+
+/// An edit of the allowlist's ConfigMap: denied exactly when the server would refuse to
+/// load it (the same parser), so a bad allowlist never reaches the cluster and a good
+/// one is never refused. Its load-time warnings come back as admission warnings.
+fn allowlist_configmap(object: &RawValue, src: &AllowlistSource) -> Decision {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Data {
+        data: Option<std::collections::BTreeMap<String, String>>,
+    }
+    let path = format!("data[{}]", src.key);
+    let invalid = |message: &str| Decision {
+        mode: Mode::Enforce,
+        violations: vec![Violation::new(Code::InvalidAllowlist, &path, "", message)],
+        ..Decision::default()
+    };
+    let data = match serde_json::from_str::<Data>(object.get()) {
+        Ok(d) => d.data.unwrap_or_default(),
+        Err(e) => return invalid(&format!("the ConfigMap does not decode: {e}")),
+    };
+    let Some(text) = data.get(&src.key) else {
+        return invalid(
+            "the allowlist key is missing: the server would keep its last good allowlist",
+        );
+    };
+    match Allowlist::from_yaml(text) {
+        Ok(a) => Decision {
+            mode: Mode::Enforce,
+            warnings: a
+                .warnings
+                .iter()
+                .map(|w| format!("allowlist: {w}"))
+                .collect(),
+            ..Decision::default()
+        },
+        Err(e) => invalid(&e.to_string()),
+    }
 }
 
 /// True when an object visible to `export` reaches a namespace in enforce mode.

@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 
 use crate::admission::{self, Endpoint, Outcome, Reviewed};
 pub use crate::metrics::Metrics;
-use crate::policy::Env;
+use crate::policy::{AllowlistSource, Env};
 use crate::source::{Loaded, PolicyStore};
 pub use limits::ByteBudget;
 use limits::ConnectionCap;
@@ -66,6 +66,8 @@ pub struct ServeConfig {
     pub review_deadline: Duration,
     /// How long in-flight requests may take after shutdown starts.
     pub shutdown_grace: Duration,
+    /// The allowlist's own ConfigMap, validated as an allowlist when it is written.
+    pub allowlist_source: Option<AllowlistSource>,
 }
 
 impl ServeConfig {
@@ -79,6 +81,7 @@ impl ServeConfig {
             max_inflight_bytes: 64 * 1024 * 1024,
             review_deadline: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(20),
+            allowlist_source: None,
         }
     }
 }
@@ -99,6 +102,7 @@ pub struct AppState {
     /// Large reviews judged at once on the blocking pool: about one per core, so a
     /// burst of hostile bodies queues instead of thrashing.
     heavy: Arc<Semaphore>,
+    allowlist_source: Option<Arc<AllowlistSource>>,
 }
 
 impl AppState {
@@ -115,6 +119,17 @@ impl AppState {
             bytes: ByteBudget::new(cfg.max_inflight_bytes),
             slots: Arc::new(Semaphore::new(cfg.max_concurrency.max(1))),
             heavy: Arc::new(Semaphore::new(cores)),
+            allowlist_source: cfg.allowlist_source.clone().map(Arc::new),
+        }
+    }
+
+    /// The engine's view of the edge for one review: the clock and the allowlist's
+    /// ConfigMap.
+    fn env(&self) -> Env<'_> {
+        Env {
+            now: Some(crate::unix_now()),
+            allowlist_source: self.allowlist_source.as_deref(),
+            ..Env::default()
         }
     }
 
@@ -164,7 +179,7 @@ async fn handle(endpoint: Endpoint, st: AppState, req: Request) -> Response {
     };
     let loaded = st.store.current();
     let reviewed = if body.len() <= INLINE_BODY {
-        admission::review(endpoint, &body, allowlist(&loaded), &Env::default())
+        admission::review(endpoint, &body, allowlist(&loaded), &st.env())
     } else {
         let Ok(slot) = st.slots.clone().try_acquire_owned() else {
             st.metrics
@@ -198,11 +213,14 @@ async fn judge_offloaded(
     let work = {
         let (body, loaded, cancel) = (body.clone(), loaded.clone(), cancel.clone());
         let heavy = st.heavy.clone();
+        let source = st.allowlist_source.clone();
         async move {
             let _heavy = heavy.acquire_owned().await.ok()?;
             tokio::task::spawn_blocking(move || {
                 let env = Env {
                     cancel: Some(&cancel),
+                    now: Some(crate::unix_now()),
+                    allowlist_source: source.as_deref(),
                     ..Env::default()
                 };
                 admission::review(endpoint, &body, allowlist(&loaded), &env)

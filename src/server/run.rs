@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use super::tls::TlsPaths;
 use super::{AppState, Metrics, ServeConfig, serve};
 use crate::cli::{AllowlistArgs, ServeArgs};
+use crate::policy::AllowlistSource;
 use crate::policy::allowlist::EXAMPLE;
 use crate::source::{PolicyStore, configmap, file};
 
@@ -29,8 +30,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_connections,
         max_inflight_bytes,
         review_deadline,
+        validate_configmap,
         shutdown_grace,
     } = args;
+    let allowlist_source = validate_configmap
+        .or_else(|| allowlist.allowlist_configmap.clone())
+        .map(|configmap| AllowlistSource {
+            configmap,
+            key: allowlist.allowlist_key.clone(),
+        });
     // Before anything else: an uncaught SIGHUP would end the process.
     let hangups = file::Hangups::install();
     let metrics = Metrics::new();
@@ -53,6 +61,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_inflight_bytes,
         review_deadline: review_deadline.0,
         shutdown_grace: shutdown_grace.0,
+        allowlist_source,
     };
     let listener =
         std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;

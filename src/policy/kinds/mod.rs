@@ -84,6 +84,8 @@ pub enum Kind {
     Job,
     /// `batch` CronJob
     CronJob,
+    /// core ConfigMap: only the one holding the allowlist is judged.
+    ConfigMap,
 }
 
 /// The API group of the Istio networking kinds.
@@ -94,7 +96,7 @@ const ISTIO_VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 
 /// Each kind's API group, name, plural and served versions (newest first): the one
 /// table that maps the API onto [`Kind`].
-const TABLE: [(Kind, &str, &str, &str, &[&str]); 20] = [
+const TABLE: [(Kind, &str, &str, &str, &[&str]); 21] = [
     (
         Kind::ServiceEntry,
         ISTIO_NETWORKING_GROUP,
@@ -199,12 +201,13 @@ const TABLE: [(Kind, &str, &str, &str, &[&str]); 20] = [
     ),
     (Kind::Job, "batch", "Job", "jobs", &["v1"]),
     (Kind::CronJob, "batch", "CronJob", "cronjobs", &["v1"]),
+    (Kind::ConfigMap, "", "ConfigMap", "configmaps", &["v1"]),
 ];
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 20] = {
-        let mut all = [Kind::ServiceEntry; 20];
+    pub const ALL: [Kind; 21] = {
+        let mut all = [Kind::ServiceEntry; 21];
         let mut i = 0;
         while i < TABLE.len() {
             all[i] = TABLE[i].0;
@@ -400,6 +403,8 @@ pub fn inspect<'b>(
                 pod::inspect_template(x.spec.template(), "spec.template.", cx, o)
             })
         }
+        // Only the allowlist's own ConfigMap is judged, by the engine itself.
+        Kind::ConfigMap => {}
     }
     out.finish()
 }
