@@ -16,6 +16,7 @@ Every check prints PASS or FAIL with what it looked at; any FAIL exits 1.
 from __future__ import annotations
 
 import argparse
+import json
 import copy
 import ipaddress
 import re
@@ -124,11 +125,10 @@ HOOKS = {
     ),
 }
 INJECT_CA = "cert-manager.io/inject-ca-from"
-ALLOWLIST_KEYS = {
-    "mode", "defaultTimeout", "timeoutScope", "strict", "exemptNamespaces",
-    "internalDomains", "egressGatewaySelectors", "hosts", "cidrs", "namespaces",
-}
-NAMESPACE_KEYS = {"hosts", "cidrs", "mode", "defaultTimeout", "allowAnyOutbound"}
+# The allowlist's keys, from the JSON Schema generated from the Rust model.
+_SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "allowlist.schema.json").read_text())
+ALLOWLIST_KEYS = set(_SCHEMA["properties"])
+NAMESPACE_KEYS = set(_SCHEMA["$defs"]["NamespaceDoc"]["properties"])
 ALERTS = {
     "EgressGuardDown": "up",
     "EgressGuardWebhookErrors": "egress_guard_requests_total",

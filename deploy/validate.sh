@@ -13,6 +13,7 @@
 #    overlay checks
 # 4. check_security_test.py: breaks the renderings one way at a time and requires the
 #    check meant for each break to fail
+# 5. check_allowlist_schema.py: the shipped allowlists against docs/allowlist.schema.json
 #
 # Environment:
 #   KUBECTL        kubectl to use (default: kubectl on PATH); needs built-in kustomize
@@ -33,7 +34,7 @@ MIN_KUBE=1.30
 KUBE_VERSIONS="${KUBE_VERSIONS:-$MIN_KUBE.0 1.33.0 1.37.0}"
 VENV="${VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/egress-guard/deploy-venv}"
 # Pinned: the schemas a run validates against come from this wheel.
-PY_REQUIREMENTS=(kubernetes-validate==1.37.0 PyYAML==6.0.3 cel-python==0.5.0)
+PY_REQUIREMENTS=(kubernetes-validate==1.37.0 PyYAML==6.0.3 cel-python==0.5.0 jsonschema==4.23.0)
 
 die() {
     echo "deploy/validate.sh: $*" >&2
@@ -105,6 +106,10 @@ checks="$(sed -n 's/^security: \([0-9]*\) checks passed$/\1/p' "$out/security.lo
 echo "==> breaking the manifests one way at a time: each break must fail its check"
 "$py" "$here/check_security_test.py" --repo "$repo" "${rargs[@]}" | tee "$out/mutations.log"
 mutations="$(sed -n 's/^check_security_test: \([0-9]*\) broken manifests, each caught.*/\1/p' "$out/mutations.log")"
+
+# --- the allowlist schema ----------------------------------------------------------------
+echo "==> shipped allowlists against docs/allowlist.schema.json"
+"$py" "$here/check_allowlist_schema.py" --repo "$repo" "$out/base.yaml" "$out/audit.yaml"
 
 [[ -n "$objects" && -n "$checks" && -n "$mutations" ]] || die "could not read the checkers' summaries"
 echo "deploy: ${#names[@]} kustomizations rendered, $objects objects validated ($crds custom resources shape-checked), $checks security checks passed, $mutations broken manifests caught"

@@ -37,6 +37,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Write a self-signed CA and a serving certificate for development or manual installs.
     Certs(CertsArgs),
+    /// Print the allowlist's JSON Schema (for editors and CI).
+    Schema,
 }
 
 /// Log output format.

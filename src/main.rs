@@ -14,6 +14,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => return ExitCode::from(egress_guard::check::run(&args)),
         Command::Certs(args) => egress_guard::certs::run(&args),
+        Command::Schema => {
+            println!("{}", egress_guard::policy::allowlist::schema_json());
+            Ok(())
+        }
         Command::Serve(args) => {
             runtime().and_then(|rt| rt.block_on(egress_guard::server::run(args)))
         }

@@ -38,6 +38,7 @@ pub struct Metrics {
     tls_expiry: IntGauge,
     budget_exceeded: IntCounter,
     connections_rejected: IntCounter,
+    entries_expiring: IntGaugeVec,
     namespaces: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -199,6 +200,17 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            entries_expiring: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "egress_guard_allowlist_entries_expiring",
+                        "Allowlist entries that expire within the window (7d, 30d), or have expired",
+                    ),
+                    &["window"],
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
             namespaces: Arc::default(),
         }
@@ -249,6 +261,28 @@ impl Metrics {
         } else {
             "other".to_owned()
         }
+    }
+
+    /// Counts the allowlist's entries that have expired or expire within 7 and 30 days
+    /// of `now`.
+    pub fn record_expiring(&self, allowlist: &crate::policy::Allowlist, now: i64) {
+        const DAY: i64 = 86_400;
+        let count = |from: i64, to: i64| {
+            let n = allowlist
+                .expiring_before(to)
+                .filter(|n| n.info.expires.as_ref().is_some_and(|e| e.at > from))
+                .count();
+            i64::try_from(n).unwrap_or(i64::MAX)
+        };
+        self.entries_expiring
+            .with_label_values(&["expired"])
+            .set(count(i64::MIN, now));
+        self.entries_expiring
+            .with_label_values(&["7d"])
+            .set(count(now, now + 7 * DAY));
+        self.entries_expiring
+            .with_label_values(&["30d"])
+            .set(count(now, now + 30 * DAY));
     }
 
     /// Records a connection closed at the connection cap.

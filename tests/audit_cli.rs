@@ -519,3 +519,74 @@ async fn a_cluster_without_istio_has_nothing_to_audit() {
         .collect();
     assert_eq!(tried, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_the_live_allowlist_lists_what_a_change_would_break() {
+    let fake = cluster().await;
+    fake.put(configmap(
+        "egress-guard",
+        "egress-guard-allowlist",
+        &[("allowlist.yaml", egress_guard::policy::allowlist::EXAMPLE)],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new.yaml");
+    let narrowed = egress_guard::policy::allowlist::EXAMPLE.replace("  - api.github.com\n", "");
+    std::fs::write(&new, narrowed).unwrap();
+    let out = audit(
+        &fake,
+        &[
+            "--allowlist",
+            new.to_str().unwrap(),
+            "--against-configmap",
+            "egress-guard/egress-guard-allowlist",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out}");
+    let v = out.json();
+    let mut changed: Vec<(String, String, String)> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["kind"].as_str().unwrap().to_owned(),
+                format!(
+                    "{}/{}",
+                    c["namespace"].as_str().unwrap(),
+                    c["name"].as_str().unwrap()
+                ),
+                format!(
+                    "{}->{}",
+                    c["before"].as_str().unwrap(),
+                    c["after"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    changed.sort();
+    assert_eq!(
+        changed,
+        owned(&[
+            ("ServiceEntry", "default/github", "allow->deny"),
+            ("VirtualService", "default/github-api", "allow->deny"),
+        ]),
+        "{out}"
+    );
+    assert!(v["changes"][0]["appeared"][0]["code"] == "EG101", "{out}");
+    // Against itself: nothing changes, exit 0.
+    let same = audit(
+        &fake,
+        &[
+            "--against-configmap",
+            "egress-guard/egress-guard-allowlist",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(same.code, Some(0), "{same}");
+    assert_eq!(same.json()["summary"]["changed"], 0, "{same}");
+}

@@ -70,6 +70,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The bound addresses, not the flags: with port 0 this is how callers learn the port.
     let (https, metrics_addr) = (listener.local_addr()?, ops_listener.local_addr()?);
     tracing::info!(%https, metrics = %metrics_addr, "egress-guard serving");
+    // Entries expire with the clock, not with reloads: recount them every minute.
+    {
+        let (store, metrics) = (store.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Some(loaded) = store.current() {
+                    metrics.record_expiring(&loaded.allowlist, crate::unix_now());
+                }
+            }
+        });
+    }
     let state = AppState::new(store, metrics, &cfg);
     let server = serve(cfg, state, listener, ops_listener, shutdown_signal());
     match source {

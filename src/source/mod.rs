@@ -78,6 +78,13 @@ impl PolicyStore {
         for w in &allowlist.warnings {
             tracing::warn!(revision, "allowlist: {w}");
         }
+        let now = crate::unix_now();
+        self.metrics.record_expiring(&allowlist, now);
+        for n in allowlist.expiring_before(now + 14 * 86_400).take(20) {
+            let expires = n.info.expires.as_ref().map_or("", |e| &*e.text);
+            let owner = n.info.owner.as_deref().unwrap_or("");
+            tracing::warn!(revision, entry = %n.entry, expires, owner, "allowlist entry expires within 14 days (or has expired)");
+        }
         let loaded = Arc::new(Loaded {
             allowlist,
             revision: revision.to_owned(),

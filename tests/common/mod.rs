@@ -59,6 +59,8 @@ pub struct Options {
     pub max_inflight_bytes: usize,
     /// Deadline for large reviews.
     pub review_deadline: Duration,
+    /// The allowlist ConfigMap validated as an allowlist (as deployed).
+    pub allowlist_source: Option<egress_guard::policy::AllowlistSource>,
 }
 
 impl Default for Options {
@@ -72,6 +74,10 @@ impl Default for Options {
             max_connections: 1024,
             max_inflight_bytes: 64 * 1024 * 1024,
             review_deadline: Duration::from_secs(2),
+            allowlist_source: Some(egress_guard::policy::AllowlistSource {
+                configmap: "egress-guard/egress-guard-allowlist".parse().unwrap(),
+                key: "allowlist.yaml".to_owned(),
+            }),
         }
     }
 }
@@ -126,6 +132,7 @@ impl TestServer {
         cfg.max_connections = opts.max_connections;
         cfg.max_inflight_bytes = opts.max_inflight_bytes;
         cfg.review_deadline = opts.review_deadline;
+        cfg.allowlist_source = opts.allowlist_source;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let ops_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -15,7 +15,7 @@ use super::matcher::{CidrIndex, Granted, HostIndex, HostMatch, PortSet, Rule};
 mod model;
 
 use model::{CidrEntry, Doc, HostEntry};
-pub use model::{EntryInfo, Expiry, NamespaceName};
+pub use model::{EntryInfo, Expiry, NamespaceName, schema};
 
 /// The example allowlist shipped in the binary, used when no source is configured.
 pub const EXAMPLE: &str = include_str!("../../../examples/allowlist.yaml");
@@ -29,7 +29,7 @@ pub enum AllowlistError {
 }
 
 /// Which VirtualService routes get a default timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeoutScope {
     /// Only routes with at least one destination outside the mesh.
@@ -475,6 +475,12 @@ impl Allowlist {
     }
 }
 
+/// The allowlist's JSON Schema, pretty-printed: what `egress-guard schema` prints and
+/// `docs/allowlist.schema.json` holds.
+pub fn schema_json() -> String {
+    serde_json::to_string_pretty(&schema()).unwrap_or_default()
+}
+
 /// The control plane's own writers: kube-controller-manager's endpoint controllers (with
 /// per-controller credentials, as kubeadm runs it, or its own identity) and istiod's
 /// WorkloadEntry auto-registration.
@@ -725,5 +731,15 @@ namespaces:
         assert!(b.is_egress_selector(sel(&[("team", "net")])));
         assert!(!b.is_egress_selector(sel(&[("istio", "egressgateway")])));
         assert!(b.is_egress_selector(sel(&[("gw", "out"), ("zone", "a")])));
+    }
+
+    #[test]
+    fn the_shipped_schema_is_the_generated_one() {
+        let shipped = include_str!("../../../docs/allowlist.schema.json");
+        assert_eq!(
+            shipped.trim_end(),
+            schema_json(),
+            "docs/allowlist.schema.json is stale: run `cargo run -- schema > docs/allowlist.schema.json`"
+        );
     }
 }

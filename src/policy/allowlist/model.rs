@@ -7,7 +7,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
 
+use std::borrow::Cow;
+
 use ipnet::IpNet;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
@@ -17,54 +20,79 @@ use crate::policy::duration::Duration;
 use crate::policy::host::{self, HostPattern};
 use crate::policy::matcher::PortRule;
 
-#[derive(Debug, Deserialize)]
+/// An egress-guard allowlist: which hosts and networks the mesh's workloads may reach,
+/// globally and per namespace, and how violations are handled.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "egress-guard allowlist")]
 pub(super) struct Doc {
+    /// `enforce` denies violations; `audit` admits them and reports warnings.
     #[serde(default)]
     pub mode: Mode,
+    /// Timeout added to VirtualService http routes without one (`15s`); `0s` or absent: off.
     #[serde(default)]
     pub default_timeout: Option<FromStrValue<Duration>>,
+    /// Which routes get the default timeout: `external` (routes that leave the mesh) or `all`.
     #[serde(default)]
     pub timeout_scope: TimeoutScope,
+    /// Deny what Istio only warns about (partial wildcards such as `*foo.example.com`).
     #[serde(default)]
     pub strict: bool,
+    /// Namespaces never checked (the mesh's control plane).
     #[serde(default)]
     pub exempt_namespaces: Vec<FromStrValue<NamespaceName>>,
+    /// Domains inside the mesh, never checked; pod DNS names under them are judged as the address they spell. Default `[cluster.local]`.
     #[serde(default)]
     pub internal_domains: Option<Vec<FromStrValue<Domain>>>,
+    /// Label sets: a Gateway whose selector contains one of them configures egress.
     #[serde(default)]
     pub egress_gateway_selectors: Vec<BTreeMap<String, String>>,
+    /// Labels of the egress gateway pods: a Gateway whose selector selects them configures egress. Default: Istio's (`app: istio-egressgateway, istio: egressgateway`).
     #[serde(default)]
     pub egress_gateway_labels: Option<Vec<BTreeMap<String, String>>>,
+    /// The cluster's pod, service and node networks: addresses inside them are not egress.
     #[serde(default)]
     pub cluster_networks: Vec<FromStrValue<IpNet>>,
+    /// Users whose Endpoints, EndpointSlices and WorkloadEntries are the control plane's own. Default: the endpoint controllers and istiod.
     #[serde(default)]
     pub trusted_writers: Option<Vec<String>>,
+    /// Image prefixes the injected proxy containers of a pod must use (empty: not checked).
     #[serde(default)]
     pub proxy_images: Vec<String>,
+    /// Hosts allowed for every namespace.
     #[serde(default)]
     pub hosts: Vec<HostEntry>,
+    /// Networks allowed for every namespace.
     #[serde(default)]
     pub cidrs: Vec<CidrEntry>,
+    /// Grants and overrides for one namespace each.
     #[serde(default)]
     pub namespaces: BTreeMap<FromStrValue<NamespaceName>, NamespaceDoc>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Grants and overrides for one namespace.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct NamespaceDoc {
+    /// Hosts only this namespace may use (on objects not exported beyond it).
     #[serde(default)]
     pub hosts: Vec<HostEntry>,
+    /// Networks only this namespace may use.
     #[serde(default)]
     pub cidrs: Vec<CidrEntry>,
+    /// Overrides the global mode here.
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// Overrides the global default timeout here (`0s`: off).
     #[serde(default)]
     pub default_timeout: Option<FromStrValue<Duration>>,
+    /// May a Sidecar here use `ALLOW_ANY` or `egressProxy`.
     #[serde(default)]
     pub allow_any_outbound: bool,
+    /// May EnvoyFilters be created here.
     #[serde(default)]
     pub allow_envoy_filter: bool,
+    /// May workloads here skip the sidecar's capture or replace the proxy.
     #[serde(default)]
     pub allow_capture_opt_out: bool,
 }
@@ -98,6 +126,127 @@ where
         }
         d.deserialize_any(V(PhantomData))
     }
+}
+
+/// How a string value is described in the JSON Schema.
+pub(super) trait Described {
+    /// The schema's name.
+    const NAME: &'static str;
+    /// What the string holds.
+    const DESCRIPTION: &'static str;
+    /// A regular expression it matches, when one is simple enough to state.
+    const PATTERN: Option<&'static str> = None;
+}
+
+impl Described for Duration {
+    const NAME: &'static str = "Duration";
+    const DESCRIPTION: &'static str = "a Go duration: 15s, 250ms, 1m30s";
+    const PATTERN: Option<&'static str> =
+        Some(r"^\+?(0|([0-9]*\.?[0-9]+(ns|us|µs|μs|ms|s|m|h))+)$");
+}
+
+impl Described for NamespaceName {
+    const NAME: &'static str = "NamespaceName";
+    const DESCRIPTION: &'static str = "a Kubernetes namespace name";
+    const PATTERN: Option<&'static str> = Some("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$");
+}
+
+impl Described for Domain {
+    const NAME: &'static str = "Domain";
+    const DESCRIPTION: &'static str = "a domain name without wildcards (cluster.local)";
+}
+
+impl Described for IpNet {
+    const NAME: &'static str = "Cidr";
+    const DESCRIPTION: &'static str =
+        "an IPv4 or IPv6 network in CIDR notation (203.0.113.0/24, 2001:db8::/32)";
+}
+
+impl Described for Expiry {
+    const NAME: &'static str = "Expiry";
+    const DESCRIPTION: &'static str =
+        "when the entry stops granting: a date (through that whole day, UTC) or an RFC 3339 time";
+    const PATTERN: Option<&'static str> = Some(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T.+)?$");
+}
+
+impl<T: Described> JsonSchema for FromStrValue<T> {
+    fn schema_name() -> Cow<'static, str> {
+        T::NAME.into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        match T::PATTERN {
+            Some(p) => {
+                json_schema!({"type": "string", "description": T::DESCRIPTION, "pattern": p})
+            }
+            None => json_schema!({"type": "string", "description": T::DESCRIPTION}),
+        }
+    }
+}
+
+/// The fields an entry map may carry besides its host or network.
+fn info_properties(generator: &mut SchemaGenerator) -> serde_json::Map<String, serde_json::Value> {
+    let expiry = generator.subschema_for::<FromStrValue<Expiry>>();
+    let mut props = serde_json::Map::new();
+    props.insert(
+        "owner".into(),
+        serde_json::json!({"type": "string", "description": "who asked for the entry"}),
+    );
+    props.insert(
+        "reason".into(),
+        serde_json::json!({"type": "string", "description": "why (free text, e.g. a ticket)"}),
+    );
+    props.insert("expires".into(), expiry.to_value());
+    props
+}
+
+impl JsonSchema for HostEntry {
+    fn schema_name() -> Cow<'static, str> {
+        "HostEntry".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut props = info_properties(generator);
+        props.insert("host".into(), serde_json::json!({"type": "string", "description": "a host (api.example.com), a wildcard (*.example.com: any subdomain) or *"}));
+        props.insert(
+            "ports".into(),
+            serde_json::json!({"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}, "minItems": 1, "description": "only these ports (omit for every port)"}),
+        );
+        json_schema!({
+            "description": "an allowed host: a string, or an object with owner, reason, expiry and ports",
+            "oneOf": [
+                {"type": "string"},
+                {"type": "object", "properties": props, "required": ["host"], "additionalProperties": false}
+            ]
+        })
+    }
+}
+
+impl JsonSchema for CidrEntry {
+    fn schema_name() -> Cow<'static, str> {
+        "CidrEntry".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut props = info_properties(generator);
+        props.insert(
+            "cidr".into(),
+            generator.subschema_for::<FromStrValue<IpNet>>().to_value(),
+        );
+        json_schema!({
+            "description": "an allowed network: a CIDR string, or an object with owner, reason and expiry",
+            "oneOf": [
+                {"type": "string"},
+                {"type": "object", "properties": props, "required": ["cidr"], "additionalProperties": false}
+            ]
+        })
+    }
+}
+
+/// The allowlist's JSON Schema, generated from this model: for editors
+/// (`# yaml-language-server: $schema=...`) and CI.
+pub fn schema() -> Schema {
+    schemars::schema_for!(Doc)
 }
 
 /// A Kubernetes namespace name (DNS-1123 label).

@@ -632,3 +632,70 @@ fn fixtures_get_the_expected_verdicts() {
     let vs = eval_fixture("mutate-create-virtualservice-v1-github-api", &a);
     assert_eq!(vs.patched_routes, ["spec.http[0]"]);
 }
+
+// === entries that expire (a fixed "now": no clock in the engine) ===
+
+fn eval_at(a: &Allowlist, spec: &str, now: i64, explain: bool) -> Decision {
+    let spec = mk_spec(spec);
+    let req = Request {
+        kind: Some(Kind::ServiceEntry),
+        operation: Operation::Create,
+        namespace: "team-a",
+        name: "t",
+        object: Some(&spec),
+        old_object: None,
+        user: "",
+        subresource: "",
+    };
+    let env = policy::Env {
+        now: Some(now),
+        explain,
+        ..policy::Env::default()
+    };
+    policy::evaluate(&req, a, &env)
+}
+
+#[test]
+fn entries_grant_until_they_expire_and_warn_two_weeks_before() {
+    let a = Allowlist::from_yaml(
+        "hosts:\n  - {host: api.partner.example, owner: team-a, reason: CHG-1, expires: 2027-01-31}\ncidrs:\n  - {cidr: 198.51.100.0/24, expires: \"2027-01-01T12:00:00Z\"}\n",
+    )
+    .unwrap();
+    let day = 86_400;
+    let jan_31_end = 1_801_440_000; // 2027-02-01T00:00:00Z
+    let host = "hosts: [api.partner.example]\nresolution: DNS\nports: [{number: 443, name: https, protocol: TLS}]\n";
+    let early = eval_at(&a, host, jan_31_end - 30 * day, false);
+    assert!(early.allowed() && early.warnings.is_empty(), "{early:?}");
+    let late = eval_at(&a, host, jan_31_end - 3 * day, false);
+    assert!(late.allowed(), "{late:?}");
+    assert!(
+        late.warnings
+            .iter()
+            .any(|w| w.contains("ends within 3 day(s)") && w.contains("owner team-a")),
+        "{:?}",
+        late.warnings
+    );
+    let after = eval_at(&a, host, jan_31_end, false);
+    assert_eq!(codes(&after), [cp("EG101", "spec.hosts[0]")]);
+
+    let net = "hosts: [db.partner.example]\naddresses: [198.51.100.7]\nresolution: STATIC\nendpoints: [{address: 198.51.100.7}]\nports: [{number: 5432, name: pg, protocol: TCP}]\n";
+    let noon = 1_798_804_800; // 2027-01-01T12:00:00Z
+    let before = eval_at(&a, net, noon - 1, true);
+    assert!(
+        !codes(&before).iter().any(|(c, _)| *c == "EG103"),
+        "{before:?}"
+    );
+    assert!(
+        before
+            .explanations
+            .iter()
+            .any(|e| e.contains("198.51.100.0/24")),
+        "{:?}",
+        before.explanations
+    );
+    let at_noon = eval_at(&a, net, noon, false);
+    assert!(
+        codes(&at_noon).contains(&cp("EG103", "spec.addresses[0]")),
+        "{at_noon:?}"
+    );
+}
