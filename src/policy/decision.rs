@@ -417,6 +417,17 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_code() {
+        let readme = include_str!("../../README.md");
+        for code in Code::ALL {
+            assert!(
+                readme.contains(&format!("| {code} |")),
+                "README.md has no table row for {code}"
+            );
+        }
+    }
+
+    #[test]
     fn texts_are_bounded_on_char_boundaries() {
         let v = Violation::new(Code::InvalidHost, &"p".repeat(2000), &"é".repeat(1000), "m");
         assert!(v.value.len() <= MAX_VALUE && v.value.ends_with('…'));
