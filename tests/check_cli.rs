@@ -56,7 +56,7 @@ fn allowed_examples_exit_zero() {
         String::from_utf8_lossy(&out.stdout)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("8 objects: 8 allowed, 0 denied"), "{text}");
+    assert!(text.contains("9 objects: 9 allowed, 0 denied"), "{text}");
 }
 
 #[test]
@@ -82,11 +82,18 @@ fn denied_examples_exit_one_with_codes_and_paths() {
     seen.sort();
     let want = [
         ("all-of-aws", "EG102", "spec.hosts[0]"),
+        (
+            "batch-export",
+            "EG304",
+            "spec.template.metadata.labels[sidecar.istio.io/inject]",
+        ),
         ("corporate-network-wide", "EG103", "spec.addresses[1]"),
         ("database", "EG104", "spec.hosts[0]"),
         ("default", "EG301", "spec.outboundTrafficPolicy.mode"),
         ("exfil", "EG101", "spec.hosts[0]"),
+        ("github-ssh", "EG106", "spec.resolution"),
         ("partial", "EG202", "spec.hosts[0]"),
+        ("partner", "EG101", "spec.externalName"),
         ("stripe", "EG105", "spec.hosts[0]"),
     ];
     let want: Vec<_> = want
@@ -94,7 +101,7 @@ fn denied_examples_exit_one_with_codes_and_paths() {
         .map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned()))
         .collect();
     assert_eq!(seen, want);
-    assert_eq!(report["summary"]["denied"], 7);
+    assert_eq!(report["summary"]["denied"], 10);
 }
 
 #[test]
