@@ -159,6 +159,7 @@ fn main() {
             ephemeral_only: false,
             now: None,
             explain: false,
+            trusted_writer: false,
         };
         row(
             name,

@@ -146,6 +146,7 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         ephemeral_only,
         now: env.now,
         explain: env.explain,
+        trusted_writer: allowlist.trusted_writers.contains(req.user),
     };
     let budget = match env.work {
         Some(units) => Budget::new(units, env.cancel),

@@ -15,7 +15,7 @@ use super::matcher::{CidrIndex, Granted, HostIndex, HostMatch, PortSet, Rule};
 mod model;
 
 use model::{CidrEntry, Doc, HostEntry};
-pub use model::{EntryInfo, Expiry, NamespaceName, schema};
+pub use model::{Disposition, EntryInfo, Expiry, NamespaceName, schema};
 
 /// The example allowlist shipped in the binary, used when no source is configured.
 pub const EXAMPLE: &str = include_str!("../../../examples/allowlist.yaml");
@@ -150,6 +150,10 @@ pub struct Allowlist {
     pub trusted_writers: HashSet<String>,
     /// Image prefixes the injected proxy containers of a pod must use (empty: any).
     pub proxy_images: Vec<Box<str>>,
+    /// Injection templates that capture traffic.
+    pub injection_templates: Vec<Box<str>>,
+    /// Init containers that run before capture: denied or warned about.
+    pub init_containers_before_capture: Disposition,
     /// Gateway selectors that mark a Gateway as an egress gateway (selector ⊇ one).
     pub egress_gateway_selectors: Vec<BTreeMap<String, String>>,
     /// Label sets of the egress gateway pods: a Gateway whose selector selects them
@@ -251,6 +255,13 @@ impl Allowlist {
                 }
                 idx
             },
+            injection_templates: doc
+                .injection_templates
+                .unwrap_or_else(|| vec!["sidecar".to_owned(), "spire".to_owned()])
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+            init_containers_before_capture: doc.init_containers_before_capture,
             proxy_images: doc
                 .proxy_images
                 .into_iter()
@@ -317,7 +328,13 @@ impl Allowlist {
             HostPattern::Exact(h) => &**h,
             HostPattern::Wildcard(s) | HostPattern::Partial { suffix: s, .. } => &**s,
         };
-        (matches!(host, HostPattern::Exact(_)) && !name.contains('.'))
+        // A short name, or `<service>.<namespace>`, which reaches a Service through the
+        // search path: only the platform's own namespaces are trusted that way.
+        let short = match name.split_once('.') {
+            None => true,
+            Some((_, ns)) => self.exempt_namespaces.contains(ns),
+        };
+        (matches!(host, HostPattern::Exact(_)) && short)
             || self
                 .internal_domains
                 .iter()
@@ -406,6 +423,32 @@ impl Allowlist {
         })
     }
 
+    /// The namespace of a Service DNS name (`<service>.<ns>.svc.<domain>`, or a pod
+    /// hostname under it), if `name` is one.
+    pub fn service_namespace<'n>(&self, name: &'n str) -> Option<&'n str> {
+        self.internal_domains.iter().find_map(|d| {
+            let rest = name.strip_suffix(&**d)?.strip_suffix(".svc.")?;
+            rest.rsplit('.').next().filter(|ns| !ns.is_empty())
+        })
+    }
+
+    /// True when a wildcard host covers names resolved by cluster DNS that can point
+    /// anywhere: pod DNS names (any address) or Service names (any namespace's
+    /// ExternalName CNAMEs).
+    pub fn covers_resolvable(&self, host: &HostPattern) -> bool {
+        if self.covers_pod_dns(host) {
+            return true;
+        }
+        let suffix = match host {
+            HostPattern::Wildcard(s) | HostPattern::Partial { suffix: s, .. } => &**s,
+            _ => return false,
+        };
+        self.internal_domains.iter().any(|d| {
+            let zone = format!("svc.{d}");
+            suffix == zone || host::is_strict_subdomain(&zone, suffix)
+        })
+    }
+
     /// True when a wildcard host covers pod DNS names (`*.pod.cluster.local`,
     /// `*.team.pod.cluster.local`, `*.cluster.local`, …): resolved per request, such a
     /// host reaches every address.
@@ -440,6 +483,19 @@ impl Allowlist {
     /// May workloads in the namespace opt out of capture or replace the proxy.
     pub fn may_opt_out(&self, ns: &str) -> bool {
         self.namespace(ns).is_some_and(|n| n.allow_capture_opt_out)
+    }
+
+    /// True when the namespace may reach every host on `ports` and every address: then
+    /// no name, whatever it resolves to, leads anywhere not already allowed.
+    pub fn grants_everything(&self, ns: &str, ports: &PortSet, now: Option<i64>) -> bool {
+        let every_host = HostPattern::from_accepted("*");
+        ["0.0.0.0/0", "::/0"].iter().all(|n| {
+            n.parse()
+                .is_ok_and(|n| matches!(self.lookup_net(ns, &n, now), Lookup::Allowed(..)))
+        }) && matches!(
+            self.lookup_host(ns, &every_host, ports, now),
+            Lookup::Allowed(..)
+        )
     }
 
     /// True when the network is entirely allowed for the namespace (global or its own
@@ -482,22 +538,43 @@ pub fn schema_json() -> String {
 }
 
 /// The control plane's own writers: kube-controller-manager's endpoint controllers (with
-/// per-controller credentials, as kubeadm runs it, or its own identity) and istiod's
-/// WorkloadEntry auto-registration.
-pub const DEFAULT_TRUSTED_WRITERS: [&str; 5] = [
+/// per-controller credentials, as kubeadm runs it, or its own identity), istiod (its
+/// WorkloadEntry auto-registration and Gateway API gateway Deployments), and the
+/// controllers that turn those Deployments into ReplicaSets and pods.
+pub const DEFAULT_TRUSTED_WRITERS: [&str; 7] = [
     "system:serviceaccount:kube-system:endpoint-controller",
     "system:serviceaccount:kube-system:endpointslice-controller",
     "system:serviceaccount:kube-system:endpointslicemirroring-controller",
+    "system:serviceaccount:kube-system:deployment-controller",
+    "system:serviceaccount:kube-system:replicaset-controller",
     "system:kube-controller-manager",
     "system:serviceaccount:istio-system:istiod",
 ];
 
-/// The labels of Istio's own egress gateway deployment.
+/// The pod labels Istio's egress gateway chart (`manifests/charts/gateways/istio-egress`)
+/// puts on its gateway: a selector on any subset of them selects the egress gateway.
 fn default_egress_gateway_labels() -> Vec<BTreeMap<String, String>> {
-    vec![BTreeMap::from([
-        ("app".to_owned(), "istio-egressgateway".to_owned()),
-        ("istio".to_owned(), "egressgateway".to_owned()),
-    ])]
+    let labels = [
+        ("app", "istio-egressgateway"),
+        ("istio", "egressgateway"),
+        ("app.kubernetes.io/name", "istio-egressgateway"),
+        ("service.istio.io/canonical-name", "istio-egressgateway"),
+        ("service.istio.io/canonical-revision", "latest"),
+        ("istio.io/rev", "default"),
+        ("operator.istio.io/component", "EgressGateways"),
+        ("install.operator.istio.io/owning-resource", "unknown"),
+        ("sidecar.istio.io/inject", "false"),
+        ("istio.io/dataplane-mode", "none"),
+        ("heritage", "Tiller"),
+        ("release", "istio"),
+        ("chart", "gateways"),
+    ];
+    vec![
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    ]
 }
 
 /// `::ffff:a.b.c.d/n` (n ≥ 96) as `a.b.c.d/(n−96)`; anything else unchanged.

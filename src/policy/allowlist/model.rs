@@ -53,12 +53,18 @@ pub(super) struct Doc {
     /// The cluster's pod, service and node networks: addresses inside them are not egress.
     #[serde(default)]
     pub cluster_networks: Vec<FromStrValue<IpNet>>,
-    /// Users whose Endpoints, EndpointSlices and WorkloadEntries are the control plane's own. Default: the endpoint controllers and istiod.
+    /// The control plane's users: their Endpoints, EndpointSlices and WorkloadEntries are skipped, and their workloads labelled `gateway.istio.io/managed` are Istio's Gateway API gateways. Default: the endpoint, deployment and replica set controllers and istiod.
     #[serde(default)]
     pub trusted_writers: Option<Vec<String>>,
     /// Image prefixes the injected proxy containers of a pod must use (empty: not checked).
     #[serde(default)]
     pub proxy_images: Vec<String>,
+    /// Injection templates a pod may ask for with `inject.istio.io/templates`: those that capture traffic. Default `[sidecar, spire]`.
+    #[serde(default)]
+    pub injection_templates: Option<Vec<String>>,
+    /// Init containers that run before the proxy captures traffic (a mesh without Istio CNI or native sidecars): `deny` (default) or `warn`.
+    #[serde(default)]
+    pub init_containers_before_capture: Disposition,
     /// Hosts allowed for every namespace.
     #[serde(default)]
     pub hosts: Vec<HostEntry>,
@@ -95,6 +101,17 @@ pub(super) struct NamespaceDoc {
     /// May workloads here skip the sidecar's capture or replace the proxy.
     #[serde(default)]
     pub allow_capture_opt_out: bool,
+}
+
+/// What to do about a risk some meshes accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    /// A violation.
+    #[default]
+    Deny,
+    /// A warning.
+    Warn,
 }
 
 /// A YAML scalar parsed through `FromStr`, so a bad value fails inside serde and the

@@ -35,6 +35,8 @@ pub struct Context<'a> {
     pub now: Option<i64>,
     /// Record which entry granted each reference.
     pub explain: bool,
+    /// Written by one of the allowlist's `trustedWriters` (the control plane).
+    pub trusted_writer: bool,
 }
 
 /// How long before an entry used by an object expires that the object is warned.
@@ -277,6 +279,42 @@ impl<'b> Findings<'b> {
         self.judge(cx, path, value, target, ports, exported)
     }
 
+    /// Judges a host the proxy resolves through cluster DNS (DNS resolution, endpoint
+    /// names, ExternalName). An internal name is trusted, except a Service of another
+    /// namespace: cluster DNS follows its ExternalName CNAME wherever that namespace's
+    /// own grants allow, and ignores Istio's `exportTo`, so it is judged as the external
+    /// host it may be.
+    pub fn resolved_ref(
+        &mut self,
+        cx: &Context<'_>,
+        path: impl Fn() -> String,
+        value: &str,
+        ports: Option<&PortSet>,
+        exported: bool,
+    ) -> bool {
+        let target = target(value, cx.allowlist);
+        if foreign_service(&target, cx) {
+            return self.judge_external(cx, path, value, target, ports, exported);
+        }
+        self.judge(cx, path, value, target, ports, exported)
+    }
+
+    /// The part of [`Self::resolved_ref`] a host already judged as written still needs:
+    /// a Service name of another namespace, judged as external.
+    pub fn foreign_service_ref(
+        &mut self,
+        cx: &Context<'_>,
+        path: impl Fn() -> String,
+        value: &str,
+        ports: Option<&PortSet>,
+        exported: bool,
+    ) {
+        let target = target(value, cx.allowlist);
+        if foreign_service(&target, cx) {
+            self.judge_external(cx, path, value, target, ports, exported);
+        }
+    }
+
     /// Judges a name that is matched as a name even when it looks like an IP address:
     /// a TLS SNI is sent to the server, it is not where traffic goes.
     pub fn name_ref(&mut self, cx: &Context<'_>, path: impl Fn() -> String, value: &str) -> bool {
@@ -307,13 +345,28 @@ impl<'b> Findings<'b> {
         ports: Option<&PortSet>,
         exported: bool,
     ) -> bool {
+        match &target {
+            Target::Host(h) if cx.allowlist.is_internal(h) => false,
+            _ => self.judge_external(cx, path, value, target, ports, exported),
+        }
+    }
+
+    /// [`Self::judge`] without the internal-name exemption.
+    fn judge_external(
+        &mut self,
+        cx: &Context<'_>,
+        path: impl Fn() -> String,
+        value: &str,
+        target: Target,
+        ports: Option<&PortSet>,
+        exported: bool,
+    ) -> bool {
         if !self.charge(value.len().max(1)) {
             return false;
         }
         let (ns, allowlist) = (cx.namespace, cx.allowlist);
         let none = PortSet::default();
         let lookup = match &target {
-            Target::Host(h) if allowlist.is_internal(h) => return false,
             Target::Host(h) => allowlist.lookup_host(ns, h, ports.unwrap_or(&none), cx.now),
             Target::Net(n) if allowlist.in_cluster(n) => return false,
             Target::Net(n) => allowlist.lookup_net(ns, &unmap_v4(n), cx.now),
@@ -418,6 +471,17 @@ impl Findings<'_> {
                 MAX_TEXT,
             ));
         }
+    }
+}
+
+/// True for a Service DNS name of another namespace (not a platform one).
+fn foreign_service(target: &Target, cx: &Context<'_>) -> bool {
+    match target {
+        Target::Host(HostPattern::Exact(name)) => cx
+            .allowlist
+            .service_namespace(name)
+            .is_some_and(|ns| ns != cx.namespace && !cx.allowlist.exempt_namespaces.contains(ns)),
+        _ => false,
     }
 }
 

@@ -7,20 +7,37 @@
 //! interception mode NONE, injection templates without capture, an application
 //! container running as the proxy's UID or GID (the capture rules let the proxy's own
 //! traffic through by UID and GID), one that can rewrite the packet filter, and a proxy
-//! replaced or pointed at another control plane. The validating webhook sees pods after
-//! the injector: the containers it lists in `sidecar.istio.io/status` are the proxy's.
+//! replaced or pointed at another control plane, and init containers that run before
+//! the capture rules exist. The validating webhook sees pods after the injector: the
+//! containers it lists in `sidecar.istio.io/status` are the proxy's.
+//!
+//! The pod's resolver and `/etc/hosts` are the proxy's too, so `dnsConfig` nameservers
+//! and `hostAliases` addresses are egress wherever the pod runs.
+//!
+//! Istio's Gateway API controller writes gateway Deployments with injection off and its
+//! own `istio-proxy`; written by a trusted writer and labelled as managed, that proxy
+//! is the gateway's, not a tenant's opt-out.
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::proxy_config;
 use super::{Context, Findings, Meta, Str, null_default};
+use crate::policy::allowlist::Disposition;
 use crate::policy::decision::Code;
+use crate::policy::matcher::PortSet;
 
 /// The UID and GID Istio's capture rules exempt (`--uid-owner` / `--gid-owner`).
 pub const PROXY_UID: i64 = 1337;
 /// The containers the injector adds.
-const PROXY_CONTAINERS: [&str; 3] = ["istio-proxy", "istio-init", "istio-validation"];
+const PROXY_CONTAINERS: [&str; 3] = [PROXY, INIT, VALIDATION];
+const PROXY: &str = "istio-proxy";
+/// Installs the capture rules, as an init container (without the CNI plugin).
+const INIT: &str = "istio-init";
+/// Checks the rules the CNI plugin installed before any container ran.
+const VALIDATION: &str = "istio-validation";
+/// DNS, as a nameserver is reached.
+const DNS_PORT: u16 = 53;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -34,6 +51,24 @@ pub(super) struct PodSpec<'a> {
     init_containers: Vec<Container<'a>>,
     #[serde(borrow, deserialize_with = "null_default")]
     ephemeral_containers: Vec<Container<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    dns_config: DnsConfig<'a>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    host_aliases: Vec<HostAlias<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DnsConfig<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    nameservers: Vec<Str<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct HostAlias<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    ip: Str<'a>,
 }
 
 /// The user and group a pod or container runs as.
@@ -53,8 +88,31 @@ struct Container<'a> {
     image: Option<Str<'a>>,
     command: Option<IgnoredAny>,
     args: Option<IgnoredAny>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    env: Vec<EnvVar<'a>>,
+    env_from: Option<IgnoredAny>,
+    volume_mounts: Option<IgnoredAny>,
+    working_dir: Option<IgnoredAny>,
+    lifecycle: Option<IgnoredAny>,
+    liveness_probe: Option<Probe>,
+    readiness_probe: Option<Probe>,
+    startup_probe: Option<Probe>,
     #[serde(borrow)]
     security_context: Option<SecurityContext<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EnvVar<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    name: Str<'a>,
+}
+
+/// Only whether it runs a command in the container matters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Probe {
+    exec: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,22 +224,19 @@ fn judge(
 ) {
     // Telemetry and control-plane addresses are egress wherever the pod runs.
     proxy_config::inspect(&meta.annotations, base, cx, out);
+    let pod = PodView::new(meta, spec, source, cx);
+    if cx.ephemeral_only {
+        if !cx.allowlist.may_opt_out(cx.namespace) {
+            let list = &spec.ephemeral_containers;
+            containers(&pod, "ephemeralContainers", list, base, out);
+        }
+        return;
+    }
+    resolver(spec, base, cx, out);
     if cx.allowlist.may_opt_out(cx.namespace) {
         return;
     }
-    if cx.ephemeral_only {
-        containers(
-            spec,
-            "ephemeralContainers",
-            &spec.ephemeral_containers,
-            source,
-            meta,
-            base,
-            out,
-        );
-        return;
-    }
-    metadata(meta, base, cx, out);
+    metadata(meta, pod.gateway, base, cx, out);
     if spec.host_network {
         out.violation(
             Code::SidecarDisabled,
@@ -195,13 +250,98 @@ fn judge(
         ("containers", &spec.containers),
         ("ephemeralContainers", &spec.ephemeral_containers),
     ] {
-        containers(spec, field, list, source, meta, base, out);
+        containers(&pod, field, list, base, out);
     }
-    proxy_images(spec, source, meta, base, cx, out);
+    before_capture(&pod, spec, meta, base, cx, out);
+    proxy_images(&pod, spec, base, cx, out);
+}
+
+/// What the checks need to know about the pod beyond one container.
+struct PodView<'m> {
+    source: Source,
+    /// The containers the injector added (pods only).
+    injected: Vec<&'m str>,
+    /// A gateway Istio's Gateway API controller deployed: its `istio-proxy` is the
+    /// gateway's proxy and injection is off by design.
+    gateway: bool,
+    /// The pod's own user and group defaults.
+    defaults: (Option<i64>, Option<i64>),
+    /// The users and groups the capture rules let through: the proxy's.
+    proxy_users: Vec<i64>,
+    proxy_groups: Vec<i64>,
+}
+
+impl<'m> PodView<'m> {
+    fn new(meta: &'m Meta, spec: &PodSpec<'_>, source: Source, cx: &Context<'_>) -> Self {
+        let injected = injected(meta, source);
+        let gateway = cx.trusted_writer && meta.labels.get(GATEWAY_MANAGED).is_some();
+        let defaults = (
+            spec.security_context.run_as_user,
+            spec.security_context.run_as_group,
+        );
+        let (mut proxy_users, mut proxy_groups) = (vec![PROXY_UID], vec![PROXY_UID]);
+        // The injector runs the proxy, and exempts it from capture, as the UID and GID
+        // it picked (on OpenShift the top of the namespace's range, not 1337).
+        for c in spec.containers.iter().chain(&spec.init_containers) {
+            if &*c.name == PROXY && injected.contains(&PROXY) {
+                let (user, group) = identity(c, defaults);
+                proxy_users.extend(user);
+                proxy_groups.extend(group);
+            }
+        }
+        PodView {
+            source,
+            injected,
+            gateway,
+            defaults,
+            proxy_users,
+            proxy_groups,
+        }
+    }
+
+    /// True for a container that is the proxy (or its init containers), not the
+    /// workload's.
+    fn is_proxy(&self, name: &str) -> bool {
+        self.injected.contains(&name) || (self.gateway && name == PROXY)
+    }
+}
+
+/// A container's effective user and group.
+fn identity(c: &Container<'_>, defaults: (Option<i64>, Option<i64>)) -> (Option<i64>, Option<i64>) {
+    let sc = c.security_context.as_ref();
+    (
+        sc.and_then(|s| s.run_as_user).or(defaults.0),
+        sc.and_then(|s| s.run_as_group).or(defaults.1),
+    )
+}
+
+/// The pod's nameservers and `/etc/hosts` entries, which the proxy uses to resolve the
+/// hosts it sends approved traffic to.
+fn resolver(
+    spec: &PodSpec<'_>,
+    base: &dyn Fn() -> String,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
+    let dns = PortSet::new(vec![DNS_PORT]);
+    for (i, ns) in spec.dns_config.nameservers.iter().enumerate() {
+        let path = || format!("{}spec.dnsConfig.nameservers[{i}]", base());
+        out.host_ref(cx, path, ns, Some(&dns), false);
+    }
+    for (i, alias) in spec.host_aliases.iter().enumerate() {
+        let path = || format!("{}spec.hostAliases[{i}].ip", base());
+        out.host_ref(cx, path, &alias.ip, None, false);
+    }
 }
 
 /// The labels and annotations that turn capture off or replace the proxy.
-fn metadata(meta: &Meta, base: &dyn Fn() -> String, cx: &Context<'_>, out: &mut Findings<'_>) {
+fn metadata(
+    meta: &Meta,
+    gateway: bool,
+    base: &dyn Fn() -> String,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
     let at = |field: &str, key: &str| format!("{}metadata.{field}[{key}]", base());
     // The label wins over the legacy annotation; only "false" disables injection.
     let inject_label = meta.labels.get(INJECT);
@@ -209,7 +349,7 @@ fn metadata(meta: &Meta, base: &dyn Fn() -> String, cx: &Context<'_>, out: &mut 
         Some(v) => ("labels", Some(v)),
         None => ("annotations", meta.annotations.get(INJECT)),
     };
-    if inject == Some("false") {
+    if inject == Some("false") && !gateway {
         out.violation(
             Code::SidecarDisabled,
             at(field, INJECT),
@@ -272,23 +412,27 @@ fn metadata(meta: &Meta, base: &dyn Fn() -> String, cx: &Context<'_>, out: &mut 
             "interception mode NONE installs no capture rules",
         );
     }
-    if let Some(v) = ann.get(TEMPLATES)
-        && v.split(',').map(str::trim).any(|t| t != "sidecar")
-    {
-        out.violation(
-            Code::CaptureExcluded,
-            at("annotations", TEMPLATES),
-            v,
-            "only the sidecar injection template captures the workload's traffic",
-        );
+    if let Some(v) = ann.get(TEMPLATES) {
+        let known = &cx.allowlist.injection_templates;
+        if v.split(',')
+            .map(str::trim)
+            .any(|t| !known.iter().any(|k| **k == *t))
+        {
+            out.violation(
+                Code::CaptureExcluded,
+                at("annotations", TEMPLATES),
+                v,
+                "names an injection template that is not one of the allowlist's injectionTemplates, which capture the workload's traffic",
+            );
+        }
     }
-    for key in [PROXY_IMAGE, BOOTSTRAP_OVERRIDE] {
-        if let Some(v) = ann.get(key) {
+    for key in [PROXY_IMAGE, BOOTSTRAP_OVERRIDE, USER_VOLUME_MOUNT] {
+        if let Some(v) = ann.get(key).filter(|v| !is_empty_json(v)) {
             out.violation(
                 Code::ProxyReplaced,
                 at("annotations", key),
                 v,
-                "replaces the proxy or its bootstrap, which then decides where traffic goes",
+                "replaces the proxy, its bootstrap or the files it reads, which then decide where traffic goes",
             );
         }
     }
@@ -299,9 +443,14 @@ fn metadata(meta: &Meta, base: &dyn Fn() -> String, cx: &Context<'_>, out: &mut 
             Code::ProxyReplaced,
             at("annotations", OVERRIDES),
             v,
-            "overrides the image, command or arguments of an injected container",
+            "overrides what an injected container runs, its environment or its files",
         );
     }
+}
+
+/// An annotation value that sets nothing: empty, `{}` or `[]`.
+fn is_empty_json(v: &str) -> bool {
+    matches!(v.trim(), "" | "{}" | "[]")
 }
 
 /// True when an `includeOutboundIPRanges` value still captures every address.
@@ -332,9 +481,34 @@ fn overrides_replace_proxy(v: &str) -> bool {
     }
 }
 
-/// An image other than the injector's `auto`, or a command or arguments.
+/// Whether a container merged over an injected one changes what it runs, as whom, with
+/// which files or environment: an image other than the injector's `auto`, a command,
+/// arguments, hooks or exec probes (run as the proxy, whose traffic is not captured),
+/// environment beyond node metadata (`istio-iptables` and `pilot-agent` read their
+/// settings from it), mounts over its files, or another identity or privileges.
+/// Resources and ports are left to the workload.
 fn replaces_what_runs(c: &Container<'_>) -> bool {
-    c.image.as_ref().is_some_and(|i| **i != *"auto") || c.command.is_some() || c.args.is_some()
+    let probes = [&c.liveness_probe, &c.readiness_probe, &c.startup_probe];
+    c.image.as_ref().is_some_and(|i| **i != *"auto")
+        || c.command.is_some()
+        || c.args.is_some()
+        || c.env.iter().any(|e| !e.name.starts_with("ISTIO_META_"))
+        || c.env_from.is_some()
+        || c.volume_mounts.is_some()
+        || c.working_dir.is_some()
+        || c.lifecycle.is_some()
+        || probes
+            .iter()
+            .any(|p| p.as_ref().is_some_and(|p| p.exec.is_some()))
+        || c.security_context.as_ref().is_some_and(|sc| {
+            sc.run_as_user.is_some()
+                || sc.run_as_group.is_some()
+                || sc.privileged == Some(true)
+                || sc
+                    .capabilities
+                    .as_ref()
+                    .is_some_and(|caps| !caps.add.is_empty())
+        })
 }
 
 /// The containers the injector added, as its status annotation lists them; only the
@@ -367,54 +541,56 @@ fn injected(meta: &Meta, source: Source) -> Vec<&str> {
 
 /// Each container's identity and privileges.
 fn containers(
-    spec: &PodSpec<'_>,
+    pod: &PodView<'_>,
     field: &str,
     list: &[Container<'_>],
-    source: Source,
-    meta: &Meta,
     base: &dyn Fn() -> String,
     out: &mut Findings<'_>,
 ) {
-    let injected = injected(meta, source);
     for (i, c) in list.iter().enumerate() {
         if !out.charge(1 + c.name.len()) {
             return;
         }
         let path = || format!("{}spec.{field}[{i}]", base());
-        let is_proxy = injected.contains(&&*c.name);
+        if pod.is_proxy(&c.name) {
+            continue;
+        }
         // In a template, a container named like an injected one customises it: the
-        // injector merges its fields into the real proxy.
-        if source == Source::Template && PROXY_CONTAINERS.contains(&&*c.name) {
+        // injector merges its fields into the real one.
+        if pod.source == Source::Template && PROXY_CONTAINERS.contains(&&*c.name) {
             if replaces_what_runs(c) {
+                let (code, what) = if &*c.name == PROXY {
+                    (Code::ProxyReplaced, "the proxy")
+                } else {
+                    (
+                        Code::CaptureExcluded,
+                        "the container that installs the capture rules",
+                    )
+                };
                 out.violation(
-                    Code::ProxyReplaced,
+                    code,
                     path(),
                     &c.name,
-                    "sets the image, command or arguments of a container the injector adds",
+                    &format!("changes what {what} runs, its environment, files or identity (the injector merges this container into its own)"),
                 );
             }
             continue;
         }
-        if is_proxy {
-            continue;
-        }
-        let sc = c.security_context.as_ref();
-        let user = sc
-            .and_then(|s| s.run_as_user)
-            .or(spec.security_context.run_as_user);
-        let group = sc
-            .and_then(|s| s.run_as_group)
-            .or(spec.security_context.run_as_group);
-        for (what, id) in [("runAsUser", user), ("runAsGroup", group)] {
-            if id == Some(PROXY_UID) {
+        let (user, group) = identity(c, pod.defaults);
+        for (what, id, exempt) in [
+            ("runAsUser", user, &pod.proxy_users),
+            ("runAsGroup", group, &pod.proxy_groups),
+        ] {
+            if let Some(id) = id.filter(|id| exempt.contains(id)) {
                 out.violation(
                     Code::ProxyIdentity,
                     format!("{}.securityContext.{what}", path()),
-                    &PROXY_UID.to_string(),
+                    &id.to_string(),
                     "runs as the proxy's identity, whose traffic the capture rules let through",
                 );
             }
         }
+        let sc = c.security_context.as_ref();
         let privileged = sc.and_then(|s| s.privileged) == Some(true);
         let net_admin = sc
             .and_then(|s| s.capabilities.as_ref())
@@ -435,27 +611,64 @@ fn containers(
     }
 }
 
-/// With `proxyImages` configured, the injected containers of a pod must run one of
-/// them: a pod can otherwise bring its own "istio-proxy".
-fn proxy_images(
+/// Init containers that run before the capture rules exist reach any host directly.
+/// In a pod: those ordered before the injected `istio-init` (the injector puts it last
+/// unless the proxy runs as a native sidecar; with the CNI plugin, shown by
+/// `istio-validation`, the rules exist before any container starts). In a template:
+/// any init container when `sidecar.istio.io/nativeSidecar: "false"` asks for that order.
+fn before_capture(
+    pod: &PodView<'_>,
     spec: &PodSpec<'_>,
-    source: Source,
     meta: &Meta,
     base: &dyn Fn() -> String,
     cx: &Context<'_>,
     out: &mut Findings<'_>,
 ) {
+    let first_captured = match pod.source {
+        Source::Pod if pod.injected.contains(&VALIDATION) => return,
+        Source::Pod => match spec.init_containers.iter().position(|c| &*c.name == INIT) {
+            Some(at) if pod.injected.contains(&INIT) => at,
+            _ => return,
+        },
+        Source::Template if meta.annotations.get(NATIVE_SIDECAR) == Some("false") => {
+            spec.init_containers.len()
+        }
+        Source::Template => return,
+    };
+    for (i, c) in spec.init_containers[..first_captured].iter().enumerate() {
+        if pod.is_proxy(&c.name) || PROXY_CONTAINERS.contains(&&*c.name) {
+            continue;
+        }
+        let path = format!("{}spec.initContainers[{i}]", base());
+        let message = "runs before istio-init installs the capture rules: its traffic reaches any host directly";
+        match cx.allowlist.init_containers_before_capture {
+            Disposition::Deny => out.violation(Code::CaptureExcluded, path, &c.name, message),
+            Disposition::Warn => {
+                out.warn(|| format!("{path}: init container {:?} {message}", &*c.name))
+            }
+        }
+    }
+}
+
+/// With `proxyImages` configured, the proxy containers of a pod must run one of them:
+/// a pod can otherwise bring its own "istio-proxy".
+fn proxy_images(
+    pod: &PodView<'_>,
+    spec: &PodSpec<'_>,
+    base: &dyn Fn() -> String,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
     let allowed = &cx.allowlist.proxy_images;
-    if allowed.is_empty() || source == Source::Template {
+    if allowed.is_empty() || pod.source == Source::Template {
         return;
     }
-    let injected = injected(meta, source);
     for (field, list) in [
         ("initContainers", &spec.init_containers),
         ("containers", &spec.containers),
     ] {
         for (i, c) in list.iter().enumerate() {
-            if !injected.contains(&&*c.name) {
+            if !pod.is_proxy(&c.name) {
                 continue;
             }
             let image = c.image.as_deref().unwrap_or_default();
@@ -483,3 +696,6 @@ const TEMPLATES: &str = "inject.istio.io/templates";
 const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
 const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
 const OVERRIDES: &str = "sidecar.istio.io/overrides";
+const USER_VOLUME_MOUNT: &str = "sidecar.istio.io/userVolumeMount";
+const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
+const GATEWAY_MANAGED: &str = "gateway.istio.io/managed";

@@ -1,11 +1,21 @@
 //! The `proxy.istio.io/config` annotation: a ProxyConfig the injector applies to the
-//! pod's proxy. Its telemetry addresses (tracing, StatsD, metrics and access-log
-//! services) are egress from the proxy, and `discoveryAddress` hands the proxy to
-//! another control plane, which then decides where everything goes.
+//! pod's proxy (and to `istio-init`). Read like Istio reads it (YAML or JSON, field
+//! names in camelCase or as in the proto): its telemetry addresses (tracing, StatsD,
+//! metrics and access-log services) are egress from the proxy; `discoveryAddress` hands
+//! the proxy to another control plane; `interceptionMode: NONE` turns capture off;
+//! `proxyMetadata` is also the environment of `istio-init`, whose capture settings
+//! `istio-iptables` reads from it; custom bootstrap files replace what the proxy is.
+//!
+//! The ProxyConfig resource (`networking.istio.io`) reaches the injector the same way:
+//! its `environmentVariables` become `proxyMetadata` of the pods it selects.
+
+use serde_norway::{Mapping, Value};
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Context, Findings, Pairs};
+use super::{Context, Findings, Pairs, Str, null_default};
 use crate::policy::decision::Code;
 use crate::policy::matcher::PortSet;
 
@@ -14,29 +24,55 @@ pub const ANNOTATION: &str = "proxy.istio.io/config";
 /// A ProxyConfig larger than this is not read (real ones are a few lines).
 const MAX_LEN: usize = 64 * 1024;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct ProxyConfig {
-    discovery_address: Option<String>,
-    statsd_udp_address: Option<String>,
-    envoy_metrics_service: Option<Remote>,
-    envoy_access_log_service: Option<Remote>,
-    tracing: Option<Tracing>,
-}
+/// Fields that point the proxy at files of the tenant's choosing.
+const REPLACING: [(&str, &str); 3] = [
+    ("customConfigFile", "custom_config_file"),
+    (
+        "proxyBootstrapTemplatePath",
+        "proxy_bootstrap_template_path",
+    ),
+    ("binaryPath", "binary_path"),
+];
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Remote {
-    address: Option<String>,
-}
+/// Telemetry addresses: `(path, camelCase, proto name)`, each step of the path.
+const ADDRESSES: [&[(&str, &str)]; 7] = [
+    &[("statsdUdpAddress", "statsd_udp_address")],
+    &[
+        ("envoyMetricsService", "envoy_metrics_service"),
+        ("address", "address"),
+    ],
+    &[
+        ("envoyAccessLogService", "envoy_access_log_service"),
+        ("address", "address"),
+    ],
+    &[
+        ("tracing", "tracing"),
+        ("zipkin", "zipkin"),
+        ("address", "address"),
+    ],
+    &[
+        ("tracing", "tracing"),
+        ("lightstep", "lightstep"),
+        ("address", "address"),
+    ],
+    &[
+        ("tracing", "tracing"),
+        ("datadog", "datadog"),
+        ("address", "address"),
+    ],
+    &[
+        ("tracing", "tracing"),
+        ("openCensusAgent", "open_census_agent"),
+        ("address", "address"),
+    ],
+];
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct Tracing {
-    zipkin: Option<Remote>,
-    lightstep: Option<Remote>,
-    datadog: Option<Remote>,
-    open_census_agent: Option<Remote>,
+/// The field of `map` under either spelling, with the spelling found.
+fn field<'m>(map: &'m Mapping, (camel, snake): (&str, &'m str)) -> Option<(&'m str, &'m Value)> {
+    map.iter().find_map(|(k, v)| match k.as_str() {
+        Some(k) if k == camel || k == snake => Some((k, v)),
+        _ => None,
+    })
 }
 
 /// Judges the annotation if the object carries one; `base` prefixes the path.
@@ -62,60 +98,118 @@ pub(super) fn inspect(
         return unreadable("larger than 64 KiB", out);
     }
     out.charge(raw.len() * 16);
-    let config: ProxyConfig = match serde_norway::from_str(raw) {
-        Ok(c) => c,
+    let config = match serde_norway::from_str::<Value>(raw) {
+        Ok(Value::Mapping(m)) => m,
+        Ok(Value::Null) => return,
+        Ok(_) => return unreadable("not a mapping", out),
         Err(e) => return unreadable(&e.to_string(), out),
     };
-    if let Some(d) = config.discovery_address.filter(|d| !d.is_empty())
-        && !cx.allowlist.may_opt_out(cx.namespace)
+    let opt_out_granted = cx.allowlist.may_opt_out(cx.namespace);
+    if !opt_out_granted {
+        capture_fields(&config, &path, out);
+    }
+    for steps in ADDRESSES {
+        let mut at = &config;
+        let mut written = Vec::with_capacity(steps.len());
+        let mut value = None;
+        for (i, step) in steps.iter().enumerate() {
+            let Some((k, v)) = field(at, *step) else {
+                break;
+            };
+            written.push(k);
+            match v {
+                Value::Mapping(m) if i + 1 < steps.len() => at = m,
+                Value::String(s) if i + 1 == steps.len() => value = Some(s.as_str()),
+                _ => break,
+            }
+        }
+        let Some(address) = value.filter(|a| !a.is_empty()) else {
+            continue;
+        };
+        let (host, port) = split_host_port(address);
+        let ports = PortSet::new(port.into_iter().collect());
+        let at = || format!("{}.{}", path(), written.join("."));
+        out.resolved_ref(cx, at, host, Some(&ports), false);
+    }
+}
+
+/// The `spec` of a ProxyConfig resource.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(super) struct ResourceSpec<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    environment_variables: BTreeMap<Str<'a>, IgnoredValue>,
+}
+
+/// A value whose content does not matter, only its key.
+#[derive(Debug, Default, Deserialize)]
+struct IgnoredValue(serde::de::IgnoredAny);
+
+/// A ProxyConfig resource: its environment reaches `istio-init` of the pods it selects.
+pub(super) fn inspect_resource(spec: &ResourceSpec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+    if cx.allowlist.may_opt_out(cx.namespace) {
+        return;
+    }
+    let keys = spec.environment_variables.keys().map(|k| &**k);
+    capture_environment(
+        keys,
+        &|name| format!("spec.environmentVariables.{name}"),
+        out,
+    );
+}
+
+/// The ProxyConfig fields that switch capture off or replace the proxy.
+fn capture_fields(config: &Mapping, path: &dyn Fn() -> String, out: &mut Findings<'_>) {
+    if let Some((k, v)) = field(config, ("discoveryAddress", "discovery_address"))
+        && let Some(d) = v.as_str().filter(|d| !d.is_empty())
     {
         out.violation(
             Code::ProxyReplaced,
-            format!("{}.discoveryAddress", path()),
-            &d,
+            format!("{}.{k}", path()),
+            d,
             "points the proxy at another control plane, which then decides where traffic goes",
         );
     }
-    let tracing = config.tracing.unwrap_or_default();
-    let addresses = [
-        ("statsdUdpAddress", config.statsd_udp_address),
-        (
-            "envoyMetricsService.address",
-            config.envoy_metrics_service.and_then(|r| r.address),
-        ),
-        (
-            "envoyAccessLogService.address",
-            config.envoy_access_log_service.and_then(|r| r.address),
-        ),
-        (
-            "tracing.zipkin.address",
-            tracing.zipkin.and_then(|r| r.address),
-        ),
-        (
-            "tracing.lightstep.address",
-            tracing.lightstep.and_then(|r| r.address),
-        ),
-        (
-            "tracing.datadog.address",
-            tracing.datadog.and_then(|r| r.address),
-        ),
-        (
-            "tracing.openCensusAgent.address",
-            tracing.open_census_agent.and_then(|r| r.address),
-        ),
-    ];
-    for (field, address) in addresses {
-        let Some(address) = address.filter(|a| !a.is_empty()) else {
-            continue;
-        };
-        let (host, port) = split_host_port(&address);
-        let ports = PortSet::new(port.into_iter().collect());
-        out.host_ref(
-            cx,
-            || format!("{}.{field}", path()),
-            host,
-            Some(&ports),
-            false,
+    if let Some((k, v)) = field(config, ("interceptionMode", "interception_mode"))
+        && v.as_str() == Some("NONE")
+    {
+        out.violation(
+            Code::CaptureExcluded,
+            format!("{}.{k}", path()),
+            "NONE",
+            "interception mode NONE installs no capture rules",
+        );
+    }
+    for step in REPLACING {
+        if let Some((k, v)) = field(config, step) {
+            out.violation(
+                Code::ProxyReplaced,
+                format!("{}.{k}", path()),
+                v.as_str().unwrap_or_default(),
+                "runs the proxy from files of the workload's choosing",
+            );
+        }
+    }
+    if let Some((k, Value::Mapping(env))) = field(config, ("proxyMetadata", "proxy_metadata")) {
+        let keys = env.keys().filter_map(Value::as_str);
+        capture_environment(keys, &|name| format!("{}.{k}.{name}", path()), out);
+    }
+}
+
+/// Environment given to the proxy and `istio-init`: `istio-iptables` reads its capture
+/// settings (excluded ports and groups, skipping the rules) from the environment, so
+/// only node metadata (`ISTIO_META_*`) is left to workloads.
+pub(super) fn capture_environment<'k>(
+    keys: impl Iterator<Item = &'k str>,
+    path: &dyn Fn(&str) -> String,
+    out: &mut Findings<'_>,
+) {
+    for key in keys.filter(|k| !k.starts_with("ISTIO_META_")) {
+        out.violation(
+            Code::CaptureExcluded,
+            path(key),
+            key,
+            "istio-init reads its capture settings from this environment; only ISTIO_META_* keys are allowed",
         );
     }
 }
@@ -149,5 +243,11 @@ mod tests {
         );
         assert_eq!(split_host_port("collector"), ("collector", None));
         assert_eq!(split_host_port("2001:db8::1"), ("2001:db8::1", None));
+    }
+
+    #[test]
+    fn yaml_alias_bombs_are_refused_by_the_parser() {
+        let bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: [*g,*g,*g,*g,*g,*g,*g,*g,*g,*g]\n";
+        assert!(serde_norway::from_str::<Value>(bomb).is_err());
     }
 }

@@ -48,7 +48,7 @@ pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut 
     );
     out.charge(spec.ports.len() + spec.external_name.len());
     if spec.kind == "ExternalName" && !spec.external_name.is_empty() {
-        out.host_ref(
+        out.resolved_ref(
             cx,
             || "spec.externalName".to_owned(),
             &spec.external_name,

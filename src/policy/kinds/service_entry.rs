@@ -301,21 +301,27 @@ fn check_hosts(
         if dynamic {
             out.rule(path, raw, istio::dynamic_dns_host(raw));
             // Resolved per request from the Host header: a wildcard over pod DNS names
-            // reaches whatever address a name spells.
+            // reaches whatever address a name spells, one over Service names whatever
+            // host any namespace's ExternalName points at.
             if cx
                 .allowlist
-                .covers_pod_dns(&HostPattern::from_accepted(raw))
+                .covers_resolvable(&HostPattern::from_accepted(raw))
+                && !cx
+                    .allowlist
+                    .grants_everything(cx.namespace, &ports.numbers, cx.now)
             {
                 out.violation(
                     Code::AnyAddress,
                     path(),
                     raw,
-                    "DYNAMIC_DNS over a wildcard that covers pod DNS names resolves any address a client names",
+                    "DYNAMIC_DNS over a wildcard that covers pod or Service DNS names resolves any address a client names, and follows any namespace's ExternalName",
                 );
             }
         }
         if dns_without_endpoints {
             out.rule(path, raw, istio::dns_host_without_endpoints(raw));
+            // Resolved by the proxy: a Service name of another namespace is not trusted.
+            out.foreign_service_ref(cx, path, raw, egress.ports, exported);
         }
     }
 }
@@ -405,6 +411,6 @@ fn endpoint_ref(
     if let Ok(net) = istio::ip_subnet(raw) {
         out.net_ref(cx, path, raw, net, exported);
     } else if istio::fqdn(raw).is_ok() {
-        out.host_ref(cx, path, raw, Some(ports), exported);
+        out.resolved_ref(cx, path, raw, Some(ports), exported);
     }
 }

@@ -101,7 +101,7 @@ fn entry(
                 )
                 .is_some();
         if valid {
-            out.host_ref(cx, path, addr, Some(&ports), false);
+            out.resolved_ref(cx, path, addr, Some(&ports), false);
         }
     }
 }
