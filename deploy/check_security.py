@@ -36,7 +36,7 @@ WEBHOOK_KINDS = {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration
 CU = frozenset({"CREATE", "UPDATE"})
 ISTIO_NETWORKING = [
     "serviceentries", "virtualservices", "destinationrules", "gateways",
-    "sidecars", "workloadentries", "workloadgroups", "envoyfilters",
+    "sidecars", "workloadentries", "workloadgroups", "envoyfilters", "proxyconfigs",
 ]
 # The writers the endpoints entry never calls the webhook for; the server's default
 # `trustedWriters` must be the same list (docs/deploy.md).
@@ -63,7 +63,9 @@ UNTRUSTED_WRITERS = [
 # exactly these (apiGroup, resource) pairs.
 AUDIT_RESOURCES = {("networking.istio.io", r) for r in ISTIO_NETWORKING} | {
     ("extensions.istio.io", "wasmplugins"),
+    ("extensions.istio.io", "trafficextensions"),
     ("security.istio.io", "requestauthentications"),
+    ("networking.k8s.io", "networkpolicies"),
     ("", "services"), ("", "endpoints"), ("", "pods"),
     ("discovery.k8s.io", "endpointslices"),
     ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("apps", "replicasets"),
@@ -93,9 +95,10 @@ HOOKS = {
     "validate.egress-guard.io": Hook(
         "ValidatingWebhookConfiguration", "/validate",
         {("networking.istio.io", "*", r): CU for r in ISTIO_NETWORKING}
-        | {("extensions.istio.io", "*", "wasmplugins"): CU,
-           ("security.istio.io", "*", "requestauthentications"): CU,
-           ("", "v1", "services"): CU},
+        | {("extensions.istio.io", "*", r): CU for r in ("wasmplugins", "trafficextensions")}
+        | {("security.istio.io", "*", "requestauthentications"): CU,
+           ("", "v1", "services"): CU,
+           ("networking.k8s.io", "v1", "networkpolicies"): CU},
         excluded=["kube-system", NS], included=["istio-system", *TENANT_NAMESPACES],
     ),
     "endpoints.validate.egress-guard.io": Hook(

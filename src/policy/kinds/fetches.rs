@@ -1,5 +1,6 @@
-//! Objects that make Istio fetch a URL: WasmPlugin `url` (istio-agent in the pod pulls
-//! the module, outside the sidecar's capture) and RequestAuthentication `jwksUri` or,
+//! Objects that make Istio fetch a URL: WasmPlugin `url` and TrafficExtension
+//! `wasm.url`, its successor (istio-agent in the pod pulls the module, outside the
+//! sidecar's capture), and RequestAuthentication `jwksUri` or,
 //! without one, the issuer's OpenID discovery document (istiod fetches them). The host
 //! must be approved like any other egress host, on the URL's port.
 
@@ -15,6 +16,14 @@ use crate::policy::matcher::PortSet;
 pub(super) struct WasmSpec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     url: Str<'a>,
+}
+
+/// The `spec` of a TrafficExtension.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ExtensionSpec<'a> {
+    #[serde(borrow)]
+    wasm: Option<WasmSpec<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +50,26 @@ pub(super) fn inspect_wasm(spec: &WasmSpec<'_>, cx: &Context<'_>, out: &mut Find
         return;
     }
     fetch(&spec.url, "oci", || "spec.url".to_owned(), true, cx, out);
+}
+
+pub(super) fn inspect_extension(
+    spec: &ExtensionSpec<'_>,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
+    let Some(wasm) = &spec.wasm else { return };
+    if wasm.url.is_empty() {
+        out.violation(Code::MissingField, "spec.wasm.url", "", "url is required");
+        return;
+    }
+    fetch(
+        &wasm.url,
+        "oci",
+        || "spec.wasm.url".to_owned(),
+        true,
+        cx,
+        out,
+    );
 }
 
 pub(super) fn inspect_authn(spec: &AuthnSpec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {

@@ -23,6 +23,7 @@ mod endpoints;
 mod envoy_filter;
 mod fetches;
 mod gateway;
+mod network_policy;
 mod pod;
 mod proxy_config;
 mod service;
@@ -64,6 +65,10 @@ pub enum Kind {
     WasmPlugin,
     /// `security.istio.io` RequestAuthentication
     RequestAuthentication,
+    /// `networking.istio.io` ProxyConfig
+    ProxyConfig,
+    /// `extensions.istio.io` TrafficExtension
+    TrafficExtension,
     /// core Pod
     Pod,
     /// core Service
@@ -84,6 +89,8 @@ pub enum Kind {
     Job,
     /// `batch` CronJob
     CronJob,
+    /// `networking.k8s.io` NetworkPolicy
+    NetworkPolicy,
     /// core ConfigMap: only the one holding the allowlist is judged.
     ConfigMap,
 }
@@ -96,7 +103,7 @@ const ISTIO_VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 
 /// Each kind's API group, name, plural and served versions (newest first): the one
 /// table that maps the API onto [`Kind`].
-const TABLE: [(Kind, &str, &str, &str, &[&str]); 21] = [
+const TABLE: [(Kind, &str, &str, &str, &[&str]); 24] = [
     (
         Kind::ServiceEntry,
         ISTIO_NETWORKING_GROUP,
@@ -167,6 +174,20 @@ const TABLE: [(Kind, &str, &str, &str, &[&str]); 21] = [
         "requestauthentications",
         &["v1", "v1beta1"],
     ),
+    (
+        Kind::ProxyConfig,
+        ISTIO_NETWORKING_GROUP,
+        "ProxyConfig",
+        "proxyconfigs",
+        &["v1beta1"],
+    ),
+    (
+        Kind::TrafficExtension,
+        "extensions.istio.io",
+        "TrafficExtension",
+        "trafficextensions",
+        &["v1alpha1"],
+    ),
     (Kind::Pod, "", "Pod", "pods", &["v1"]),
     (Kind::Service, "", "Service", "services", &["v1"]),
     (Kind::Endpoints, "", "Endpoints", "endpoints", &["v1"]),
@@ -201,13 +222,20 @@ const TABLE: [(Kind, &str, &str, &str, &[&str]); 21] = [
     ),
     (Kind::Job, "batch", "Job", "jobs", &["v1"]),
     (Kind::CronJob, "batch", "CronJob", "cronjobs", &["v1"]),
+    (
+        Kind::NetworkPolicy,
+        "networking.k8s.io",
+        "NetworkPolicy",
+        "networkpolicies",
+        &["v1"],
+    ),
     (Kind::ConfigMap, "", "ConfigMap", "configmaps", &["v1"]),
 ];
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 21] = {
-        let mut all = [Kind::ServiceEntry; 21];
+    pub const ALL: [Kind; 24] = {
+        let mut all = [Kind::ServiceEntry; 24];
         let mut i = 0;
         while i < TABLE.len() {
             all[i] = TABLE[i].0;
@@ -382,6 +410,19 @@ pub fn inspect<'b>(
         }),
         Kind::RequestAuthentication => with(object, o, |x: &Object<fetches::AuthnSpec<'_>>, o| {
             fetches::inspect_authn(&x.spec, cx, o)
+        }),
+        Kind::ProxyConfig => with(
+            object,
+            o,
+            |x: &Object<proxy_config::ResourceSpec<'_>>, o| {
+                proxy_config::inspect_resource(&x.spec, cx, o)
+            },
+        ),
+        Kind::TrafficExtension => with(object, o, |x: &Object<fetches::ExtensionSpec<'_>>, o| {
+            fetches::inspect_extension(&x.spec, cx, o)
+        }),
+        Kind::NetworkPolicy => with(object, o, |x: &Object<network_policy::Spec<'_>>, o| {
+            network_policy::inspect(&x.spec, cx, o)
         }),
         Kind::Service => with(object, o, |x: &Object<service::Spec<'_>>, o| {
             service::inspect(&x.spec, &x.metadata, cx, o)
