@@ -15,6 +15,7 @@ pub mod matcher;
 pub mod object_ref;
 pub mod suffix_hash;
 pub mod timeouts;
+pub mod yaml;
 
 use serde_json::value::RawValue;
 
@@ -99,6 +100,8 @@ pub struct Env<'a> {
     pub explain: bool,
     /// The allowlist's own ConfigMap, validated as an allowlist when it is written.
     pub allowlist_source: Option<&'a AllowlistSource>,
+    /// Leave out the default-timeout patch: the caller only judges (`/validate`).
+    pub judge_only: bool,
 }
 
 /// Judges one object under one allowlist.
@@ -188,7 +191,7 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         decision.spec_unchanged = true;
     }
 
-    if kind == Kind::VirtualService {
+    if kind == Kind::VirtualService && !env.judge_only {
         plan_timeouts(
             req.namespace,
             findings.timeout_annotation.as_deref(),

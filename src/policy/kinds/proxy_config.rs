@@ -9,7 +9,7 @@
 //! The ProxyConfig resource (`networking.istio.io`) reaches the injector the same way:
 //! its `environmentVariables` become `proxyMetadata` of the pods it selects.
 
-use serde_norway::{Mapping, Value};
+use serde_json::{Map, Value};
 
 use std::collections::BTreeMap;
 
@@ -18,6 +18,7 @@ use serde::Deserialize;
 use super::{Context, Findings, Pairs, Str, null_default};
 use crate::policy::decision::Code;
 use crate::policy::matcher::PortSet;
+use crate::policy::yaml;
 
 /// The annotation.
 pub const ANNOTATION: &str = "proxy.istio.io/config";
@@ -67,12 +68,22 @@ const ADDRESSES: [&[(&str, &str)]; 7] = [
     ],
 ];
 
-/// The field of `map` under either spelling, with the spelling found.
-fn field<'m>(map: &'m Mapping, (camel, snake): (&str, &'m str)) -> Option<(&'m str, &'m Value)> {
-    map.iter().find_map(|(k, v)| match k.as_str() {
-        Some(k) if k == camel || k == snake => Some((k, v)),
-        _ => None,
-    })
+/// What a proxy config may cost to read: real ones are a few dozen nodes, no aliases.
+const LIMITS: yaml::Limits = yaml::Limits {
+    depth: 16,
+    nodes: 10_000,
+    replayed: 1_000,
+};
+
+/// The field of `map` under either spelling, with the spelling found. Istio reads the
+/// proto name, then the JSON name over it: the camelCase spelling wins.
+fn field<'m>(
+    map: &'m Map<String, Value>,
+    (camel, snake): (&str, &str),
+) -> Option<(&'m str, &'m Value)> {
+    map.get_key_value(camel)
+        .or_else(|| map.get_key_value(snake))
+        .map(|(k, v)| (k.as_str(), v))
 }
 
 /// Judges the annotation if the object carries one; `base` prefixes the path.
@@ -98,11 +109,11 @@ pub(super) fn inspect(
         return unreadable("larger than 64 KiB", out);
     }
     out.charge(raw.len() * 16);
-    let config = match serde_norway::from_str::<Value>(raw) {
-        Ok(Value::Mapping(m)) => m,
+    let config = match yaml::from_str::<Value>(raw, LIMITS) {
+        Ok(Value::Object(m)) => m,
         Ok(Value::Null) => return,
         Ok(_) => return unreadable("not a mapping", out),
-        Err(e) => return unreadable(&e.to_string(), out),
+        Err(e) => return unreadable(&e, out),
     };
     let opt_out_granted = cx.allowlist.may_opt_out(cx.namespace);
     if !opt_out_granted {
@@ -118,7 +129,7 @@ pub(super) fn inspect(
             };
             written.push(k);
             match v {
-                Value::Mapping(m) if i + 1 < steps.len() => at = m,
+                Value::Object(m) if i + 1 < steps.len() => at = m,
                 Value::String(s) if i + 1 == steps.len() => value = Some(s.as_str()),
                 _ => break,
             }
@@ -159,7 +170,7 @@ pub(super) fn inspect_resource(spec: &ResourceSpec<'_>, cx: &Context<'_>, out: &
 }
 
 /// The ProxyConfig fields that switch capture off or replace the proxy.
-fn capture_fields(config: &Mapping, path: &dyn Fn() -> String, out: &mut Findings<'_>) {
+fn capture_fields(config: &Map<String, Value>, path: &dyn Fn() -> String, out: &mut Findings<'_>) {
     if let Some((k, v)) = field(config, ("discoveryAddress", "discovery_address"))
         && let Some(d) = v.as_str().filter(|d| !d.is_empty())
     {
@@ -170,8 +181,9 @@ fn capture_fields(config: &Mapping, path: &dyn Fn() -> String, out: &mut Finding
             "points the proxy at another control plane, which then decides where traffic goes",
         );
     }
+    // jsonpb takes enum numbers too: NONE is 2.
     if let Some((k, v)) = field(config, ("interceptionMode", "interception_mode"))
-        && v.as_str() == Some("NONE")
+        && (v.as_str() == Some("NONE") || v.as_u64() == Some(2))
     {
         out.violation(
             Code::CaptureExcluded,
@@ -190,8 +202,8 @@ fn capture_fields(config: &Mapping, path: &dyn Fn() -> String, out: &mut Finding
             );
         }
     }
-    if let Some((k, Value::Mapping(env))) = field(config, ("proxyMetadata", "proxy_metadata")) {
-        let keys = env.keys().filter_map(Value::as_str);
+    if let Some((k, Value::Object(env))) = field(config, ("proxyMetadata", "proxy_metadata")) {
+        let keys = env.keys().map(String::as_str);
         capture_environment(keys, &|name| format!("{}.{k}.{name}", path()), out);
     }
 }
@@ -246,8 +258,13 @@ mod tests {
     }
 
     #[test]
-    fn yaml_alias_bombs_are_refused_by_the_parser() {
-        let bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: [*g,*g,*g,*g,*g,*g,*g,*g,*g,*g]\n";
-        assert!(serde_norway::from_str::<Value>(bomb).is_err());
+    fn camel_case_wins_over_the_proto_name() {
+        let m: Map<String, Value> = yaml::from_str(
+            "discovery_address: \"\"\ndiscoveryAddress: evil:15012\n",
+            LIMITS,
+        )
+        .unwrap();
+        let (k, v) = field(&m, ("discoveryAddress", "discovery_address")).unwrap();
+        assert_eq!((k, v.as_str()), ("discoveryAddress", Some("evil:15012")));
     }
 }
