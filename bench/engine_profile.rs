@@ -7,7 +7,9 @@
 //! references judged against the allowlist as they are found); `timeouts::plan`; and, as
 //! floors, a plain JSON scan of the spec and a typed decode of a VirtualService-shaped
 //! struct with and without `serde_path_to_error` (which `kinds::decode` uses).
-//! Counts come from a counting wrapper around jemalloc (the binary's allocator).
+//! Counts come from a counting wrapper around jemalloc (the binary's allocator), which
+//! also tracks live bytes: the first lines give the heap a compiled allowlist keeps and
+//! the peak while it is parsed and compiled.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
@@ -27,6 +29,13 @@ mod objects;
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
+static LIVE: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
+
+fn grow(n: u64) {
+    let live = LIVE.fetch_add(n, Relaxed) + n;
+    PEAK.fetch_max(live, Relaxed);
+}
 static JE: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 // SAFETY: forwards every call unchanged to jemalloc; only counts.
@@ -34,22 +43,27 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Relaxed);
         BYTES.fetch_add(l.size() as u64, Relaxed);
+        grow(l.size() as u64);
         // SAFETY: same contract as the caller's.
         unsafe { JE.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as u64, Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { JE.dealloc(p, l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Relaxed);
         BYTES.fetch_add(l.size() as u64, Relaxed);
+        grow(l.size() as u64);
         // SAFETY: same contract as the caller's.
         unsafe { JE.alloc_zeroed(l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Relaxed);
         BYTES.fetch_add(new.saturating_sub(l.size()) as u64, Relaxed);
+        LIVE.fetch_sub(l.size() as u64, Relaxed);
+        grow(new as u64);
         // SAFETY: same contract as the caller's.
         unsafe { JE.realloc(p, l, new) }
     }
@@ -117,7 +131,16 @@ fn main() {
         .and_then(|n| n.replace('_', "").parse().ok())
         .unwrap_or(100_000);
     let text = allowlist_gen::yaml(&allowlist_gen::Spec::new(entries));
+    let before = LIVE.load(Relaxed);
+    PEAK.store(before, Relaxed);
     let a = Allowlist::from_yaml(&text).expect("generated allowlist loads");
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "Allowlist of {} KiB YAML: {:.1} MiB kept, {:.1} MiB peak while loading (heap bytes, beyond the text).\n",
+        text.len() / 1024,
+        mib(LIVE.load(Relaxed) - before),
+        mib(PEAK.load(Relaxed) - before),
+    );
     let n = 200_000;
     let vs = objects::virtual_service();
     let cases: [(&str, Kind, String); 4] = [

@@ -14,7 +14,7 @@ use super::matcher::{CidrIndex, Granted, HostIndex, HostMatch, PortSet, Rule};
 
 mod model;
 
-use model::{CidrEntry, Doc, HostEntry};
+use model::{CidrList, Doc, HostList};
 pub use model::{Disposition, EntryInfo, Expiry, NamespaceName, schema};
 
 /// The example allowlist shipped in the binary, used when no source is configured.
@@ -51,47 +51,29 @@ pub struct Grants {
 }
 
 impl Grants {
-    /// Indexes one level's entries; those that say who, why or until when get a note,
-    /// named by `scope` (`""` or `namespaces.<ns>.`) and their position.
-    fn build(
-        hosts: Vec<HostEntry>,
-        cidrs: Vec<CidrEntry>,
-        scope: &str,
-        notes: &mut Vec<Note>,
-    ) -> Self {
-        let mut g = Grants::default();
-        let mut note = |what: String, info: EntryInfo| -> Option<u32> {
-            if info.is_empty() {
-                return None;
-            }
-            let id = u32::try_from(notes.len()).ok()?;
-            notes.push(Note {
-                entry: what.into(),
-                info,
-            });
-            Some(id)
+    /// One level's indexed lists; their notes join `notes`, named by `scope` (`""` or
+    /// `namespaces.<ns>.`).
+    fn build(hosts: HostList, cidrs: CidrList, scope: &str, notes: &mut Vec<Note>) -> Self {
+        let mut g = Grants {
+            hosts: hosts.index,
+            cidrs: cidrs.index,
         };
-        for (i, e) in hosts.into_iter().enumerate() {
-            let expires = e.info.expires.as_ref().map(|x| x.at);
-            let id = note(format!("{scope}hosts[{i}] {}", e.host), e.info);
-            let rule = Rule {
-                ports: e.ports,
-                expires,
-                note: id,
+        for (list, renumber) in [(hosts.notes, true), (cidrs.notes, false)] {
+            let Ok(offset) = u32::try_from(notes.len()) else {
+                continue;
             };
-            g.hosts.insert(&e.host, rule);
-        }
-        for (i, c) in cidrs.into_iter().enumerate() {
-            let expires = c.info.expires.as_ref().map(|x| x.at);
-            let id = note(format!("{scope}cidrs[{i}] {}", c.net), c.info);
-            g.cidrs.insert(
-                c.net,
-                Rule {
-                    expires,
-                    note: id,
-                    ..Rule::any()
-                },
-            );
+            if offset > 0 && !list.is_empty() {
+                let shift = |r: &mut Rule| r.note = r.note.and_then(|n| n.checked_add(offset));
+                if renumber {
+                    g.hosts.rules_mut(shift);
+                } else {
+                    g.cidrs.rules_mut(shift);
+                }
+            }
+            notes.extend(list.into_iter().map(|n| Note {
+                entry: format!("{scope}{}", n.entry).into(),
+                info: n.info,
+            }));
         }
         g
     }
@@ -197,18 +179,16 @@ pub enum Lookup<'a> {
 impl Allowlist {
     /// Parses and compiles an allowlist document.
     pub fn from_yaml(text: &str) -> Result<Self, AllowlistError> {
-        let doc: Doc = if text.trim().is_empty() {
+        if text.trim().is_empty() {
             return Err(AllowlistError::Invalid("the document is empty".into()));
-        } else {
-            serde_norway::from_str(text).map_err(|e| AllowlistError::Invalid(e.to_string()))?
-        };
-        Ok(Self::compile(doc))
+        }
+        Ok(Self::compile(parse(text)?))
     }
 
     fn compile(doc: Doc) -> Self {
         let mut warnings = Vec::new();
         let mut notes = Vec::new();
-        if doc.hosts.iter().any(|e| e.host == HostPattern::Any) {
+        if doc.hosts.any {
             warnings.push("hosts contains \"*\": every host is allowed".to_owned());
         }
         let internal_domains = doc.internal_domains.map_or_else(
@@ -219,7 +199,7 @@ impl Allowlist {
             .namespaces
             .into_iter()
             .map(|(name, ns)| {
-                if ns.hosts.iter().any(|e| e.host == HostPattern::Any) {
+                if ns.hosts.any {
                     warnings.push(format!(
                         "namespaces.{}.hosts contains \"*\": every host is allowed there",
                         name.0.0
@@ -529,6 +509,18 @@ impl Allowlist {
         self.egress_gateway_labels.iter().any(selects)
             || self.egress_gateway_selectors.iter().any(contains)
     }
+}
+
+/// Parses the document with a streaming YAML parser (events are consumed as they are
+/// read, and host and CIDR lists are indexed entry by entry) within budgets, so that
+/// neither a large allowlist nor a hostile one costs more than its index.
+fn parse(text: &str) -> Result<Doc, AllowlistError> {
+    let limits = crate::policy::yaml::Limits {
+        depth: 32,
+        nodes: 20_000_000,
+        replayed: 100_000,
+    };
+    crate::policy::yaml::from_str(text, limits).map_err(AllowlistError::Invalid)
 }
 
 /// The allowlist's JSON Schema, pretty-printed: what `egress-guard schema` prints and

@@ -14,11 +14,11 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use super::TimeoutScope;
+use super::{Note, TimeoutScope};
 use crate::policy::decision::Mode;
 use crate::policy::duration::Duration;
 use crate::policy::host::{self, HostPattern};
-use crate::policy::matcher::PortRule;
+use crate::policy::matcher::{CidrIndex, HostIndex, PortRule, Rule};
 
 /// An egress-guard allowlist: which hosts and networks the mesh's workloads may reach,
 /// globally and per namespace, and how violations are handled.
@@ -67,10 +67,10 @@ pub(super) struct Doc {
     pub init_containers_before_capture: Disposition,
     /// Hosts allowed for every namespace.
     #[serde(default)]
-    pub hosts: Vec<HostEntry>,
+    pub hosts: HostList,
     /// Networks allowed for every namespace.
     #[serde(default)]
-    pub cidrs: Vec<CidrEntry>,
+    pub cidrs: CidrList,
     /// Grants and overrides for one namespace each.
     #[serde(default)]
     pub namespaces: BTreeMap<FromStrValue<NamespaceName>, NamespaceDoc>,
@@ -82,10 +82,10 @@ pub(super) struct Doc {
 pub(super) struct NamespaceDoc {
     /// Hosts only this namespace may use (on objects not exported beyond it).
     #[serde(default)]
-    pub hosts: Vec<HostEntry>,
+    pub hosts: HostList,
     /// Networks only this namespace may use.
     #[serde(default)]
-    pub cidrs: Vec<CidrEntry>,
+    pub cidrs: CidrList,
     /// Overrides the global mode here.
     #[serde(default)]
     pub mode: Option<Mode>,
@@ -506,6 +506,144 @@ impl<'de> Deserialize<'de> for CidrEntry {
         d.deserialize_any(V)
     }
 }
+
+// === lists indexed as they are read ===
+
+/// A `hosts` list, indexed entry by entry as the parser reads it: a large allowlist
+/// never exists as a list of entries next to its index.
+#[derive(Debug, Default)]
+pub(super) struct HostList {
+    pub index: HostIndex,
+    /// Notes of the entries that have them, numbered from 0 in this list.
+    pub notes: Vec<Note>,
+    /// The list contains `*`.
+    pub any: bool,
+}
+
+/// A `cidrs` list, indexed as it is read.
+#[derive(Debug, Default)]
+pub(super) struct CidrList {
+    pub index: CidrIndex,
+    /// Notes of the entries that have them, numbered from 0 in this list.
+    pub notes: Vec<Note>,
+}
+
+/// A rule for an entry at `position` (`hosts[3] api.example.com`), with a note when the
+/// entry says who, why or until when.
+fn rule_for(
+    ports: PortRule,
+    info: EntryInfo,
+    position: impl FnOnce() -> String,
+    notes: &mut Vec<Note>,
+) -> Rule {
+    let expires = info.expires.as_ref().map(|x| x.at);
+    let note = if info.is_empty() {
+        None
+    } else {
+        let id = u32::try_from(notes.len()).ok();
+        if id.is_some() {
+            notes.push(Note {
+                entry: position().into(),
+                info,
+            });
+        }
+        id
+    };
+    Rule {
+        ports,
+        expires,
+        note,
+    }
+}
+
+/// Visits a YAML sequence, handing each element and its position to `add`.
+struct Indexing<T, L>(PhantomData<(T, L)>);
+
+impl<'de, T: Deserialize<'de>, L: Default + AddEntry<T>> Visitor<'de> for Indexing<T, L> {
+    type Value = L;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list")
+    }
+    /// `hosts:` with nothing after it: no entries.
+    fn visit_unit<E: de::Error>(self) -> Result<L, E> {
+        Ok(L::default())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<L, E> {
+        Ok(L::default())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<L, A::Error> {
+        let mut list = L::default();
+        let mut i = 0usize;
+        while let Some(entry) = seq.next_element::<T>()? {
+            list.add(i, entry);
+            i += 1;
+        }
+        Ok(list)
+    }
+}
+
+/// Adds one parsed entry to an index.
+trait AddEntry<T> {
+    fn add(&mut self, position: usize, entry: T);
+}
+
+impl AddEntry<HostEntry> for HostList {
+    fn add(&mut self, i: usize, e: HostEntry) {
+        self.any |= e.host == HostPattern::Any;
+        let host = &e.host;
+        let rule = rule_for(
+            e.ports,
+            e.info,
+            || format!("hosts[{i}] {host}"),
+            &mut self.notes,
+        );
+        self.index.insert(host, rule);
+    }
+}
+
+impl AddEntry<CidrEntry> for CidrList {
+    fn add(&mut self, i: usize, c: CidrEntry) {
+        let net = c.net;
+        let rule = rule_for(
+            PortRule::Any,
+            c.info,
+            || format!("cidrs[{i}] {net}"),
+            &mut self.notes,
+        );
+        self.index.insert(net, rule);
+    }
+}
+
+impl<'de> Deserialize<'de> for HostList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Indexing::<HostEntry, HostList>(PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for CidrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Indexing::<CidrEntry, CidrList>(PhantomData))
+    }
+}
+
+/// In the schema, the lists are what they are written as: arrays of entries.
+macro_rules! schema_as_vec {
+    ($list:ty, $entry:ty) => {
+        impl JsonSchema for $list {
+            fn inline_schema() -> bool {
+                <Vec<$entry>>::inline_schema()
+            }
+            fn schema_name() -> Cow<'static, str> {
+                <Vec<$entry>>::schema_name()
+            }
+            fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+                <Vec<$entry>>::json_schema(generator)
+            }
+        }
+    };
+}
+schema_as_vec!(HostList, HostEntry);
+schema_as_vec!(CidrList, CidrEntry);
 
 #[cfg(test)]
 mod tests {
