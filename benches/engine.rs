@@ -1,6 +1,7 @@
-//! Engine benchmarks (issue 8): decision time per object against allowlists of 10,
-//! 10,000 and 100,000 entries, allowlist parse+compile time, and the full request path
-//! from AdmissionReview bytes to response bytes.
+//! Engine benchmarks: decision time per object against allowlists of 10, 10,000 and
+//! 100,000 entries, allowlist parse+compile time, and the full request path from
+//! AdmissionReview bytes to response bytes for every kind family the webhook receives
+//! (Istio kinds, pods, workload templates, the allowlist ConfigMap).
 //!
 //! `cargo bench --bench engine` (about two minutes on 2 cores). Filter with e.g.
 //! `cargo bench --bench engine -- decision/`.
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use egress_guard::admission::{self, Endpoint};
-use egress_guard::policy::{self, Allowlist, Kind, Operation, Request};
+use egress_guard::policy::{self, Allowlist, AllowlistSource, Kind, Operation, Request};
 use serde_json::value::RawValue;
 
 #[path = "../bench/allowlist_gen.rs"]
@@ -37,9 +38,18 @@ struct Object {
     /// What the setup asserts, so the benchmark measures the intended path.
     expect_allowed: bool,
     expect_patched_routes: usize,
+    /// Judged as `/validate` does: no timeout patch planned.
+    judge_only: bool,
 }
 
 impl Object {
+    fn env(&self) -> policy::Env<'static> {
+        policy::Env {
+            judge_only: self.judge_only,
+            ..policy::Env::default()
+        }
+    }
+
     fn request(&self) -> Request<'_> {
         Request {
             kind: Some(self.kind),
@@ -67,6 +77,7 @@ fn objects() -> Vec<Object> {
             object: raw(SE_ALLOWED.to_owned()),
             expect_allowed: true,
             expect_patched_routes: 0,
+            judge_only: false,
         },
         Object {
             name: "virtualservice_10routes",
@@ -74,6 +85,15 @@ fn objects() -> Vec<Object> {
             object: raw(virtual_service()),
             expect_allowed: true,
             expect_patched_routes: 10,
+            judge_only: false,
+        },
+        Object {
+            name: "virtualservice_10routes_validate",
+            kind: Kind::VirtualService,
+            object: raw(virtual_service()),
+            expect_allowed: true,
+            expect_patched_routes: 0,
+            judge_only: true,
         },
         Object {
             name: "gateway_egress_4hosts",
@@ -81,6 +101,7 @@ fn objects() -> Vec<Object> {
             object: raw(GATEWAY.to_owned()),
             expect_allowed: true,
             expect_patched_routes: 0,
+            judge_only: false,
         },
         Object {
             name: "serviceentry_denied",
@@ -88,6 +109,7 @@ fn objects() -> Vec<Object> {
             object: raw(SE_DENIED.to_owned()),
             expect_allowed: false,
             expect_patched_routes: 0,
+            judge_only: false,
         },
     ]
 }
@@ -100,7 +122,7 @@ fn allowlist(entries: usize) -> Allowlist {
 }
 
 fn check(obj: &Object, a: &Allowlist) {
-    let d = policy::evaluate(&obj.request(), a, &policy::Env::default());
+    let d = policy::evaluate(&obj.request(), a, &obj.env());
     if obj.expect_allowed {
         assert!(
             d.allowed() && d.violations.is_empty() && d.warnings.is_empty(),
@@ -134,9 +156,9 @@ fn decision(c: &mut Criterion) {
         let a = allowlist(size);
         for obj in &objects {
             check(obj, &a);
-            let req = obj.request();
+            let (req, env) = (obj.request(), obj.env());
             group.bench_with_input(BenchmarkId::new(obj.name, size), &a, |b, a| {
-                b.iter(|| policy::evaluate(black_box(&req), black_box(a), &policy::Env::default()));
+                b.iter(|| policy::evaluate(black_box(&req), black_box(a), &env));
             });
         }
     }
@@ -168,9 +190,15 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// Bytes in, bytes out through the handler's own pipeline (minus TLS, HTTP, metrics
-/// and logging).
-fn review(endpoint: Endpoint, body: &[u8], a: &Allowlist) -> Vec<u8> {
-    admission::review(endpoint, body, Some(a), &policy::Env::default()).body
+/// and logging), with the server's environment: a clock, and the allowlist ConfigMap
+/// the `--allowlist-configmap` default names.
+fn review(endpoint: Endpoint, body: &[u8], a: &Allowlist, source: &AllowlistSource) -> Vec<u8> {
+    let env = policy::Env {
+        now: Some(egress_guard::unix_now()),
+        allowlist_source: Some(source),
+        ..policy::Env::default()
+    };
+    admission::review(endpoint, body, Some(a), &env).body
 }
 
 fn request_path(c: &mut Criterion) {
@@ -189,20 +217,56 @@ fn request_path(c: &mut Criterion) {
             "\"allowed\":false",
         ),
         (
+            "validate_virtualservice_github_allowed",
+            Endpoint::Validate,
+            "validate-create-virtualservice-v1-github-api",
+            "\"allowed\":true",
+        ),
+        (
             "mutate_virtualservice_github_patched",
             Endpoint::Mutate,
             "mutate-create-virtualservice-v1-github-api",
             "\"patch\":\"",
         ),
+        (
+            "validate_pod_injected_allowed",
+            Endpoint::Validate,
+            "validate-create-pod-v1-app-injected",
+            "\"allowed\":true",
+        ),
+        (
+            "validate_pod_no_sidecar_denied",
+            Endpoint::Validate,
+            "validate-create-pod-v1-no-sidecar",
+            "\"allowed\":false",
+        ),
+        (
+            "validate_deployment_allowed",
+            Endpoint::Validate,
+            "validate-create-deployment-v1-shop",
+            "\"allowed\":true",
+        ),
+        (
+            "validate_configmap_allowlist_allowed",
+            Endpoint::Validate,
+            "validate-create-configmap-v1-egress-guard-allowlist",
+            "\"allowed\":true",
+        ),
     ];
+    let source = AllowlistSource {
+        configmap: "egress-guard/egress-guard-allowlist"
+            .parse()
+            .expect("a NAMESPACE/NAME"),
+        key: "allowlist.yaml".to_owned(),
+    };
     let mut group = c.benchmark_group("request_path_100000");
     group.throughput(Throughput::Elements(1));
     for (name, endpoint, file, expect) in cases {
         let body = fixture(file);
-        let out = String::from_utf8(review(endpoint, &body, &a)).expect("UTF-8 JSON");
+        let out = String::from_utf8(review(endpoint, &body, &a, &source)).expect("UTF-8 JSON");
         assert!(out.contains(expect), "{name}: {out}");
         group.bench_function(name, |b| {
-            b.iter(|| review(endpoint, black_box(&body), black_box(&a)));
+            b.iter(|| review(endpoint, black_box(&body), black_box(&a), &source));
         });
     }
     group.finish();

@@ -213,7 +213,12 @@ pub fn review(
     let Some(allowlist) = allowlist else {
         return not_ready(&req);
     };
-    let decision = policy::evaluate(&to_policy_request(&req), allowlist, env);
+    // `/validate` answers never carry the timeout patch: do not plan it.
+    let env = Env {
+        judge_only: endpoint == Endpoint::Validate,
+        ..*env
+    };
+    let decision = policy::evaluate(&to_policy_request(&req), allowlist, &env);
     let name = object_name(&req).to_owned();
     answer(endpoint, req, name, decision)
 }

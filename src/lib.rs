@@ -17,6 +17,7 @@ pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cli;
+pub mod log_writer;
 pub mod metrics;
 pub mod policy;
 pub mod server;
@@ -36,19 +37,20 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Initialises `tracing` with text or JSON lines on stderr, written by a background
-/// thread: a request never waits on the stderr lock. Keep the guard alive until exit;
-/// dropping it flushes. Under extreme load, lines beyond the buffer are dropped rather
-/// than slowing admission.
-pub fn init_tracing(
-    format: cli::LogFormat,
-    filter: &str,
-) -> tracing_appender::non_blocking::WorkerGuard {
+/// Initialises `tracing` with text or JSON lines on stderr, batched by a background
+/// thread ([`log_writer`]): a request never waits on stderr and does not pay a system
+/// call per line. Keep the guard alive until exit; dropping it writes what is left.
+pub fn init_tracing(format: cli::LogFormat, filter: &str) -> Option<log_writer::LogGuard> {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     server::set_json_logs(format == cli::LogFormat::Json);
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let (writer, guard) = match log_writer::batch(std::io::stderr(), log_writer::LINGER) {
+        Ok((w, g)) => (BoxMakeWriter::new(w), Some(g)),
+        // No thread for the writer: write each line directly.
+        Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

@@ -10,7 +10,7 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     egress_guard::install_crypto_provider();
     let cli = Cli::parse();
-    let _log_guard = egress_guard::init_tracing(cli.log_format, &cli.log_level);
+    let log_guard = egress_guard::init_tracing(cli.log_format, &cli.log_level);
     let result = match cli.command {
         Command::Check(args) => return ExitCode::from(egress_guard::check::run(&args)),
         Command::Certs(args) => egress_guard::certs::run(&args),
@@ -31,6 +31,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The log lines that led here come first.
+            if let Some(g) = &log_guard {
+                g.flush();
+            }
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }

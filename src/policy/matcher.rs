@@ -74,6 +74,13 @@ impl Rules {
             Rules::Many(all) => all.iter(),
         }
     }
+
+    fn iter_mut(&mut self) -> std::slice::IterMut<'_, Rule> {
+        match self {
+            Rules::One(r) => std::slice::from_mut(r).iter_mut(),
+            Rules::Many(all) => all.iter_mut(),
+        }
+    }
 }
 
 /// The entry that grants a lookup: the live match that lasts longest.
@@ -221,6 +228,13 @@ impl Table {
     fn len(&self) -> usize {
         self.primary.len() + self.collided.len()
     }
+
+    fn rules_mut(&mut self) -> impl Iterator<Item = &mut Rule> {
+        let primary = self.primary.values_mut().map(|(_, r)| r);
+        primary
+            .chain(self.collided.values_mut())
+            .flat_map(Rules::iter_mut)
+    }
 }
 
 /// Host entries indexed for lookups that walk the host's labels, never the entries.
@@ -261,6 +275,14 @@ impl HostIndex {
                 self.wildcard.insert(self.hasher.hash(s), s, rule)
             }
         }
+    }
+
+    /// Applies `f` to every entry's rule (when lists are merged).
+    pub fn rules_mut(&mut self, f: impl Fn(&mut Rule)) {
+        let any = self.any.iter_mut().flat_map(Rules::iter_mut);
+        any.chain(self.exact.rules_mut())
+            .chain(self.wildcard.rules_mut())
+            .for_each(f);
     }
 
     /// Number of distinct hosts and patterns.
@@ -439,6 +461,14 @@ impl CidrIndex {
     /// Number of distinct networks.
     pub fn len(&self) -> usize {
         self.v4.nets.len() + self.v6.nets.len()
+    }
+
+    /// Applies `f` to every entry's rule (when lists are merged).
+    pub fn rules_mut(&mut self, f: impl Fn(&mut Rule)) {
+        let v4 = self.v4.nets.values_mut();
+        v4.chain(self.v6.nets.values_mut())
+            .flat_map(Rules::iter_mut)
+            .for_each(f);
     }
 
     /// True when no network was added.
