@@ -1,4 +1,5 @@
-# Shared helpers for bench/load.sh, bench/reload.sh and bench/soak.sh. Source it.
+# Shared helpers for bench/load.sh, bench/reload.sh, bench/soak.sh and bench/hostile.sh.
+# Source it.
 #
 # Everything runs on loopback; every server started here is killed on exit (trap).
 # Environment knobs (all optional):
@@ -103,13 +104,18 @@ gen_allowlist() { # FILE ENTRIES [gen-allowlist flags...]
 }
 
 # start_eg ALLOWLIST CERT KEY [extra serve flags...]: sets EG_PID; logs to $WORK/eg.log.
+# An empty ALLOWLIST serves the embedded example allowlist.
 start_eg() {
     local allowlist=$1 cert=$2 key=$3
     shift 3
+    local allow_flags=()
+    if [[ -n $allowlist ]]; then
+        allow_flags=(--allowlist-file "$allowlist")
+    fi
     check_port_free "$EG_PORT"
     check_port_free "$EG_METRICS_PORT"
     "$BIN" serve --listen "127.0.0.1:$EG_PORT" --metrics-listen "127.0.0.1:$EG_METRICS_PORT" \
-        --allowlist-file "$allowlist" --tls-cert "$cert" --tls-key "$key" "$@" \
+        "${allow_flags[@]}" --tls-cert "$cert" --tls-key "$key" "$@" \
         >>"$WORK/eg.log" 2>&1 &
     EG_PID=$!
     PIDS+=("$EG_PID")
