@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Hostile input bounds: worst-case reviews from bench/hostile_gen.rs (every shape at
+# 16 KiB, 256 KiB and just under the 3 MiB body limit) against the release server on
+# loopback, with the embedded allowlist and a 100,000-entry one.
+#
+#   bash bench/hostile.sh                        # N=5 requests per shape and size
+#   SKIP_BUILD=1 N=3 SHAPES=vs-,options ALLOWLISTS=embedded bash bench/hostile.sh
+#
+# Needs cargo, curl and python3 (bench/hostile.py: sampling and the report).
+#
+# For each shape, size and endpoint: N sequential requests (a new TLS connection each),
+# recording HTTP status, verdict and codes, the server's own time per review (elapsed_us
+# of its decision log line), curl's time_total, the answer's size, the server's CPU per
+# request (/proc/PID/stat, including work that continues after the answer), and VmRSS
+# sampled every 2 ms against the settled RSS before the shape. Then BURST bodies at
+# once (the slowest and the most memory-hungry 3 MiB shape) while /healthz and a small
+# review are polled every 20 ms.
+#
+# The server runs with the Deployment's jemalloc settings (freed memory returned within
+# a second), so each shape starts from a settled RSS. A review still burning CPU
+# LINGER_MAX seconds after its answer gets the server restarted, and so does one
+# unanswered within MAX_TIME.
+#
+# Prints a Markdown report and writes it to bench/results/hostile-<date>.md. Exits 1 if
+# any request got a 5xx other than 503 or no answer, the server died, or an answer was
+# over 16 KiB.
+set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+N=${N:-5}
+ALLOWLISTS=${ALLOWLISTS:-embedded,100k}
+SHAPES=${SHAPES:-}            # comma-separated substrings of shape names; empty: all
+SIZES=${SIZES:-16k,256k,3m,10k}
+MAX_TIME=${MAX_TIME:-30}      # seconds curl waits for one answer
+LINGER_MAX=${LINGER_MAX:-10}  # seconds of CPU after the last answer before a restart
+BURST=${BURST:-8}
+HOSTILE_GEN=$TARGET/release/examples/hostile-gen
+HELPER=$ROOT/bench/hostile.py
+SMALL_BODY=$FIXTURES/validate-create-virtualservice-v1-github-api.json
+export _RJEM_MALLOC_CONF=${_RJEM_MALLOC_CONF:-background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0}
+
+command -v curl >/dev/null || die "curl is required"
+[[ -n $PY ]] || die "python3 is required"
+
+if [[ ${SKIP_BUILD:-0} == 1 ]]; then
+    log "SKIP_BUILD=1: using existing binaries"
+else
+    log "building release binaries (lto: a few minutes the first time)"
+    (cd "$ROOT" && cargo build --release --bin egress-guard --example gen-allowlist --example hostile-gen)
+fi
+[[ -x $BIN && -x $GEN && -x $HOSTILE_GEN ]] || die "release binaries missing in $TARGET"
+
+log "scratch: $WORK"
+BODIES=$WORK/bodies
+IFS=, read -r -a shape_filter <<<"$SHAPES"
+"$HOSTILE_GEN" "$BODIES" "${shape_filter[@]}" 2>"$WORK/gen.log" || { cat "$WORK/gen.log" >&2; die "hostile-gen failed"; }
+log "$(($(wc -l <"$BODIES/index.tsv") - 1)) bodies in $BODIES"
+
+dev_certs "$WORK/certs"
+CA=$WORK/certs/ca.crt
+CERT=$WORK/certs/tls.crt
+KEY=$WORK/certs/tls.key
+mkdir -p "$WORK/allowlist" "$WORK/scratch"
+RESULTS=$WORK/results.jsonl
+BURSTS=$WORK/bursts.jsonl
+: >"$RESULTS"
+: >"$BURSTS"
+
+# serve ALLOWLIST-NAME: (re)starts egress-guard with that allowlist.
+serve() {
+    if [[ -n ${EG_PID:-} ]] && kill -0 "$EG_PID" 2>/dev/null; then
+        kill "$EG_PID"
+        wait "$EG_PID" 2>/dev/null || true
+    fi
+    case $1 in
+    embedded) start_eg "" "$CERT" "$KEY" --log-format json ;;
+    100k) start_eg "$WORK/allowlist/allowlist.yaml" "$CERT" "$KEY" --log-format json ;;
+    esac
+}
+
+declare -A RESTARTS=()
+for allowlist in ${ALLOWLISTS//,/ }; do
+    case $allowlist in
+    embedded) ;;
+    100k)
+        gen_allowlist "$WORK/allowlist/allowlist.yaml" 100000
+        # The audit-mode shape needs its namespace in audit, as in the example allowlist.
+        printf '  sandbox:\n    mode: audit\n' >>"$WORK/allowlist/allowlist.yaml"
+        ;;
+    *) die "unknown allowlist $allowlist (embedded or 100k)" ;;
+    esac
+    EG_PID=
+    serve "$allowlist"
+    RESTARTS[$allowlist]=0
+    while IFS=$'\t' read -r shape size endpoints bytes file description; do
+        [[ ,$SIZES, == *",$size,"* ]] || continue
+        for endpoint in ${endpoints//,/ }; do
+            log "$allowlist $shape $size /$endpoint ($bytes bytes)"
+            rc=0
+            "$PY" "$HELPER" measure --allowlist "$allowlist" --shape "$shape" --size "$size" \
+                --endpoint "$endpoint" --description "$description" --url "$EG_URL/$endpoint" \
+                --body "$file" --ca "$CA" --log "$WORK/eg.log" --scratch "$WORK/scratch" \
+                --pid "$EG_PID" --n "$N" --max-time "$MAX_TIME" --linger-max "$LINGER_MAX" \
+                </dev/null >>"$RESULTS" || rc=$?
+            if [[ $rc == 3 ]]; then
+                log "$shape $size: server died, stuck or still busy: restarting it"
+                RESTARTS[$allowlist]=$((RESTARTS[$allowlist] + 1))
+                serve "$allowlist"
+            fi
+        done
+    done < <(tail -n +2 "$BODIES/index.tsv")
+
+    # The burst: the slowest and the hungriest 3 MiB shape that did not get stuck.
+    while IFS=$'\t' read -r shape endpoint; do
+        [[ -n $shape ]] || continue
+        log "$allowlist burst: $BURST x $shape 3m /$endpoint"
+        rc=0
+        "$PY" "$HELPER" burst --allowlist "$allowlist" --shape "$shape" --url "$EG_URL/$endpoint" \
+            --body "$BODIES/$shape.3m.json" --ca "$CA" --health "$METRICS_URL/healthz" \
+            --small "$SMALL_BODY" --small-url "$EG_URL/validate" --scratch "$WORK/scratch" \
+            --pid "$EG_PID" --parallel "$BURST" --max-time "$MAX_TIME" --linger-max "$LINGER_MAX" \
+            </dev/null >>"$BURSTS" || rc=$?
+        if [[ $rc == 3 ]]; then
+            RESTARTS[$allowlist]=$((RESTARTS[$allowlist] + 1))
+            serve "$allowlist"
+        fi
+    done < <("$PY" "$HELPER" pick --results "$RESULTS" --allowlist "$allowlist")
+    if kill -0 "$EG_PID" 2>/dev/null; then
+        log "$allowlist: VmHWM $(rss_mib "$EG_PID" VmHWM) MiB at the end; ${RESTARTS[$allowlist]} restarts"
+    fi
+done
+
+OUT=$(results_file hostile)
+{
+    echo "# egress-guard hostile input bounds, $(date -u +'%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); egress-guard $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo "+dirty"); release build, loopback TLS, default serve limits (--review-deadline 2s), _RJEM_MALLOC_CONF=$_RJEM_MALLOC_CONF."
+    echo "$N requests per row, each on a new connection. Server ms: elapsed_us of the server's decision line (body read, queueing and evaluation). CPU: server utime+stime per request, including work after the answer. RSS: settled VmRSS before the row → highest VmRSS sampled every 2 ms during it. Flags: slow (> 100 ms), rss (growth > 5× the body), answer (> 4 KiB), linger (CPU after the answer), timeout (no answer within ${MAX_TIME} s)."
+    echo
+    "$PY" "$HELPER" table --results "$RESULTS" --bursts "$BURSTS"
+    echo
+    echo "Server restarts (stuck, still busy or dead): $(for a in "${!RESTARTS[@]}"; do printf '%s %s; ' "$a" "${RESTARTS[$a]}"; done)"
+} | tee "$OUT"
+cp "$RESULTS" "${OUT%.md}.jsonl"
+log "written to $OUT"
+
+FAILURES=$("$PY" "$HELPER" failures --results "$RESULTS" --bursts "$BURSTS")
+if [[ -n $FAILURES ]]; then
+    printf '%s\n' "$FAILURES" >&2
+    die "$(wc -l <<<"$FAILURES") failures"
+fi
