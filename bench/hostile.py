@@ -31,6 +31,21 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def machine_ticks():
+    """(busy, total) clock ticks of all cores, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
+
+
+def other_cpu(m0, m1, server_ticks):
+    """Share of all cores used by anything but the server between two machine_ticks()."""
+    busy, total = m1[0] - m0[0], m1[1] - m0[1]
+    return max(0.0, 100.0 * (busy - server_ticks) / total) if total > 0 else 0.0
+
+
 def status_kib(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -185,7 +200,7 @@ def cmd_measure(a):
     log_offset = os.path.getsize(a.log)
     sampler = Sampler(pid)
     sampler.start()
-    t0 = cpu_ticks(pid)
+    t0, m0 = cpu_ticks(pid), machine_ticks()
     statuses, times, sizes, first = [], [], [], None
     answer = os.path.join(a.scratch, "answer.json")
     died = False
@@ -203,6 +218,7 @@ def cmd_measure(a):
             break  # the server is stuck on it: one is enough
     linger_s, still_busy = (0.0, False) if died else linger(pid, a.linger_max)
     t1 = cpu_ticks(pid) if not died else t0
+    m1 = machine_ticks()
     rss_max_kib = sampler.finish()
     hwm_kib = status_kib(pid, "VmHWM") if not died else 0
     elapsed, rejected = decisions(a.log, log_offset)
@@ -227,6 +243,7 @@ def cmd_measure(a):
         "cpu_ms_per_req": round((t1 - t0) * TICK_S * 1000 / max(sent, 1), 1),
         "linger_s": round(linger_s, 2),
         "still_busy": still_busy,
+        "other_cpu_pct": round(other_cpu(m0, m1, t1 - t0)),
         "rss_base_mib": round(base_kib / 1024, 1),
         "rss_max_mib": round(rss_max_kib / 1024, 1),
         "hwm_mib": round(hwm_kib / 1024, 1),
@@ -258,7 +275,7 @@ def cmd_burst(a):
     small = open(a.small, "rb").read()
     sampler = Sampler(pid)
     sampler.start()
-    t0 = cpu_ticks(pid)
+    t0, m0 = cpu_ticks(pid), machine_ticks()
     results = [None] * a.parallel
 
     def one(i):
@@ -280,6 +297,7 @@ def cmd_burst(a):
     wall = time.monotonic() - started
     linger_s, still_busy = linger(pid, a.linger_max) if alive(pid) else (0.0, False)
     t1 = cpu_ticks(pid) if alive(pid) else t0
+    m1 = machine_ticks()
     rss_max_kib = sampler.finish()
     words = [verdict(os.path.join(a.scratch, f"burst{i}.json")) for i in range(a.parallel)]
     out = {
@@ -300,6 +318,7 @@ def cmd_burst(a):
         "cpu_s": round((t1 - t0) * TICK_S, 2),
         "linger_s": round(linger_s, 2),
         "still_busy": still_busy,
+        "other_cpu_pct": round(other_cpu(m0, m1, t1 - t0)),
         "rss_base_mib": round(base_kib / 1024, 1),
         "rss_max_mib": round(rss_max_kib / 1024, 1),
         "died": not alive(pid),
@@ -346,8 +365,8 @@ def flags(r, slow_ms, rss_factor, answer_kib):
 def cmd_table(a):
     rows = [json.loads(l) for l in open(a.results) if l.strip()]
     bursts = [json.loads(l) for l in open(a.bursts) if l.strip()] if a.bursts and os.path.exists(a.bursts) else []
-    print("| allowlist | shape | size | endpoint | body bytes | HTTP | verdict | codes | server ms median / max | client ms median | CPU ms/req | RSS MiB base → max (growth ÷ body) | answer bytes | flags |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| allowlist | shape | size | endpoint | body bytes | HTTP | verdict | codes | server ms median / max | client ms median | CPU ms/req | RSS MiB before → peak (growth ÷ body) | answer bytes | other CPU | flags |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         statuses = sorted(set(r["statuses"]))
         growth = r["rss_max_mib"] - r["rss_base_mib"]
@@ -359,14 +378,14 @@ def cmd_table(a):
             f"| {r['allowlist']} | {r['shape']} | {r['size']} | {r['endpoint']} | {r['bytes']:,} | {','.join(statuses)} "
             f"| {verdict} | {codes} | {server} | {fmt_ms(med(r['curl_ms']))} | {r['cpu_ms_per_req']:.0f} "
             f"| {r['rss_base_mib']:.0f} → {r['rss_max_mib']:.0f} ({ratio:.1f}×) | {r['answer_bytes']:,} "
-            f"| {' '.join(flags(r, a.slow_ms, a.rss_factor, a.answer_kib))} |"
+            f"| {r.get('other_cpu_pct', 0)}% | {' '.join(flags(r, a.slow_ms, a.rss_factor, a.answer_kib))} |"
         )
     if bursts:
         print()
         print(f"Concurrent: {bursts[0]['parallel']} bodies at once, /healthz and a 2 KiB review every 20 ms meanwhile.")
         print()
-        print("| allowlist | shape | body bytes | HTTP | verdicts | slowest hostile ms | wall s | probes (failed) | slowest probe ms | small reviews (failed) | slowest small review ms | server CPU s | RSS MiB base → max | flags |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| allowlist | shape | body bytes | HTTP | verdicts | slowest hostile ms | wall s | probes (failed) | slowest probe ms | small reviews (failed) | slowest small review ms | server CPU s | RSS MiB before → peak | other CPU | flags |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for b in bursts:
             f = []
             if b["probe_max_ms"] > a.slow_ms:
@@ -381,7 +400,7 @@ def cmd_table(a):
                 f"| {b['allowlist']} | {b['shape']} | {b['bytes']:,} | {','.join(sorted(set(b['statuses'])))} "
                 f"| {'; '.join(b['verdicts'])} | {fmt_ms(b['slowest_ms'])} | {b['wall_s']} | {b['probes']} ({b['probe_fail']}) "
                 f"| {fmt_ms(b['probe_max_ms'])} | {b['reviews']} ({b['review_fail']}) | {fmt_ms(b['review_max_ms'])} "
-                f"| {b['cpu_s']} | {b['rss_base_mib']:.0f} → {b['rss_max_mib']:.0f} | {' '.join(f)} |"
+                f"| {b['cpu_s']} | {b['rss_base_mib']:.0f} → {b['rss_max_mib']:.0f} | {b.get('other_cpu_pct', 0)}% | {' '.join(f)} |"
             )
 
 

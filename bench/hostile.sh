@@ -31,7 +31,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 N=${N:-5}
 ALLOWLISTS=${ALLOWLISTS:-embedded,100k}
 SHAPES=${SHAPES:-}            # comma-separated substrings of shape names; empty: all
-SIZES=${SIZES:-16k,256k,3m,10k}
+SIZES=${SIZES:-16k,256k,768k,3m,10k}
 MAX_TIME=${MAX_TIME:-30}      # seconds curl waits for one answer
 LINGER_MAX=${LINGER_MAX:-10}  # seconds of CPU after the last answer before a restart
 BURST=${BURST:-8}
@@ -80,6 +80,7 @@ serve() {
 }
 
 declare -A RESTARTS=()
+EG_PID=
 for allowlist in ${ALLOWLISTS//,/ }; do
     case $allowlist in
     embedded) ;;
@@ -90,7 +91,6 @@ for allowlist in ${ALLOWLISTS//,/ }; do
         ;;
     *) die "unknown allowlist $allowlist (embedded or 100k)" ;;
     esac
-    EG_PID=
     serve "$allowlist"
     RESTARTS[$allowlist]=0
     while IFS=$'\t' read -r shape size endpoints bytes file description; do
@@ -136,7 +136,7 @@ OUT=$(results_file hostile)
     echo "# egress-guard hostile input bounds, $(date -u +'%Y-%m-%d %H:%M UTC')"
     echo
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); egress-guard $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo "+dirty"); release build, loopback TLS, default serve limits (--review-deadline 2s), _RJEM_MALLOC_CONF=$_RJEM_MALLOC_CONF."
-    echo "$N requests per row, each on a new connection. Server ms: elapsed_us of the server's decision line (body read, queueing and evaluation). CPU: server utime+stime per request, including work after the answer. RSS: settled VmRSS before the row → highest VmRSS sampled every 2 ms during it. Flags: slow (> 100 ms), rss (growth > 5× the body), answer (> 4 KiB), linger (CPU after the answer), timeout (no answer within ${MAX_TIME} s)."
+    echo "$N requests per row, each on a new connection. Server ms: elapsed_us of the server's decision line (body read, queueing and evaluation). CPU: server utime+stime per request, including work after the answer. RSS: settled VmRSS before the row → highest VmRSS sampled every 2 ms during it. Other CPU: share of both cores used by other processes during the row (this machine is shared; above ~10% times are disturbed). Flags: slow (> 100 ms), rss (growth > 5× the body and > 8 MiB), answer (> 4 KiB), linger (CPU after the answer), timeout (no answer within ${MAX_TIME} s)."
     echo
     "$PY" "$HELPER" table --results "$RESULTS" --bursts "$BURSTS"
     echo
