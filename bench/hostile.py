@@ -40,10 +40,17 @@ def machine_ticks():
     return busy, busy + idle + iowait
 
 
-def other_cpu(m0, m1, server_ticks):
-    """Share of all cores used by anything but the server between two machine_ticks()."""
+def own_ticks():
+    """Clock ticks used by this process (the sampler) and its waited-for children (curl)."""
+    t = os.times()
+    return (t.user + t.system + t.children_user + t.children_system) / TICK_S
+
+
+def other_cpu(m0, m1, server_ticks, own):
+    """Share of all cores used by other processes than the server, this script and its
+    curls, between two machine_ticks(): another build on the machine shows up here."""
     busy, total = m1[0] - m0[0], m1[1] - m0[1]
-    return max(0.0, 100.0 * (busy - server_ticks) / total) if total > 0 else 0.0
+    return max(0.0, 100.0 * (busy - server_ticks - own) / total) if total > 0 else 0.0
 
 
 def status_kib(pid, field):
@@ -200,7 +207,7 @@ def cmd_measure(a):
     log_offset = os.path.getsize(a.log)
     sampler = Sampler(pid)
     sampler.start()
-    t0, m0 = cpu_ticks(pid), machine_ticks()
+    t0, m0, o0 = cpu_ticks(pid), machine_ticks(), own_ticks()
     statuses, times, sizes, first = [], [], [], None
     answer = os.path.join(a.scratch, "answer.json")
     died = False
@@ -218,7 +225,7 @@ def cmd_measure(a):
             break  # the server is stuck on it: one is enough
     linger_s, still_busy = (0.0, False) if died else linger(pid, a.linger_max)
     t1 = cpu_ticks(pid) if not died else t0
-    m1 = machine_ticks()
+    m1, o1 = machine_ticks(), own_ticks()
     rss_max_kib = sampler.finish()
     hwm_kib = status_kib(pid, "VmHWM") if not died else 0
     elapsed, rejected = decisions(a.log, log_offset)
@@ -243,7 +250,7 @@ def cmd_measure(a):
         "cpu_ms_per_req": round((t1 - t0) * TICK_S * 1000 / max(sent, 1), 1),
         "linger_s": round(linger_s, 2),
         "still_busy": still_busy,
-        "other_cpu_pct": round(other_cpu(m0, m1, t1 - t0)),
+        "other_cpu_pct": round(other_cpu(m0, m1, t1 - t0, o1 - o0)),
         "rss_base_mib": round(base_kib / 1024, 1),
         "rss_max_mib": round(rss_max_kib / 1024, 1),
         "hwm_mib": round(hwm_kib / 1024, 1),
@@ -275,7 +282,7 @@ def cmd_burst(a):
     small = open(a.small, "rb").read()
     sampler = Sampler(pid)
     sampler.start()
-    t0, m0 = cpu_ticks(pid), machine_ticks()
+    t0, m0, o0 = cpu_ticks(pid), machine_ticks(), own_ticks()
     results = [None] * a.parallel
 
     def one(i):
@@ -297,12 +304,14 @@ def cmd_burst(a):
     wall = time.monotonic() - started
     linger_s, still_busy = linger(pid, a.linger_max) if alive(pid) else (0.0, False)
     t1 = cpu_ticks(pid) if alive(pid) else t0
-    m1 = machine_ticks()
+    m1, o1 = machine_ticks(), own_ticks()
     rss_max_kib = sampler.finish()
     words = [verdict(os.path.join(a.scratch, f"burst{i}.json")) for i in range(a.parallel)]
     out = {
         "allowlist": a.allowlist,
         "shape": a.shape,
+        "size": a.size,
+        "endpoint": a.endpoint,
         "bytes": os.path.getsize(a.body),
         "parallel": a.parallel,
         "statuses": [r[0] for r in results],
@@ -318,7 +327,7 @@ def cmd_burst(a):
         "cpu_s": round((t1 - t0) * TICK_S, 2),
         "linger_s": round(linger_s, 2),
         "still_busy": still_busy,
-        "other_cpu_pct": round(other_cpu(m0, m1, t1 - t0)),
+        "other_cpu_pct": round(other_cpu(m0, m1, t1 - t0, o1 - o0)),
         "rss_base_mib": round(base_kib / 1024, 1),
         "rss_max_mib": round(rss_max_kib / 1024, 1),
         "died": not alive(pid),
@@ -382,10 +391,10 @@ def cmd_table(a):
         )
     if bursts:
         print()
-        print(f"Concurrent: {bursts[0]['parallel']} bodies at once, /healthz and a 2 KiB review every 20 ms meanwhile.")
+        print(f"Concurrent: {bursts[0]['parallel']} copies of one body at once, /healthz and a 2 KiB review every 20 ms meanwhile (each on a new connection).")
         print()
-        print("| allowlist | shape | body bytes | HTTP | verdicts | slowest hostile ms | wall s | probes (failed) | slowest probe ms | small reviews (failed) | slowest small review ms | server CPU s | RSS MiB before → peak | other CPU | flags |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| allowlist | shape | size | body bytes | HTTP | verdicts | slowest hostile ms | wall s | probes (failed) | slowest probe ms | small reviews (failed) | slowest small review ms | server CPU s | RSS MiB before → peak | other CPU | flags |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for b in bursts:
             f = []
             if b["probe_max_ms"] > a.slow_ms:
@@ -397,10 +406,50 @@ def cmd_table(a):
             if b["died"]:
                 f.append("DIED")
             print(
-                f"| {b['allowlist']} | {b['shape']} | {b['bytes']:,} | {','.join(sorted(set(b['statuses'])))} "
+                f"| {b['allowlist']} | {b['shape']} | {b.get('size', '3m')} | {b['bytes']:,} | {','.join(sorted(set(b['statuses'])))} "
                 f"| {'; '.join(b['verdicts'])} | {fmt_ms(b['slowest_ms'])} | {b['wall_s']} | {b['probes']} ({b['probe_fail']}) "
                 f"| {fmt_ms(b['probe_max_ms'])} | {b['reviews']} ({b['review_fail']}) | {fmt_ms(b['review_max_ms'])} "
                 f"| {b['cpu_s']} | {b['rss_base_mib']:.0f} → {b['rss_max_mib']:.0f} | {b.get('other_cpu_pct', 0)}% | {' '.join(f)} |"
+            )
+
+
+def cmd_summary(a):
+    """One row per shape and endpoint at its largest size (and at 16 KiB when judging it
+    inline takes over 10 ms): both allowlists side by side, for the README."""
+    rows = [json.loads(l) for l in open(a.results) if l.strip()]
+    allowlists = list(dict.fromkeys(r["allowlist"] for r in rows))
+    by_key = {}
+    for r in rows:
+        by_key.setdefault((r["shape"], r["size"], r["endpoint"]), {})[r["allowlist"]] = r
+    order = list(dict.fromkeys((r["shape"], r["endpoint"]) for r in rows))
+
+    def server(r):
+        return med(r["server_ms"]) if r["server_ms"] else med(r["curl_ms"])
+
+    print(
+        "| shape | size | endpoint | verdict, codes | server ms (" + " / ".join(allowlists) + ") "
+        "| CPU ms | RSS growth MiB (÷ body) | answer bytes | flags |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for shape, endpoint in order:
+        sizes = [k[1] for k in by_key if k[0] == shape and k[2] == endpoint]
+        chosen = [z for z in sizes if z != "16k" and z != "256k"]
+        if "16k" in sizes and any((server(r) or 0) > 10 for r in by_key[(shape, "16k", endpoint)].values()):
+            chosen.insert(0, "16k")
+        for size in chosen:
+            group = by_key[(shape, size, endpoint)]
+            first = next(iter(group.values()))
+            verdict = first["verdict"] + (f" {first['review_code']}" if first["review_code"] else "")
+            codes = " ".join(first["codes"])
+            times = " / ".join(fmt_ms(server(group[al])) if al in group else "–" for al in allowlists)
+            cpu = max(r["cpu_ms_per_req"] for r in group.values())
+            growth = max(r["rss_max_mib"] - r["rss_base_mib"] for r in group.values())
+            ratio = growth * 1024 * 1024 / first["bytes"]
+            answer = max(r["answer_bytes"] for r in group.values())
+            fl = sorted({f for r in group.values() for f in flags(r, a.slow_ms, a.rss_factor, a.answer_kib)})
+            print(
+                f"| {shape} | {size} ({first['bytes'] / 1048576:.2f} MiB) | {endpoint} | {verdict}{' ' + codes if codes else ''} "
+                f"| {times} | {cpu:.0f} | {growth:.0f} ({ratio:.0f}×) | {answer:,} | {' '.join(fl)} |"
             )
 
 
@@ -430,20 +479,31 @@ def cmd_failures(a):
 
 
 def cmd_pick(a):
-    """The 3m shape for the burst: the slowest (server time) among those that did not
-    linger, and the one with the largest RSS growth."""
+    """Shapes for the bursts: at 3m the slowest (server time), the one with the largest
+    RSS growth and the one working longest after its answer, among those that did not
+    get stuck; at 16k (judged inline) the slowest."""
     rows = [json.loads(l) for l in open(a.results) if l.strip()]
-    rows = [r for r in rows if r["size"] == "3m" and r["allowlist"] == a.allowlist and not r["still_busy"] and not r["died"]]
+    rows = [r for r in rows if r["allowlist"] == a.allowlist and not r["still_busy"] and not r["died"]]
+    big = [r for r in rows if r["size"] == "3m"]
+    small = [r for r in rows if r["size"] == "16k"]
+    slowness = lambda r: med(r["server_ms"]) or med(r["curl_ms"]) or 0  # noqa: E731
     picked = []
-    if rows:
-        slow = max(rows, key=lambda r: med(r["server_ms"]) or med(r["curl_ms"]) or 0)
-        big = max(rows, key=lambda r: r["rss_max_mib"] - r["rss_base_mib"])
-        for r in (slow, big):
-            key = (r["shape"], r["endpoint"])
-            if key not in picked:
-                picked.append(key)
-    for shape, endpoint in picked:
-        print(f"{shape}\t{endpoint}")
+    if big:
+        picked.append(max(big, key=slowness))
+        picked.append(max(big, key=lambda r: r["rss_max_mib"] - r["rss_base_mib"]))
+        lingering = max(big, key=lambda r: r["linger_s"])
+        if lingering["linger_s"] >= 0.5:
+            picked.append(lingering)
+    if small:
+        slow = max(small, key=slowness)
+        if slowness(slow) > 10:
+            picked.append(slow)
+    seen = set()
+    for r in picked:
+        key = (r["shape"], r["size"], r["endpoint"])
+        if key not in seen:
+            seen.add(key)
+            print("\t".join(key))
 
 
 def main():
@@ -457,7 +517,7 @@ def main():
     m.add_argument("--max-time", type=float, default=30)
     m.add_argument("--linger-max", type=float, default=10)
     b = sub.add_parser("burst")
-    for k in ("allowlist", "shape", "url", "body", "ca", "health", "small", "small_url", "scratch"):
+    for k in ("allowlist", "shape", "size", "endpoint", "url", "body", "ca", "health", "small", "small_url", "scratch"):
         b.add_argument("--" + k.replace("_", "-"), dest=k, required=True)
     b.add_argument("--pid", type=int, required=True)
     b.add_argument("--parallel", type=int, default=8)
@@ -470,6 +530,11 @@ def main():
     t.add_argument("--slow-ms", type=float, default=100)
     t.add_argument("--rss-factor", type=float, default=5)
     t.add_argument("--answer-kib", type=float, default=4)
+    u = sub.add_parser("summary")
+    u.add_argument("--results", required=True)
+    u.add_argument("--slow-ms", type=float, default=100)
+    u.add_argument("--rss-factor", type=float, default=5)
+    u.add_argument("--answer-kib", type=float, default=4)
     f = sub.add_parser("failures")
     f.add_argument("--results", required=True)
     f.add_argument("--bursts")
@@ -477,7 +542,7 @@ def main():
     k.add_argument("--results", required=True)
     k.add_argument("--allowlist", required=True)
     a = p.parse_args()
-    commands = {"measure": cmd_measure, "burst": cmd_burst, "table": cmd_table, "failures": cmd_failures, "pick": cmd_pick}
+    commands = {"measure": cmd_measure, "burst": cmd_burst, "table": cmd_table, "failures": cmd_failures, "pick": cmd_pick, "summary": cmd_summary}
     sys.exit(commands[a.cmd](a) or 0)
 
 

@@ -111,13 +111,15 @@ for allowlist in ${ALLOWLISTS//,/ }; do
         done
     done < <(tail -n +2 "$BODIES/index.tsv")
 
-    # The burst: the slowest and the hungriest 3 MiB shape that did not get stuck.
-    while IFS=$'\t' read -r shape endpoint; do
+    # Bursts: the slowest, the hungriest and the longest-working 3 MiB shape that did
+    # not get stuck, and the slowest one judged inline (16 KiB).
+    while IFS=$'\t' read -r shape size endpoint; do
         [[ -n $shape ]] || continue
-        log "$allowlist burst: $BURST x $shape 3m /$endpoint"
+        log "$allowlist burst: $BURST x $shape $size /$endpoint"
         rc=0
-        "$PY" "$HELPER" burst --allowlist "$allowlist" --shape "$shape" --url "$EG_URL/$endpoint" \
-            --body "$BODIES/$shape.3m.json" --ca "$CA" --health "$METRICS_URL/healthz" \
+        "$PY" "$HELPER" burst --allowlist "$allowlist" --shape "$shape" --size "$size" \
+            --endpoint "$endpoint" --url "$EG_URL/$endpoint" \
+            --body "$BODIES/$shape.$size.json" --ca "$CA" --health "$METRICS_URL/healthz" \
             --small "$SMALL_BODY" --small-url "$EG_URL/validate" --scratch "$WORK/scratch" \
             --pid "$EG_PID" --parallel "$BURST" --max-time "$MAX_TIME" --linger-max "$LINGER_MAX" \
             </dev/null >>"$BURSTS" || rc=$?
@@ -137,6 +139,12 @@ OUT=$(results_file hostile)
     echo
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); egress-guard $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo "+dirty"); release build, loopback TLS, default serve limits (--review-deadline 2s), _RJEM_MALLOC_CONF=$_RJEM_MALLOC_CONF."
     echo "$N requests per row, each on a new connection. Server ms: elapsed_us of the server's decision line (body read, queueing and evaluation). CPU: server utime+stime per request, including work after the answer. RSS: settled VmRSS before the row → highest VmRSS sampled every 2 ms during it. Other CPU: share of both cores used by other processes during the row (this machine is shared; above ~10% times are disturbed). Flags: slow (> 100 ms), rss (growth > 5× the body and > 8 MiB), answer (> 4 KiB), linger (CPU after the answer), timeout (no answer within ${MAX_TIME} s)."
+    echo
+    echo "## Summary: the largest size of each shape (and 16 KiB where judging it inline takes over 10 ms)"
+    echo
+    "$PY" "$HELPER" summary --results "$RESULTS"
+    echo
+    echo "## Every row"
     echo
     "$PY" "$HELPER" table --results "$RESULTS" --bursts "$BURSTS"
     echo

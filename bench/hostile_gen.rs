@@ -172,7 +172,6 @@ struct Shape {
 
 const VS: &str = "validate-create-virtualservice-v1-github-api";
 const SE: &str = "validate-create-serviceentry-v1-exfil";
-const SE_UPDATE: &str = "validate-update-serviceentry-v1-github-api";
 const DR: &str = "validate-create-destinationrule-v1-github-api";
 const POD: &str = "validate-create-pod-v1-app-injected";
 
@@ -422,19 +421,23 @@ fn shapes() -> Vec<Shape> {
             extra: &[],
         },
         Shape {
-            name: "se-update-value-fallback",
+            name: "envoyfilter-update-nested",
             endpoints: "validate",
-            fixture: SE_UPDATE,
-            what: "UPDATE, denied spec equal to the old one but for key order: both decoded as Values; x = n/2 maps nested 100 deep",
+            fixture: "validate-create-envoyfilter-v1alpha3-extra-cluster",
+            what: "UPDATE of a denied EnvoyFilter whose patch value (free-form in the CRD) holds n/2 bytes of maps nested 100 deep, old and new: both specs decoded as Values to compare",
             build: |d, n| {
                 let nest = format!("{}0{}", "{\"\":".repeat(100), "}".repeat(100));
                 let x = repeated(n / 2 / (nest.len() + 1), &nest);
-                let new = d.raw(format!(
-                    r#"{{"hosts":["upload.evil.example.org"],"resolution":"DNS","x":{x}}}"#
-                ));
-                let old = d.raw(format!(
-                    r#"{{"x":{x},"resolution":"DNS","hosts":["upload.evil.example.org"]}}"#
-                ));
+                let spec = |name: &str| {
+                    format!(
+                        r#"{{"configPatches":[{{"applyTo":"CLUSTER","match":{{"context":"SIDECAR_OUTBOUND"}},"patch":{{"operation":"ADD","value":{{"name":"{name}","type":"STRICT_DNS","x":{x}}}}}}}]}}"#
+                    )
+                };
+                let (new, old) = (spec("partner"), spec("partner-old"));
+                d.request()["operation"] = json!("UPDATE");
+                d.request()["oldObject"] = d.object().clone();
+                let new = d.raw(new);
+                let old = d.raw(old);
                 *d.spec() = new;
                 d.request()["oldObject"]["spec"] = old;
             },
