@@ -98,7 +98,7 @@ for allowlist in ${ALLOWLISTS//,/ }; do
         for endpoint in ${endpoints//,/ }; do
             log "$allowlist $shape $size /$endpoint ($bytes bytes)"
             rc=0
-            "$PY" "$HELPER" measure --allowlist "$allowlist" --shape "$shape" --size "$size" \
+            "$PY" -B "$HELPER" measure --allowlist "$allowlist" --shape "$shape" --size "$size" \
                 --endpoint "$endpoint" --description "$description" --url "$EG_URL/$endpoint" \
                 --body "$file" --ca "$CA" --log "$WORK/eg.log" --scratch "$WORK/scratch" \
                 --pid "$EG_PID" --n "$N" --max-time "$MAX_TIME" --linger-max "$LINGER_MAX" \
@@ -117,7 +117,7 @@ for allowlist in ${ALLOWLISTS//,/ }; do
         [[ -n $shape ]] || continue
         log "$allowlist burst: $BURST x $shape $size /$endpoint"
         rc=0
-        "$PY" "$HELPER" burst --allowlist "$allowlist" --shape "$shape" --size "$size" \
+        "$PY" -B "$HELPER" burst --allowlist "$allowlist" --shape "$shape" --size "$size" \
             --endpoint "$endpoint" --url "$EG_URL/$endpoint" \
             --body "$BODIES/$shape.$size.json" --ca "$CA" --health "$METRICS_URL/healthz" \
             --small "$SMALL_BODY" --small-url "$EG_URL/validate" --scratch "$WORK/scratch" \
@@ -127,7 +127,7 @@ for allowlist in ${ALLOWLISTS//,/ }; do
             RESTARTS[$allowlist]=$((RESTARTS[$allowlist] + 1))
             serve "$allowlist"
         fi
-    done < <("$PY" "$HELPER" pick --results "$RESULTS" --allowlist "$allowlist")
+    done < <("$PY" -B "$HELPER" pick --results "$RESULTS" --allowlist "$allowlist")
     if kill -0 "$EG_PID" 2>/dev/null; then
         log "$allowlist: VmHWM $(rss_mib "$EG_PID" VmHWM) MiB at the end; ${RESTARTS[$allowlist]} restarts"
     fi
@@ -142,18 +142,18 @@ OUT=$(results_file hostile)
     echo
     echo "## Summary: the largest size of each shape (and 16 KiB where judging it inline takes over 10 ms)"
     echo
-    "$PY" "$HELPER" summary --results "$RESULTS"
+    "$PY" -B "$HELPER" summary --results "$RESULTS"
     echo
     echo "## Every row"
     echo
-    "$PY" "$HELPER" table --results "$RESULTS" --bursts "$BURSTS"
+    "$PY" -B "$HELPER" table --results "$RESULTS" --bursts "$BURSTS"
     echo
     echo "Server restarts (stuck, still busy or dead): $(for a in "${!RESTARTS[@]}"; do printf '%s %s; ' "$a" "${RESTARTS[$a]}"; done)"
 } | tee "$OUT"
 cp "$RESULTS" "${OUT%.md}.jsonl"
 log "written to $OUT"
 
-FAILURES=$("$PY" "$HELPER" failures --results "$RESULTS" --bursts "$BURSTS")
+FAILURES=$("$PY" -B "$HELPER" failures --results "$RESULTS" --bursts "$BURSTS")
 if [[ -n $FAILURES ]]; then
     printf '%s\n' "$FAILURES" >&2
     die "$(wc -l <<<"$FAILURES") failures"
