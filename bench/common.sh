@@ -34,11 +34,21 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 cleanup() {
-    local pid
+    local pid i alive
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
+    # A server busy with a runaway review does not exit on SIGTERM: give up after 5 s.
+    for i in $(seq 1 50); do
+        alive=0
+        for pid in "${PIDS[@]}"; do
+            if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+        done
+        [[ $alive == 1 ]] || break
+        sleep 0.1
+    done
     for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
     if [[ ${KEEP:-0} == 1 ]]; then

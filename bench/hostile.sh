@@ -67,15 +67,34 @@ BURSTS=$WORK/bursts.jsonl
 : >"$RESULTS"
 : >"$BURSTS"
 
+# Stops the server: SIGTERM, then SIGKILL after 5 s. A review still being parsed on the
+# blocking pool keeps the process alive after "server stopped" (the runtime waits for
+# it), so shutdown alone can take as long as the runaway review.
+KILLED=0
+stop_eg() {
+    [[ -n ${EG_PID:-} ]] && kill -0 "$EG_PID" 2>/dev/null || return 0
+    kill "$EG_PID"
+    local i
+    for i in $(seq 1 50); do
+        kill -0 "$EG_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$EG_PID" 2>/dev/null; then
+        log "egress-guard (pid $EG_PID) still running 5 s after SIGTERM: SIGKILL"
+        kill -KILL "$EG_PID"
+        KILLED=$((KILLED + 1))
+    fi
+    wait "$EG_PID" 2>/dev/null || true
+}
+
 # serve ALLOWLIST-NAME: (re)starts egress-guard with that allowlist.
 serve() {
-    if [[ -n ${EG_PID:-} ]] && kill -0 "$EG_PID" 2>/dev/null; then
-        kill "$EG_PID"
-        wait "$EG_PID" 2>/dev/null || true
-    fi
+    stop_eg
+    # --validate-configmap: edits of the allowlist's ConfigMap are judged too.
+    local flags=(--log-format json --validate-configmap egress-guard/egress-guard-allowlist)
     case $1 in
-    embedded) start_eg "" "$CERT" "$KEY" --log-format json ;;
-    100k) start_eg "$WORK/allowlist/allowlist.yaml" "$CERT" "$KEY" --log-format json ;;
+    embedded) start_eg "" "$CERT" "$KEY" "${flags[@]}" ;;
+    100k) start_eg "$WORK/allowlist/allowlist.yaml" "$CERT" "$KEY" "${flags[@]}" ;;
     esac
 }
 
@@ -132,12 +151,13 @@ for allowlist in ${ALLOWLISTS//,/ }; do
         log "$allowlist: VmHWM $(rss_mib "$EG_PID" VmHWM) MiB at the end; ${RESTARTS[$allowlist]} restarts"
     fi
 done
+stop_eg
 
 OUT=$(results_file hostile)
 {
     echo "# egress-guard hostile input bounds, $(date -u +'%Y-%m-%d %H:%M UTC')"
     echo
-    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); egress-guard $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo "+dirty"); release build, loopback TLS, default serve limits (--review-deadline 2s), _RJEM_MALLOC_CONF=$_RJEM_MALLOC_CONF."
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); egress-guard $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo "+dirty"); release build, loopback TLS, default serve limits (--review-deadline 2s) plus --validate-configmap, _RJEM_MALLOC_CONF=$_RJEM_MALLOC_CONF."
     echo "$N requests per row, each on a new connection. Server ms: elapsed_us of the server's decision line (body read, queueing and evaluation). CPU: server utime+stime per request, including work after the answer. RSS: settled VmRSS before the row → highest VmRSS sampled every 2 ms during it. Other CPU: share of both cores used by other processes during the row (this machine is shared; above ~10% times are disturbed). Flags: slow (> 100 ms), rss (growth > 5× the body and > 8 MiB), answer (> 4 KiB), linger (CPU after the answer), timeout (no answer within ${MAX_TIME} s)."
     echo
     echo "## Summary: the largest size of each shape (and 16 KiB where judging it inline takes over 10 ms)"
@@ -148,7 +168,7 @@ OUT=$(results_file hostile)
     echo
     "$PY" -B "$HELPER" table --results "$RESULTS" --bursts "$BURSTS"
     echo
-    echo "Server restarts (stuck, still busy or dead): $(for a in "${!RESTARTS[@]}"; do printf '%s %s; ' "$a" "${RESTARTS[$a]}"; done)"
+    echo "Server restarts (stuck, still busy or dead): $(for a in "${!RESTARTS[@]}"; do printf '%s %s; ' "$a" "${RESTARTS[$a]}"; done)of the stops, $KILLED needed SIGKILL (SIGTERM did not end the process within 5 s)."
 } | tee "$OUT"
 cp "$RESULTS" "${OUT%.md}.jsonl"
 log "written to $OUT"

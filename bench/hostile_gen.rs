@@ -174,6 +174,7 @@ const VS: &str = "validate-create-virtualservice-v1-github-api";
 const SE: &str = "validate-create-serviceentry-v1-exfil";
 const DR: &str = "validate-create-destinationrule-v1-github-api";
 const POD: &str = "validate-create-pod-v1-app-injected";
+const CONFIGMAP: &str = "validate-create-configmap-v1-egress-guard-allowlist";
 
 fn shapes() -> Vec<Shape> {
     vec![
@@ -714,6 +715,33 @@ fn shapes() -> Vec<Shape> {
                 let (yaml, pad) = capped(n, PROXY_CONFIG_MAX - 64);
                 d.annotate("proxy.istio.io/config", json!(deep_yaml(yaml / 2)));
                 d.pad(pad);
+            },
+            fixed: None,
+            extra: &[],
+        },
+        // --- the allowlist's own ConfigMap (judged with `serve --validate-configmap`) ---
+        Shape {
+            name: "configmap-allowlist-deep-yaml",
+            endpoints: "validate",
+            fixture: CONFIGMAP,
+            what: "the allowlist ConfigMap: YAML flow sequences nested n/2 deep (parsed by the reload parser)",
+            build: |d, n| {
+                d.object()["data"]["allowlist.yaml"] = json!(deep_yaml(n / 2));
+            },
+            fixed: None,
+            extra: &[],
+        },
+        Shape {
+            name: "configmap-allowlist-hosts",
+            endpoints: "validate",
+            fixture: CONFIGMAP,
+            what: "the allowlist ConfigMap: a valid allowlist of n hosts, compiled to validate it",
+            build: |d, n| {
+                let mut y = String::from("mode: enforce\nhosts:\n");
+                for i in 0..n {
+                    let _ = writeln!(y, "  - h{i}.vendor.example.com");
+                }
+                d.object()["data"]["allowlist.yaml"] = json!(y);
             },
             fixed: None,
             extra: &[],
