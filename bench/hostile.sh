@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Hostile input bounds: worst-case reviews from bench/hostile_gen.rs (every shape at
-# 16 KiB, 256 KiB and just under the 3 MiB body limit) against the release server on
-# loopback, with the embedded allowlist and a 100,000-entry one.
+# 16 KiB, judged inline, and at 256 KiB and just under the 3 MiB body limit, judged on
+# the blocking pool) against the release server on loopback, with the embedded
+# allowlist and a 100,000-entry one. About 12 minutes after the build.
 #
 #   bash bench/hostile.sh                        # N=5 requests per shape and size
 #   SKIP_BUILD=1 N=3 SHAPES=vs-,options ALLOWLISTS=embedded bash bench/hostile.sh
@@ -12,18 +13,20 @@
 # recording HTTP status, verdict and codes, the server's own time per review (elapsed_us
 # of its decision log line), curl's time_total, the answer's size, the server's CPU per
 # request (/proc/PID/stat, including work that continues after the answer), and VmRSS
-# sampled every 2 ms against the settled RSS before the shape. Then BURST bodies at
-# once (the slowest and the most memory-hungry 3 MiB shape) while /healthz and a small
-# review are polled every 20 ms.
+# sampled every 2 ms against the settled RSS before the shape. Then bursts of BURST
+# copies of one body (the slowest, the most memory-hungry and the longest-working 3 MiB
+# shape, and the slowest inline one) while /healthz and a small review are polled every
+# 20 ms.
 #
 # The server runs with the Deployment's jemalloc settings (freed memory returned within
-# a second), so each shape starts from a settled RSS. A review still burning CPU
-# LINGER_MAX seconds after its answer gets the server restarted, and so does one
-# unanswered within MAX_TIME.
+# a second), so each shape starts from a settled RSS, and with --validate-configmap so
+# that edits of the allowlist's ConfigMap are judged. A review still burning CPU
+# LINGER_MAX seconds after its answer, or one unanswered within MAX_TIME, gets the
+# server restarted (SIGKILL when SIGTERM does not end it within 5 s).
 #
-# Prints a Markdown report and writes it to bench/results/hostile-<date>.md. Exits 1 if
-# any request got a 5xx other than 503 or no answer, the server died, or an answer was
-# over 16 KiB.
+# Prints a Markdown report and writes it to bench/results/hostile-<date>.md (and the
+# raw rows as .jsonl). Exits 1 if any request got a 5xx other than 503 or no answer,
+# the server died, or an answer was over 16 KiB.
 set -euo pipefail
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
