@@ -7,6 +7,8 @@
 #   ENTRIES                               allowlist size (default 100000)
 #   KEEP=1                                keep the scratch directory
 #   SKIP_BUILD=1                          use the binaries already built
+#   EG_VMEM_MIB                           cap egress-guard's address space (ulimit -v), so
+#                                         a runaway allocation kills it, not the machine
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -124,9 +126,11 @@ start_eg() {
     fi
     check_port_free "$EG_PORT"
     check_port_free "$EG_METRICS_PORT"
-    "$BIN" serve --listen "127.0.0.1:$EG_PORT" --metrics-listen "127.0.0.1:$EG_METRICS_PORT" \
-        "${allow_flags[@]}" --tls-cert "$cert" --tls-key "$key" "$@" \
-        >>"$WORK/eg.log" 2>&1 &
+    (
+        if [[ -n ${EG_VMEM_MIB:-} ]]; then ulimit -v $((EG_VMEM_MIB * 1024)); fi
+        exec "$BIN" serve --listen "127.0.0.1:$EG_PORT" --metrics-listen "127.0.0.1:$EG_METRICS_PORT" \
+            "${allow_flags[@]}" --tls-cert "$cert" --tls-key "$key" "$@"
+    ) >>"$WORK/eg.log" 2>&1 &
     EG_PID=$!
     PIDS+=("$EG_PID")
     local i

@@ -385,7 +385,7 @@ def cmd_table(a):
         server = f"{fmt_ms(med(r['server_ms']))} / {fmt_ms(max(r['server_ms']))}" if r["server_ms"] else "–"
         print(
             f"| {r['allowlist']} | {r['shape']} | {r['size']} | {r['endpoint']} | {r['bytes']:,} | {','.join(statuses)} "
-            f"| {verdict} | {codes} | {server} | {fmt_ms(med(r['curl_ms']))} | {r['cpu_ms_per_req']:.0f} "
+            f"| {verdict} | {codes} | {server} | {fmt_ms(med(r['curl_ms']))} | {'–' if r['died'] else format(r['cpu_ms_per_req'], '.0f')} "
             f"| {r['rss_base_mib']:.0f} → {r['rss_max_mib']:.0f} ({ratio:.1f}×) | {r['answer_bytes']:,} "
             f"| {r.get('other_cpu_pct', 0)}% | {' '.join(flags(r, a.slow_ms, a.rss_factor, a.answer_kib))} |"
         )
@@ -442,14 +442,14 @@ def cmd_summary(a):
             verdict = first["verdict"] + (f" {first['review_code']}" if first["review_code"] else "")
             codes = " ".join(first["codes"])
             times = " / ".join(fmt_ms(server(group[al])) if al in group else "–" for al in allowlists)
-            cpu = max(r["cpu_ms_per_req"] for r in group.values())
+            cpu = "–" if any(r["died"] for r in group.values()) else f"{max(r['cpu_ms_per_req'] for r in group.values()):.0f}"
             growth = max(r["rss_max_mib"] - r["rss_base_mib"] for r in group.values())
             ratio = growth * 1024 * 1024 / first["bytes"]
             answer = max(r["answer_bytes"] for r in group.values())
             fl = sorted({f for r in group.values() for f in flags(r, a.slow_ms, a.rss_factor, a.answer_kib)})
             print(
                 f"| {shape} | {size} ({first['bytes'] / 1048576:.2f} MiB) | {endpoint} | {verdict}{' ' + codes if codes else ''} "
-                f"| {times} | {cpu:.0f} | {growth:.0f} ({ratio:.0f}×) | {answer:,} | {' '.join(fl)} |"
+                f"| {times} | {cpu} | {growth:.0f} ({ratio:.0f}×) | {answer:,} | {' '.join(fl)} |"
             )
 
 

@@ -22,7 +22,9 @@
 # a second), so each shape starts from a settled RSS, and with --validate-configmap so
 # that edits of the allowlist's ConfigMap are judged. A review still burning CPU
 # LINGER_MAX seconds after its answer, or one unanswered within MAX_TIME, gets the
-# server restarted (SIGKILL when SIGTERM does not end it within 5 s).
+# server restarted (SIGKILL when SIGTERM does not end it within 5 s), and so does a
+# server that died: its address space is capped at EG_VMEM_MIB (4 GiB) so that a
+# runaway allocation ends it instead of exhausting the machine.
 #
 # Prints a Markdown report and writes it to bench/results/hostile-<date>.md (and the
 # raw rows as .jsonl). Exits 1 if any request got a 5xx other than 503 or no answer,
@@ -38,6 +40,9 @@ SIZES=${SIZES:-16k,256k,768k,3m,10k}
 MAX_TIME=${MAX_TIME:-30}      # seconds curl waits for one answer
 LINGER_MAX=${LINGER_MAX:-10}  # seconds of CPU after the last answer before a restart
 BURST=${BURST:-8}
+# The Deployment limits RSS to 512 MiB; here a cap on the address space keeps a runaway
+# review from taking the machine's memory (the server dies instead, and is restarted).
+export EG_VMEM_MIB=${EG_VMEM_MIB:-4096}
 HOSTILE_GEN=$TARGET/release/examples/hostile-gen
 HELPER=$ROOT/bench/hostile.py
 SMALL_BODY=$FIXTURES/validate-create-virtualservice-v1-github-api.json
