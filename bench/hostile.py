@@ -212,12 +212,15 @@ def cmd_measure(a):
     answer = os.path.join(a.scratch, "answer.json")
     died = False
     for i in range(a.n):
+        # curl leaves the file alone when no answer arrives: never read an old one.
+        if os.path.exists(answer):
+            os.remove(answer)
         status, took, size = curl(a.url, a.body, a.ca, answer, a.max_time)
         statuses.append(status)
         times.append(took)
         sizes.append(size)
         if first is None:
-            first = verdict(answer)
+            first = verdict(answer) if status.isdigit() else ("-", "", [])
         if not alive(pid):
             died = True
             break
@@ -286,7 +289,10 @@ def cmd_burst(a):
     results = [None] * a.parallel
 
     def one(i):
-        results[i] = curl(a.url, a.body, a.ca, os.path.join(a.scratch, f"burst{i}.json"), a.max_time)
+        out = os.path.join(a.scratch, f"burst{i}.json")
+        if os.path.exists(out):
+            os.remove(out)
+        results[i] = curl(a.url, a.body, a.ca, out, a.max_time)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(a.parallel)]
     started = time.monotonic()

@@ -630,6 +630,27 @@ fn shapes() -> Vec<Shape> {
             extra: &[],
         },
         Shape {
+            name: "networkpolicy-open-egress-rules",
+            endpoints: "validate",
+            fixture: "validate-create-service-v1-partner-manual",
+            what: "NetworkPolicy (in a Service review's envelope) with n egress rules {} (each opens every address)",
+            build: |d, n| {
+                d.request()["kind"] =
+                    json!({"group": "networking.k8s.io", "version": "v1", "kind": "NetworkPolicy"});
+                d.request()["resource"] = json!({"group": "networking.k8s.io", "version": "v1",
+                    "resource": "networkpolicies"});
+                d.request()["requestKind"] = d.request()["kind"].clone();
+                d.request()["requestResource"] = d.request()["resource"].clone();
+                let egress = d.raw(repeated(n, "{}"));
+                let meta = json!({"name": "open", "namespace": d.request()["namespace"].clone()});
+                *d.object() = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": meta, "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+                    "egress": egress}});
+            },
+            fixed: None,
+            extra: &[],
+        },
+        Shape {
             name: "pod-many-containers",
             endpoints: "validate",
             fixture: POD,
