@@ -1,4 +1,5 @@
-# Shared helpers for bench/load.sh, bench/reload.sh and bench/soak.sh. Source it.
+# Shared helpers for bench/load.sh, bench/reload.sh, bench/soak.sh and bench/hostile.sh.
+# Source it.
 #
 # Everything runs on loopback; every server started here is killed on exit (trap).
 # Environment knobs (all optional):
@@ -6,6 +7,8 @@
 #   ENTRIES                               allowlist size (default 100000)
 #   KEEP=1                                keep the scratch directory
 #   SKIP_BUILD=1                          use the binaries already built
+#   EG_VMEM_MIB                           cap egress-guard's address space (ulimit -v), so
+#                                         a runaway allocation kills it, not the machine
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -33,11 +36,21 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 cleanup() {
-    local pid
+    local pid i alive
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
+    # A server busy with a runaway review does not exit on SIGTERM: give up after 5 s.
+    for i in $(seq 1 50); do
+        alive=0
+        for pid in "${PIDS[@]}"; do
+            if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+        done
+        [[ $alive == 1 ]] || break
+        sleep 0.1
+    done
     for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
     if [[ ${KEEP:-0} == 1 ]]; then
@@ -103,14 +116,21 @@ gen_allowlist() { # FILE ENTRIES [gen-allowlist flags...]
 }
 
 # start_eg ALLOWLIST CERT KEY [extra serve flags...]: sets EG_PID; logs to $WORK/eg.log.
+# An empty ALLOWLIST serves the embedded example allowlist.
 start_eg() {
     local allowlist=$1 cert=$2 key=$3
     shift 3
+    local allow_flags=()
+    if [[ -n $allowlist ]]; then
+        allow_flags=(--allowlist-file "$allowlist")
+    fi
     check_port_free "$EG_PORT"
     check_port_free "$EG_METRICS_PORT"
-    "$BIN" serve --listen "127.0.0.1:$EG_PORT" --metrics-listen "127.0.0.1:$EG_METRICS_PORT" \
-        --allowlist-file "$allowlist" --tls-cert "$cert" --tls-key "$key" "$@" \
-        >>"$WORK/eg.log" 2>&1 &
+    (
+        if [[ -n ${EG_VMEM_MIB:-} ]]; then ulimit -v $((EG_VMEM_MIB * 1024)); fi
+        exec "$BIN" serve --listen "127.0.0.1:$EG_PORT" --metrics-listen "127.0.0.1:$EG_METRICS_PORT" \
+            "${allow_flags[@]}" --tls-cert "$cert" --tls-key "$key" "$@"
+    ) >>"$WORK/eg.log" 2>&1 &
     EG_PID=$!
     PIDS+=("$EG_PID")
     local i
