@@ -66,6 +66,7 @@ AUDIT_RESOURCES = {("networking.istio.io", r) for r in ISTIO_NETWORKING} | {
     ("extensions.istio.io", "trafficextensions"),
     ("security.istio.io", "requestauthentications"),
     ("networking.k8s.io", "networkpolicies"),
+    ("gateway.networking.x-k8s.io", "xbackends"),
     ("", "services"), ("", "endpoints"), ("", "pods"),
     ("discovery.k8s.io", "endpointslices"),
     ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("apps", "replicasets"),
@@ -98,7 +99,8 @@ HOOKS = {
         | {("extensions.istio.io", "*", r): CU for r in ("wasmplugins", "trafficextensions")}
         | {("security.istio.io", "*", "requestauthentications"): CU,
            ("", "v1", "services"): CU,
-           ("networking.k8s.io", "v1", "networkpolicies"): CU},
+           ("networking.k8s.io", "v1", "networkpolicies"): CU,
+           ("gateway.networking.x-k8s.io", "*", "xbackends"): CU},
         excluded=["kube-system", NS], included=["istio-system", *TENANT_NAMESPACES],
     ),
     "endpoints.validate.egress-guard.io": Hook(

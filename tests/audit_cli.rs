@@ -15,7 +15,7 @@ const ALL_VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 /// Older Istio CRDs: no `v1`.
 const BETA_VERSIONS: &[&str] = &["v1beta1", "v1alpha3"];
 /// Every kind `audit` lists: API path prefix, versions newest first, plural.
-const KINDS: [(&str, &[&str], &str); 23] = [
+const KINDS: [(&str, &[&str], &str); 24] = [
     ("/apis/networking.istio.io", ALL_VERSIONS, "serviceentries"),
     ("/apis/networking.istio.io", ALL_VERSIONS, "virtualservices"),
     (
@@ -51,6 +51,11 @@ const KINDS: [(&str, &[&str], &str); 23] = [
     ("/apis/batch", &["v1"], "jobs"),
     ("/apis/batch", &["v1"], "cronjobs"),
     ("/apis/networking.k8s.io", &["v1"], "networkpolicies"),
+    (
+        "/apis/gateway.networking.x-k8s.io",
+        &["v1alpha1"],
+        "xbackends",
+    ),
 ];
 
 struct Output {
@@ -506,7 +511,7 @@ async fn namespace_flag_lists_only_that_namespace() {
         );
     }
     // Every kind was listed in the namespace: the five Istio kinds served (two after a
-    // v1 404), the eighteen others tried at each of their versions.
+    // v1 404), the nineteen others tried at each of their versions.
     let unserved: usize = KINDS.iter().skip(5).map(|(_, v, _)| v.len()).sum();
     assert_eq!(lists.len(), 7 + unserved, "{}", fake.request_log());
 }

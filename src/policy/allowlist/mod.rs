@@ -130,6 +130,8 @@ pub struct Allowlist {
     /// Users whose writes of EndpointSlices, Endpoints and WorkloadEntries are the
     /// control plane's own (endpoint controllers, istiod auto-registration).
     pub trusted_writers: HashSet<String>,
+    /// The cluster DNS addresses pods may name as nameservers.
+    pub cluster_dns: Vec<std::net::IpAddr>,
     /// Image prefixes the injected proxy containers of a pod must use (empty: any).
     pub proxy_images: Vec<Box<str>>,
     /// Injection templates that capture traffic.
@@ -242,6 +244,10 @@ impl Allowlist {
                 .map(String::into_boxed_str)
                 .collect(),
             init_containers_before_capture: doc.init_containers_before_capture,
+            cluster_dns: doc.cluster_dns.map_or_else(
+                || vec![std::net::IpAddr::from([10, 96, 0, 10])],
+                |ips| ips.into_iter().map(|ip| ip.0).collect(),
+            ),
             proxy_images: doc
                 .proxy_images
                 .into_iter()

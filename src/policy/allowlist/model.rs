@@ -53,6 +53,9 @@ pub(super) struct Doc {
     /// The cluster's pod, service and node networks: addresses inside them are not egress.
     #[serde(default)]
     pub cluster_networks: Vec<FromStrValue<IpNet>>,
+    /// The cluster DNS addresses pods may name as nameservers in `dnsConfig`: any other in-cluster address may be a tenant's resolver. Default `[10.96.0.10]` (kubeadm's).
+    #[serde(default)]
+    pub cluster_dns: Option<Vec<FromStrValue<std::net::IpAddr>>>,
     /// The control plane's users: their Endpoints, EndpointSlices and WorkloadEntries are skipped, and their workloads labelled `gateway.istio.io/managed` are Istio's Gateway API gateways. Default: the endpoint, deployment and replica set controllers and istiod.
     #[serde(default)]
     pub trusted_writers: Option<Vec<String>>,
@@ -177,6 +180,11 @@ impl Described for IpNet {
     const NAME: &'static str = "Cidr";
     const DESCRIPTION: &'static str =
         "an IPv4 or IPv6 network in CIDR notation (203.0.113.0/24, 2001:db8::/32)";
+}
+
+impl Described for std::net::IpAddr {
+    const NAME: &'static str = "IpAddress";
+    const DESCRIPTION: &'static str = "an IPv4 or IPv6 address (10.96.0.10)";
 }
 
 impl Described for Expiry {

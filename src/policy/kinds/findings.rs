@@ -496,6 +496,28 @@ pub fn target(raw: &str, allowlist: &Allowlist) -> Target {
     Target::Host(HostPattern::from_accepted(raw))
 }
 
+/// An address as Kubernetes reads one in its own fields (Service `externalIPs`, pod
+/// `hostAliases` and nameservers): like Istio, plus IPv4 with leading zeros, which the
+/// apiserver accepts (only warning) and kube-proxy reads as decimal (`010` is 10).
+pub fn kube_ip(raw: &str) -> Option<std::net::IpAddr> {
+    if let Some(ip) = istio::parse_ip(raw) {
+        return Some(ip);
+    }
+    let mut octets = [0u8; 4];
+    let mut parts = raw.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 8 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *octet = part.parse().ok()?;
+    }
+    parts
+        .next()
+        .is_none()
+        .then(|| std::net::IpAddr::from(octets))
+}
+
 /// True when a host should be judged even though a validity rule failed: an IP where a
 /// name is required is still an address traffic can go to.
 pub fn is_ip_literal(raw: &str) -> bool {

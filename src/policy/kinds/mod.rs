@@ -18,6 +18,7 @@ mod borrowed;
 mod findings;
 mod meta;
 
+mod backend;
 mod destination_rule;
 mod endpoints;
 mod envoy_filter;
@@ -36,7 +37,7 @@ mod workload_entry;
 pub use borrowed::Str;
 pub use findings::{
     Context, Export, Findings, HostEgress, HostField, MAX_VIOLATIONS, MAX_WARNINGS, Target,
-    is_ip_literal, target,
+    is_ip_literal, kube_ip, target,
 };
 pub use meta::{Meta, Pairs};
 pub use virtual_service::HttpRouteInfo;
@@ -91,6 +92,8 @@ pub enum Kind {
     CronJob,
     /// `networking.k8s.io` NetworkPolicy
     NetworkPolicy,
+    /// `gateway.networking.x-k8s.io` XBackend
+    XBackend,
     /// core ConfigMap: only the one holding the allowlist is judged.
     ConfigMap,
 }
@@ -103,7 +106,7 @@ const ISTIO_VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 
 /// Each kind's API group, name, plural and served versions (newest first): the one
 /// table that maps the API onto [`Kind`].
-const TABLE: [(Kind, &str, &str, &str, &[&str]); 24] = [
+const TABLE: [(Kind, &str, &str, &str, &[&str]); 25] = [
     (
         Kind::ServiceEntry,
         ISTIO_NETWORKING_GROUP,
@@ -229,13 +232,20 @@ const TABLE: [(Kind, &str, &str, &str, &[&str]); 24] = [
         "networkpolicies",
         &["v1"],
     ),
+    (
+        Kind::XBackend,
+        "gateway.networking.x-k8s.io",
+        "XBackend",
+        "xbackends",
+        &["v1alpha1"],
+    ),
     (Kind::ConfigMap, "", "ConfigMap", "configmaps", &["v1"]),
 ];
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 24] = {
-        let mut all = [Kind::ServiceEntry; 24];
+    pub const ALL: [Kind; 25] = {
+        let mut all = [Kind::ServiceEntry; 25];
         let mut i = 0;
         while i < TABLE.len() {
             all[i] = TABLE[i].0;
@@ -423,6 +433,9 @@ pub fn inspect<'b>(
         }),
         Kind::NetworkPolicy => with(object, o, |x: &Object<network_policy::Spec<'_>>, o| {
             network_policy::inspect(&x.spec, cx, o)
+        }),
+        Kind::XBackend => with(object, o, |x: &Object<backend::Spec<'_>>, o| {
+            backend::inspect(&x.spec, cx, o)
         }),
         Kind::Service => with(object, o, |x: &Object<service::Spec<'_>>, o| {
             service::inspect(&x.spec, &x.metadata, cx, o)

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::proxy_config;
-use super::{Context, Findings, Meta, Str, null_default};
+use super::{Context, Findings, Meta, Str, kube_ip, null_default};
 use crate::policy::allowlist::Disposition;
 use crate::policy::decision::Code;
 use crate::policy::matcher::PortSet;
@@ -62,6 +62,8 @@ pub(super) struct PodSpec<'a> {
 struct DnsConfig<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     nameservers: Vec<Str<'a>>,
+    #[serde(borrow, deserialize_with = "null_default")]
+    searches: Vec<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +239,7 @@ fn judge(
         return;
     }
     metadata(meta, pod.gateway, base, cx, out);
+    forged_status(meta, spec, pod.source, base, out);
     if spec.host_network {
         out.violation(
             Code::SidecarDisabled,
@@ -315,8 +318,11 @@ fn identity(c: &Container<'_>, defaults: (Option<i64>, Option<i64>)) -> (Option<
     )
 }
 
-/// The pod's nameservers and `/etc/hosts` entries, which the proxy uses to resolve the
-/// hosts it sends approved traffic to.
+/// The pod's resolver, which the proxy uses for the hosts it sends approved traffic to:
+/// a nameserver answers them with any address (only the cluster DNS, `clusterDns`, is
+/// trusted inside the cluster: any pod can serve DNS behind a cluster IP); a search
+/// domain is tried first for every name (`ndots:5`), so it is judged as a wildcard over
+/// its names; a `hostAliases` entry is `/etc/hosts` (loopback stays in the pod).
 fn resolver(
     spec: &PodSpec<'_>,
     base: &dyn Fn() -> String,
@@ -326,11 +332,40 @@ fn resolver(
     let dns = PortSet::new(vec![DNS_PORT]);
     for (i, ns) in spec.dns_config.nameservers.iter().enumerate() {
         let path = || format!("{}spec.dnsConfig.nameservers[{i}]", base());
-        out.host_ref(cx, path, ns, Some(&dns), false);
+        match kube_ip(ns) {
+            Some(ip) if cx.allowlist.cluster_dns.contains(&ip) => {}
+            Some(ip) if cx.allowlist.in_cluster(&ip.into()) => out.violation(
+                Code::AddressNotAllowed,
+                path(),
+                ns,
+                "an in-cluster nameserver other than the cluster DNS (clusterDns) may be any pod's resolver, and answers the proxy's lookups",
+            ),
+            Some(ip) => out.net_ref(cx, path, ns, ip.into(), false),
+            None => {
+                out.host_ref(cx, path, ns, Some(&dns), false);
+            }
+        }
+    }
+    for (i, domain) in spec.dns_config.searches.iter().enumerate() {
+        if !out.charge(domain.len()) {
+            return;
+        }
+        let domain = domain.trim_end_matches('.');
+        if domain.is_empty() {
+            continue;
+        }
+        let path = || format!("{}spec.dnsConfig.searches[{i}]", base());
+        out.host_ref(cx, path, &format!("*.{domain}"), None, false);
     }
     for (i, alias) in spec.host_aliases.iter().enumerate() {
         let path = || format!("{}spec.hostAliases[{i}].ip", base());
-        out.host_ref(cx, path, &alias.ip, None, false);
+        match kube_ip(&alias.ip) {
+            Some(ip) if ip.is_loopback() => {}
+            Some(ip) => out.net_ref(cx, path, &alias.ip, ip.into(), false),
+            None => {
+                out.host_ref(cx, path, &alias.ip, None, false);
+            }
+        }
     }
 }
 
@@ -357,7 +392,7 @@ fn metadata(
             "sidecar injection is disabled: the workload's traffic leaves without the proxy",
         );
     }
-    if meta.labels.get(DATAPLANE_MODE) == Some("none") {
+    if meta.labels.get(DATAPLANE_MODE) == Some("none") && !gateway {
         out.violation(
             Code::SidecarDisabled,
             at("labels", DATAPLANE_MODE),
@@ -444,6 +479,35 @@ fn metadata(
             at("annotations", OVERRIDES),
             v,
             "overrides what an injected container runs, its environment or its files",
+        );
+    }
+}
+
+/// `sidecar.istio.io/status` is the injector's record that it added the proxy. Ambient
+/// capture skips any pod that carries it, as a sidecar pod: on a pod without the
+/// proxy it claims, or in a template (the injector writes it on pods, never on
+/// templates), it takes the workload out of both data planes.
+fn forged_status(
+    meta: &Meta,
+    spec: &PodSpec<'_>,
+    source: Source,
+    base: &dyn Fn() -> String,
+    out: &mut Findings<'_>,
+) {
+    let Some(status) = meta.annotations.get(STATUS) else {
+        return;
+    };
+    let has_proxy = spec
+        .containers
+        .iter()
+        .chain(&spec.init_containers)
+        .any(|c| &*c.name == PROXY);
+    if source == Source::Template || !has_proxy {
+        out.violation(
+            Code::SidecarDisabled,
+            format!("{}metadata.annotations[{STATUS}]", base()),
+            status,
+            "claims an injected sidecar the pod does not have: ambient capture skips it, and no sidecar captures it",
         );
     }
 }
@@ -553,6 +617,17 @@ fn containers(
         }
         let path = || format!("{}spec.{field}[{i}]", base());
         if pod.is_proxy(&c.name) {
+            continue;
+        }
+        // A gateway's pod has injection off: only its proxy may run there (istiod merges
+        // a tenant's parametersRef ConfigMap into the Deployment it writes).
+        if pod.gateway {
+            out.violation(
+                Code::SidecarDisabled,
+                path(),
+                &c.name,
+                "runs in a gateway pod, which has no sidecar capture: only the gateway's proxy may run there",
+            );
             continue;
         }
         // In a template, a container named like an injected one customises it: the

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Export, Findings, Meta, Str, export_scope, null_default};
+use super::{Context, Export, Findings, Meta, Str, export_scope, kube_ip, null_default};
 use crate::policy::istio;
 use crate::policy::matcher::PortSet;
 
@@ -60,7 +60,7 @@ pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut 
         if !out.charge(raw.len()) {
             return;
         }
-        if let Some(ip) = istio::parse_ip(raw) {
+        if let Some(ip) = kube_ip(raw) {
             out.net_ref(
                 cx,
                 || format!("spec.externalIPs[{i}]"),
