@@ -2,8 +2,10 @@
 //! [`policy::evaluate`] → [`AdmissionResponse`] → bytes. [`review`] is what the server,
 //! the tests and the benchmarks call; the server adds only I/O, metrics and the log line.
 //!
-//! Decoding uses kube-core's review types with a raw object: the kind module that judges
-//! the object decodes only the fields it reads, once.
+//! Decoding reads the review into kube-core's request type with a raw object (the kind
+//! module that judges the object decodes only the fields it reads, once), and skips
+//! what egress-guard never reads (`options`, the user's groups and extra): a client
+//! cannot make the server build a tree of them.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -227,12 +229,9 @@ pub fn review(
 /// denies in enforce mode and is reported in audit mode, like any violation. Only the
 /// envelope is decoded (the object is skipped), so this costs one scan of the body.
 pub fn too_complex(endpoint: Endpoint, body: &[u8], allowlist: Option<&Allowlist>) -> Reviewed {
-    let req = match serde_json::from_slice::<AdmissionReview<Skipped>>(body) {
-        Ok(review) => match TryInto::<AdmissionRequest<Skipped>>::try_into(review) {
-            Ok(req) => req,
-            Err(_) => return rejected(ReviewError::NoRequest),
-        },
-        Err(e) => return rejected(salvage_uid(body, e)),
+    let req = match decode_as::<Skipped>(body) {
+        Ok(req) => req,
+        Err(e) => return rejected(e),
     };
     let Some(allowlist) = allowlist else {
         return not_ready(&req);
@@ -425,10 +424,85 @@ pub enum ReviewError {
 
 /// Decodes a review body into its request.
 pub fn decode(body: &[u8]) -> Result<AdmissionRequest<RawObject>, ReviewError> {
-    match serde_json::from_slice::<AdmissionReview<RawObject>>(body) {
-        Ok(review) => review.try_into().map_err(|_| ReviewError::NoRequest),
-        Err(e) => Err(salvage_uid(body, e)),
-    }
+    decode_as(body)
+}
+
+/// The review as the apiserver sends it, minus what is never read.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<T> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    request: Option<RequestFields<T>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestFields<T> {
+    uid: String,
+    kind: kube::core::GroupVersionKind,
+    resource: kube::core::GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<kube::core::GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<kube::core::GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: KubeOperation,
+    user_info: User,
+    object: Option<T>,
+    old_object: Option<T>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Only the user name is read; groups and extra are skipped.
+#[derive(Deserialize)]
+struct User {
+    #[serde(default)]
+    username: Option<String>,
+}
+
+fn decode_as<T: Resource + serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<AdmissionRequest<T>, ReviewError> {
+    let envelope = match serde_json::from_slice::<Envelope<T>>(body) {
+        Ok(e) => e,
+        Err(e) => return Err(salvage_uid(body, e)),
+    };
+    let r = envelope.request.ok_or(ReviewError::NoRequest)?;
+    Ok(AdmissionRequest {
+        types: kube::core::TypeMeta {
+            api_version: envelope.api_version,
+            kind: envelope.kind,
+        },
+        uid: r.uid,
+        kind: r.kind,
+        resource: r.resource,
+        sub_resource: r.sub_resource,
+        request_kind: r.request_kind,
+        request_resource: r.request_resource,
+        request_sub_resource: r.request_sub_resource,
+        name: r.name,
+        namespace: r.namespace,
+        operation: r.operation,
+        user_info: k8s_openapi::api::authentication::v1::UserInfo {
+            username: r.user_info.username,
+            ..Default::default()
+        },
+        object: r.object,
+        old_object: r.old_object,
+        dry_run: r.dry_run,
+        options: None,
+    })
 }
 
 /// When the full decode fails, reads just enough to answer the apiserver by uid.

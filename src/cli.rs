@@ -140,6 +140,11 @@ pub struct ServeArgs {
     /// Request-body bytes held in memory at once across all connections; past it, 503.
     #[arg(long, env = "EGRESS_GUARD_MAX_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_inflight_bytes: usize,
+    /// Memory large reviews may use at once while judged, estimated at 100 times their
+    /// body (the measured worst case of decoding, see README "Hostile input bounds");
+    /// more wait, within the review deadline. One review always fits.
+    #[arg(long, env = "EGRESS_GUARD_REVIEW_MEMORY", default_value_t = 256 * 1024 * 1024)]
+    pub review_memory: usize,
     /// Time a large review may take before it is answered as too complex (EG901).
     #[arg(long, env = "EGRESS_GUARD_REVIEW_DEADLINE", default_value = "2s")]
     pub review_deadline: DurationArg,

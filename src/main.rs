@@ -18,9 +18,13 @@ fn main() -> ExitCode {
             println!("{}", egress_guard::policy::allowlist::schema_json());
             Ok(())
         }
-        Command::Serve(args) => {
-            runtime().and_then(|rt| rt.block_on(egress_guard::server::run(args)))
-        }
+        Command::Serve(args) => runtime().and_then(|rt| {
+            let result = rt.block_on(egress_guard::server::run(args));
+            // A review still running past its deadline must not hold the exit: the
+            // server already answered it and stopped.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            result
+        }),
         Command::Audit(args) => {
             match runtime().and_then(|rt| rt.block_on(egress_guard::audit::run(&args))) {
                 Ok(code) => return ExitCode::from(code),

@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Request-body bytes held at once across all connections; past it, 503.
     pub max_inflight_bytes: usize,
+    /// Memory large reviews may use at once while judged (estimated from the body).
+    pub review_memory: usize,
     /// Time a large review may take, waiting for a slot included, before it is
     /// answered as too complex to evaluate.
     pub review_deadline: Duration,
@@ -79,6 +81,7 @@ impl ServeConfig {
             max_concurrency: 1024,
             max_connections: 1024,
             max_inflight_bytes: 64 * 1024 * 1024,
+            review_memory: 256 * 1024 * 1024,
             review_deadline: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(20),
             allowlist_source: None,
@@ -102,13 +105,22 @@ pub struct AppState {
     /// Large reviews judged at once on the blocking pool: about one per core, so a
     /// burst of hostile bodies queues instead of thrashing.
     heavy: Arc<Semaphore>,
+    /// Estimated memory of the large reviews being judged, in KiB.
+    memory: Arc<Semaphore>,
+    memory_kib: usize,
     allowlist_source: Option<Arc<AllowlistSource>>,
 }
+
+/// Estimated peak memory of judging a body, per body byte: decoding a list of tiny
+/// elements (`{}` routes, ports, containers) into typed structs costs up to ~96 times
+/// their bytes (bench/hostile.sh).
+const MEMORY_PER_BODY_BYTE: usize = 100;
 
 impl AppState {
     /// State over a store and its metrics, with the limits of `cfg`.
     pub fn new(store: Arc<PolicyStore>, metrics: Metrics, cfg: &ServeConfig) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let memory_kib = (cfg.review_memory / 1024).clamp(1, u32::MAX as usize);
         Self {
             store,
             metrics,
@@ -119,6 +131,8 @@ impl AppState {
             bytes: ByteBudget::new(cfg.max_inflight_bytes),
             slots: Arc::new(Semaphore::new(cfg.max_concurrency.max(1))),
             heavy: Arc::new(Semaphore::new(cores)),
+            memory: Arc::new(Semaphore::new(memory_kib)),
+            memory_kib,
             allowlist_source: cfg.allowlist_source.clone().map(Arc::new),
         }
     }
@@ -212,11 +226,21 @@ async fn judge_offloaded(
     let cancel = Arc::new(AtomicBool::new(false));
     let work = {
         let (body, loaded, cancel) = (body.clone(), loaded.clone(), cancel.clone());
-        let heavy = st.heavy.clone();
+        let (heavy, memory) = (st.heavy.clone(), st.memory.clone());
         let source = st.allowlist_source.clone();
+        // One review always fits, however large its estimate.
+        let kib = (body.len().saturating_mul(MEMORY_PER_BODY_BYTE) / 1024).clamp(1, st.memory_kib);
         async move {
-            let _heavy = heavy.acquire_owned().await.ok()?;
+            let reserved = memory
+                .acquire_many_owned(u32::try_from(kib).ok()?)
+                .await
+                .ok()?;
+            let permit = (heavy.acquire_owned().await.ok()?, reserved);
             tokio::task::spawn_blocking(move || {
+                // Held until the work itself ends, not until the answer: past the
+                // deadline the review is answered but still runs until it notices the
+                // cancel, and must keep its core.
+                let _heavy = permit;
                 let env = Env {
                     cancel: Some(&cancel),
                     now: Some(crate::unix_now()),
