@@ -592,13 +592,11 @@ fn injected(meta: &Meta, source: Source) -> Vec<&str> {
     let Some(status) = meta.annotations.get(STATUS) else {
         return Vec::new();
     };
+    // At most the three proxy names, each once, however long the lists are.
     serde_json::from_str::<Status<'_>>(status)
         .map(|s| {
-            s.containers
-                .into_iter()
-                .chain(s.init_containers)
-                .filter(|n| PROXY_CONTAINERS.contains(n))
-                .collect()
+            let listed = |name: &&str| s.containers.contains(name) || s.init_containers.contains(name);
+            PROXY_CONTAINERS.into_iter().filter(listed).collect()
         })
         .unwrap_or_default()
 }
