@@ -335,3 +335,53 @@ async fn metric_labels_from_requests_stay_bounded() {
     assert!(text.len() < 64 * 1024, "/metrics is {} bytes", text.len());
     assert!(text.contains("kind=\"other\""));
 }
+
+#[tokio::test]
+async fn yaml_bombs_in_a_proxy_config_are_denied_fast_and_the_server_stays_up() {
+    let s = TestServer::start().await;
+    // Each level multiplies by ten: a billion scalars from 400 bytes. It killed the
+    // server (all memory) when the annotation was expanded into a tree.
+    let mut bomb = String::from("a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n");
+    for i in 1..9 {
+        let p = i - 1;
+        let refs = vec![format!("*a{p}"); 10].join(",");
+        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let deep = format!("tracing: {}{}", "[".repeat(50_000), "]".repeat(50_000));
+    for config in [bomb, deep] {
+        let mut review = fixture_json("validate-create-pod-v1-app-injected");
+        review["request"]["object"]["metadata"]["annotations"]["proxy.istio.io/config"] =
+            json!(config);
+        let started = Instant::now();
+        let (status, body) = post(&s, serde_json::to_vec(&review).unwrap()).await;
+        let body = body.expect("a review");
+        assert_eq!(status, 200);
+        assert_eq!(body["response"]["allowed"], false, "{body}");
+        assert!(codes(&body).contains("EG307"), "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let (status, body) = post(&s, serde_json::to_vec(&vs_review()).unwrap()).await;
+    assert_eq!(
+        (status, body.unwrap()["response"]["allowed"].clone()),
+        (200, json!(true))
+    );
+}
+
+#[tokio::test]
+async fn options_and_user_groups_are_skipped_not_decoded() {
+    let s = TestServer::start().await;
+    // Two million tiny maps: 500 MiB as a tree, never built now. Past serde_json's
+    // nesting limit it would be a 400, so it is wide, not deep.
+    let mut review = vs_review();
+    let wide = format!("[{}{{}}]", "{},".repeat(200_000));
+    let wide: Value = serde_json::from_str(&wide).unwrap();
+    review["request"]["options"] = json!({"kind": "CreateOptions", "x": wide});
+    review["request"]["userInfo"]["groups"] = json!(vec!["system:authenticated"; 50_000]);
+    let (status, body) = post(&s, serde_json::to_vec(&review).unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.unwrap()["response"]["allowed"], true);
+}

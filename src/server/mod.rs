@@ -168,21 +168,23 @@ pub fn router(state: AppState) -> Router {
         .route("/mutate", post(mutate))
         // Bodies are read by `body::read` with its own limits and deadline.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        // Shared, not cloned per request: a clone bumps a dozen reference counts that
+        // every core then fights over.
+        .with_state(Arc::new(state))
 }
 
-async fn validate(State(st): State<AppState>, req: Request) -> Response {
-    handle(Endpoint::Validate, st, req).await
+async fn validate(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    handle(Endpoint::Validate, &st, req).await
 }
 
-async fn mutate(State(st): State<AppState>, req: Request) -> Response {
-    handle(Endpoint::Mutate, st, req).await
+async fn mutate(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    handle(Endpoint::Mutate, &st, req).await
 }
 
-async fn handle(endpoint: Endpoint, st: AppState, req: Request) -> Response {
+async fn handle(endpoint: Endpoint, st: &AppState, req: Request) -> Response {
     let started = Instant::now();
     // The bytes stay counted against the budget until the answer is sent.
-    let (body, _bytes) = match body::read(&st, req).await {
+    let (body, _bytes) = match body::read(st, req).await {
         Ok(b) => b,
         Err(body::Rejection(status, reason, message)) => {
             st.metrics
@@ -191,24 +193,25 @@ async fn handle(endpoint: Endpoint, st: AppState, req: Request) -> Response {
             return (status, format!("{message}\n")).into_response();
         }
     };
-    let loaded = st.store.current();
-    let reviewed = if body.len() <= INLINE_BODY {
-        admission::review(endpoint, &body, allowlist(&loaded), &st.env())
-    } else {
-        let Ok(slot) = st.slots.clone().try_acquire_owned() else {
-            st.metrics
-                .record_bad_request(endpoint, "busy", started.elapsed());
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many large reviews in progress\n",
-            )
-                .into_response();
-        };
-        let reviewed = judge_offloaded(endpoint, &st, body, loaded.clone()).await;
-        drop(slot);
-        reviewed
+    if body.len() <= INLINE_BODY {
+        // A borrowed view of the allowlist: no reference count to bump per review.
+        let loaded = st.store.current_guard();
+        let reviewed = admission::review(endpoint, &body, allowlist(&loaded), &st.env());
+        return finish(endpoint, st, reviewed, loaded.as_deref(), started);
+    }
+    let Ok(slot) = st.slots.clone().try_acquire_owned() else {
+        st.metrics
+            .record_bad_request(endpoint, "busy", started.elapsed());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many large reviews in progress\n",
+        )
+            .into_response();
     };
-    finish(endpoint, &st, reviewed, loaded.as_deref(), started)
+    let loaded = st.store.current();
+    let reviewed = judge_offloaded(endpoint, st, body, loaded.clone()).await;
+    drop(slot);
+    finish(endpoint, st, reviewed, loaded.as_deref(), started)
 }
 
 fn allowlist(loaded: &Option<Arc<Loaded>>) -> Option<&crate::policy::Allowlist> {

@@ -47,6 +47,11 @@ impl PolicyStore {
         self.current.load_full()
     }
 
+    /// The allowlist in force, borrowed for a short use (one inline review).
+    pub fn current_guard(&self) -> arc_swap::Guard<Option<Arc<Loaded>>> {
+        self.current.load()
+    }
+
     /// True once a valid allowlist is loaded.
     pub fn is_loaded(&self) -> bool {
         self.current.load().is_some()

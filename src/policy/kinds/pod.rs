@@ -595,7 +595,8 @@ fn injected(meta: &Meta, source: Source) -> Vec<&str> {
     // At most the three proxy names, each once, however long the lists are.
     serde_json::from_str::<Status<'_>>(status)
         .map(|s| {
-            let listed = |name: &&str| s.containers.contains(name) || s.init_containers.contains(name);
+            let listed =
+                |name: &&str| s.containers.contains(name) || s.init_containers.contains(name);
             PROXY_CONTAINERS.into_iter().filter(listed).collect()
         })
         .unwrap_or_default()
