@@ -41,27 +41,35 @@ pub fn install_crypto_provider() {
 /// thread ([`log_writer`]): a request never waits on stderr and does not pay a system
 /// call per line. Keep the guard alive until exit; dropping it writes what is left.
 pub fn init_tracing(format: cli::LogFormat, filter: &str) -> Option<log_writer::LogGuard> {
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::fmt::writer::EitherWriter;
+    use tracing_subscriber::prelude::*;
+    // Per-target levels (`egress_guard=debug,info`): a static filter, checked without
+    // the per-event bookkeeping of span-aware filters.
+    let targets = filter
+        .parse::<Targets>()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     server::set_json_logs(format == cli::LogFormat::Json);
-    let (writer, guard) = match log_writer::batch(std::io::stderr(), log_writer::LINGER) {
-        Ok((w, g)) => (BoxMakeWriter::new(w), Some(g)),
+    let (batch, guard) = match log_writer::batch(std::io::stderr(), log_writer::LINGER) {
+        Ok((w, g)) => (Some(w), Some(g)),
         // No thread for the writer: write each line directly.
-        Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
+        Err(_) => (None, None),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // One writer type for both cases, so that no line pays for a boxed writer.
+    let writer = move || match &batch {
+        Some(w) => EitherWriter::A(w.clone()),
+        None => EitherWriter::B(std::io::stderr()),
+    };
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
+    let registry = tracing_subscriber::registry().with(targets);
     let _ = match format {
-        cli::LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+        cli::LogFormat::Json => registry
+            .with(layer.json().flatten_event(true).with_current_span(true))
             .try_init(),
-        cli::LogFormat::Text => builder.try_init(),
+        cli::LogFormat::Text => registry.with(layer).try_init(),
     };
     guard
 }
