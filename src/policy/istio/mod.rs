@@ -380,7 +380,7 @@ pub fn hosts_match(a: &str, b: &str) -> bool {
 /// computed in O(1) per step ([`SuffixHasher`]), finds every such pair; equal strings
 /// are found by key. Keys combine a 61-bit hash with the length, so a false match
 /// needs a collision of random-base polynomial hashes: about 2⁻⁵⁰ per review.
-pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> Vec<(usize, Failure)> {
+pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> impl Iterator<Item = Found<'_>> {
     let hasher = SuffixHasher::random();
     // First index of each exact host and of each wildcard's suffix, by key.
     let mut first_exact: IntMap<u64, usize> = IntMap::default();
@@ -430,21 +430,14 @@ pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> Vec<(usize, Failure)> {
             true
         });
     }
-    partner
-        .iter()
-        .enumerate()
-        .filter_map(|(j, p)| {
-            let i = (*p)?;
-            let (a, b) = (hosts.get(i)?.as_ref(), hosts.get(j)?.as_ref());
-            Some((
-                j,
-                (
-                    Code::OverlappingHosts,
-                    format!("duplicate hosts in virtual service: {a} & {b}"),
-                ),
-            ))
+    partner.into_iter().enumerate().filter_map(move |(j, p)| {
+        let i = p?;
+        Some(Found {
+            index: j,
+            code: Code::OverlappingHosts,
+            why: Why::Duplicate(hosts.get(i)?.as_ref(), hosts.get(j)?.as_ref()),
         })
-        .collect()
+    })
 }
 
 /// The hosts of one VirtualService, indexed to answer Istio's `host.Name.SubsetOf` for
@@ -741,33 +734,66 @@ pub fn egress_proxy_host(raw: &str) -> Result<(), Failure> {
 /// parts, or a name without `/` that must be an FQDN (`mesh`, `my-gw`, legacy
 /// `name.namespace`). Istio stops at the first name without `/`, so later names are not
 /// checked at all (`[mesh, "*/gw"]` is accepted).
-pub fn gateway_names<S: AsRef<str>>(names: &[S]) -> Vec<(usize, Failure)> {
-    let mut out = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let name = name.as_ref();
-        let Some((ns, gw)) = name.split_once('/') else {
-            if let Err((_, e)) = fqdn(name) {
-                out.push((
-                    i,
-                    (Code::InvalidGatewayRef, format!("invalid gateway: {e}")),
-                ));
-            }
-            break;
-        };
-        let reason = if ns.is_empty() || gw.is_empty() {
-            Some("namespace and gateway name cannot be empty".to_owned())
-        } else if !is_dns1123_label(ns) {
-            Some(format!("invalid gateway namespace {ns:?}"))
-        } else if !is_dns1123_label(gw) {
-            Some(format!("invalid gateway name {gw:?} (a DNS-1123 label)"))
-        } else {
-            None
-        };
-        if let Some(r) = reason {
-            out.push((i, (Code::InvalidGatewayRef, r)));
+pub fn gateway_names<S: AsRef<str>>(names: &[S]) -> impl Iterator<Item = Found<'_>> {
+    let mut stopped = false;
+    names.iter().enumerate().filter_map(move |(i, name)| {
+        if stopped {
+            return None;
         }
+        let name = name.as_ref();
+        let why = match name.split_once('/') {
+            None => {
+                stopped = true;
+                Why::Gateway(fqdn(name).err()?.1)
+            }
+            Some((ns, gw)) if ns.is_empty() || gw.is_empty() => Why::GatewayEmpty,
+            Some((ns, _)) if !is_dns1123_label(ns) => Why::GatewayNamespace(ns),
+            Some((_, gw)) if !is_dns1123_label(gw) => Why::GatewayName(gw),
+            Some(_) => return None,
+        };
+        Some(Found {
+            index: i,
+            code: Code::InvalidGatewayRef,
+            why,
+        })
+    })
+}
+
+/// One finding of a check over a list, whose message is written only when it is
+/// reported: such a check can find one per element, and past the first hundred
+/// violations the rest are only counted.
+#[derive(Debug)]
+pub struct Found<'a> {
+    /// Index of the element in the list.
+    pub index: usize,
+    /// Its code.
+    pub code: Code,
+    why: Why<'a>,
+}
+
+#[derive(Debug)]
+enum Why<'a> {
+    /// Two hosts of a VirtualService overlap: the earlier, then this one.
+    Duplicate(&'a str, &'a str),
+    /// A gateway reference without `/` that is not a valid name.
+    Gateway(String),
+    GatewayEmpty,
+    GatewayNamespace(&'a str),
+    GatewayName(&'a str),
+}
+
+impl Found<'_> {
+    /// The finding as a violation's code and message.
+    pub fn failure(&self) -> Failure {
+        let message = match &self.why {
+            Why::Duplicate(a, b) => format!("duplicate hosts in virtual service: {a} & {b}"),
+            Why::Gateway(e) => format!("invalid gateway: {e}"),
+            Why::GatewayEmpty => "namespace and gateway name cannot be empty".to_owned(),
+            Why::GatewayNamespace(ns) => format!("invalid gateway namespace {ns:?}"),
+            Why::GatewayName(gw) => format!("invalid gateway name {gw:?} (a DNS-1123 label)"),
+        };
+        (self.code, message)
     }
-    out
 }
 
 /// Who a resource is visible to: the inputs of `validateExportTo`.

@@ -269,10 +269,7 @@ fn overlapping_virtual_service_hosts() {
     ];
     for (hosts, want) in cases {
         let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
-        let got: Vec<usize> = overlapping_hosts(&hosts)
-            .into_iter()
-            .map(|(j, _)| j)
-            .collect();
+        let got: Vec<usize> = overlapping_hosts(&hosts).map(|f| f.index).collect();
         assert_eq!(&got, want, "{hosts:?}");
     }
 }
@@ -374,7 +371,7 @@ fn gateway_names_stop_at_the_first_name_without_slash() {
     ];
     for (names, want) in cases {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let got: Vec<usize> = gateway_names(&names).into_iter().map(|(i, _)| i).collect();
+        let got: Vec<usize> = gateway_names(&names).map(|f| f.index).collect();
         assert_eq!(&got, want, "{names:?}");
     }
 }

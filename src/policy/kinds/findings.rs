@@ -168,6 +168,28 @@ impl<'b> Findings<'b> {
         }
     }
 
+    /// Records one finding of a check over a list; its path and message are built only
+    /// while the violation is kept.
+    pub fn found(&mut self, path: impl FnOnce() -> String, value: &str, found: &istio::Found<'_>) {
+        if self.violations.len() < MAX_VIOLATIONS {
+            let (code, message) = found.failure();
+            self.violation(code, path(), value, &message);
+        } else {
+            self.budget.charge(1);
+            self.omitted += 1;
+        }
+    }
+
+    /// Records that the field at `path` does not decode (`EG219`).
+    pub fn invalid_spec(&mut self, path: &str, error: &str) {
+        self.violation(
+            Code::InvalidSpec,
+            path,
+            "",
+            &format!("spec does not decode: {error}"),
+        );
+    }
+
     /// Records a warning (bounded: see [`MAX_WARNINGS`]); built only when kept.
     pub fn warn(&mut self, warning: impl FnOnce() -> String) {
         self.budget.charge(1);

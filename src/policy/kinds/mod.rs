@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::budget::Budget;
-use super::decision::Code;
 use super::istio;
 use super::timeouts;
 
@@ -30,6 +29,7 @@ mod proxy_config;
 mod service;
 mod service_entry;
 mod sidecar;
+mod streamed;
 mod url;
 mod virtual_service;
 mod workload_entry;
@@ -40,6 +40,7 @@ pub use findings::{
     is_ip_literal, kube_ip, target,
 };
 pub use meta::{Meta, Pairs};
+pub use streamed::Streamed;
 pub use virtual_service::HttpRouteInfo;
 
 /// The kinds egress-guard judges: every namespaced object a tenant can create that
@@ -342,24 +343,30 @@ fn decode<'a, T: Deserialize<'a> + Default>(
     object: &'a RawValue,
     out: &mut Findings<'_>,
 ) -> Option<T> {
+    decode_at(object.get(), "", out)
+}
+
+/// Decodes JSON `text` found at path `at` (empty: a whole object); a type error becomes
+/// an `EG219` violation naming the field under `at`.
+fn decode_at<'a, T: Deserialize<'a>>(text: &'a str, at: &str, out: &mut Findings<'_>) -> Option<T> {
     // Plain serde_json first: tracking the path costs as much as the decode itself, and
     // is only needed to name the field of an object that does not decode.
-    if let Ok(v) = serde_json::from_str::<T>(object.get()) {
+    if let Ok(v) = serde_json::from_str::<T>(text) {
         return Some(v);
     }
-    let mut de = serde_json::Deserializer::from_str(object.get());
+    let mut de = serde_json::Deserializer::from_str(text);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(v) => Some(v),
         Err(e) => {
-            let path = e.path().to_string();
-            let path = if path == "." { "spec".to_owned() } else { path };
-            let inner = e.into_inner();
-            out.violation(
-                Code::InvalidSpec,
-                path,
-                "",
-                &format!("spec does not decode: {inner}"),
-            );
+            let inner = e.path().to_string();
+            let path = match (at, inner.as_str()) {
+                ("", ".") => "spec".to_owned(),
+                ("", p) => p.to_owned(),
+                (a, ".") => a.to_owned(),
+                (a, p) if p.starts_with('[') => format!("{a}{p}"),
+                (a, p) => format!("{a}.{p}"),
+            };
+            out.invalid_spec(&path, &e.into_inner().to_string());
             None
         }
     }

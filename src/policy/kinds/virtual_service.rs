@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Destination, Findings, HostEgress, Str, export_to, null_default};
+use super::{Context, Destination, Findings, HostEgress, Str, Streamed, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio::{self, VirtualServiceBinding};
 
@@ -17,12 +17,14 @@ pub(super) struct Spec<'a> {
     hosts: Vec<Str<'a>>,
     #[serde(borrow, deserialize_with = "null_default")]
     gateways: Vec<Str<'a>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    http: Vec<HttpRoute<'a>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    tcp: Vec<TcpRoute<'a>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    tls: Vec<TlsRoute<'a>>,
+    // Routes are the lists a tenant can make as long as the body allows: judged one at
+    // a time (see `Streamed`).
+    #[serde(borrow)]
+    http: Streamed<'a, HttpRoute<'a>>,
+    #[serde(borrow)]
+    tcp: Streamed<'a, TcpRoute<'a>>,
+    #[serde(borrow)]
+    tls: Streamed<'a, TlsRoute<'a>>,
     #[serde(borrow, deserialize_with = "null_default")]
     export_to: Vec<Str<'a>>,
 }
@@ -150,13 +152,16 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
     gateway_names(&spec.gateways, &|| "spec.gateways".to_owned(), out);
     let applies_to_gateway =
         !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| *g == "mesh");
+    let mut sni = false;
+    spec.tls.each("spec.tls", out, |_, t, _| {
+        sni |= t.matches.iter().any(|m| !m.sni_hosts.is_empty());
+    });
+    // A bad element is reported once, by this first walk.
+    let tls_decodes = out.violations.iter().all(|v| v.code != Code::InvalidSpec);
     let binding = VirtualServiceBinding {
         applies_to_gateway,
         applies_to_mesh: !applies_to_gateway,
-        sni: spec
-            .tls
-            .iter()
-            .any(|t| t.matches.iter().any(|m| !m.sni_hosts.is_empty())),
+        sni,
     };
     check_hosts(spec, binding, cx, out);
     if spec.http.is_empty() && spec.tcp.is_empty() && spec.tls.is_empty() {
@@ -168,16 +173,11 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
         );
     }
 
-    for (i, route) in spec.http.iter().enumerate() {
-        if out.exhausted() {
-            return;
-        }
-        http_route(i, route, delegate, cx, out);
-    }
-    for (i, route) in spec.tcp.iter().enumerate() {
-        if !out.charge(1) {
-            return;
-        }
+    spec.http.each("spec.http", out, |i, route, out| {
+        http_route(i, &route, delegate, cx, out);
+    });
+    spec.tcp.each("spec.tcp", out, |i, route, out| {
+        out.charge(1);
         let base = || format!("spec.tcp[{i}]");
         for (k, m) in route.matches.iter().enumerate() {
             gateway_names(
@@ -187,8 +187,10 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
             );
         }
         routes(&base, &route.route, "TCP route is required", cx, out);
+    });
+    if tls_decodes {
+        tls_routes(spec, cx, out);
     }
-    tls_routes(spec, cx, out);
 }
 
 /// `tls[]`: SNI hosts (valid, and each a subset of some VirtualService host) and their
@@ -198,10 +200,8 @@ fn tls_routes(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
     // gateways at all (`isGateway`).
     let sni_gateway = !spec.gateways.iter().any(|g| *g == "mesh");
     let subsets = istio::HostSubsets::new(&spec.hosts);
-    for (i, route) in spec.tls.iter().enumerate() {
-        if !out.charge(1) {
-            return;
-        }
+    spec.tls.each("spec.tls", out, |i, route, out| {
+        out.charge(1);
         let base = || format!("spec.tls[{i}]");
         if route.matches.is_empty() {
             out.violation(
@@ -237,7 +237,7 @@ fn tls_routes(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
             gateway_names(&m.gateways, &|| format!("{}.gateways", mbase()), out);
         }
         routes(&base, &route.route, "TLS route is required", cx, out);
-    }
+    });
 }
 
 /// `spec.hosts`: validity, overlaps, the partial-wildcard policy, and egress when the
@@ -261,9 +261,10 @@ fn check_hosts(
     }
     // Istio only looks for overlaps when every host is valid.
     if all_valid {
-        for (j, (code, message)) in istio::overlapping_hosts(&spec.hosts) {
+        for found in istio::overlapping_hosts(&spec.hosts) {
+            let j = found.index;
             let value = spec.hosts.get(j).map_or("", |h| &**h);
-            out.violation(code, format!("spec.hosts[{j}]"), value, &message);
+            out.found(|| format!("spec.hosts[{j}]"), value, &found);
         }
     }
 }
@@ -316,12 +317,16 @@ fn http_route(
     if let Some(r) = &route.retries {
         retries(&|| format!("{}.retries", base()), r, out);
     }
-    out.http_routes.push(HttpRouteInfo {
+    let info = HttpRouteInfo {
         index: i,
         has_timeout: route.timeout.is_some(),
         forwards: !route.route.is_empty() && route.delegate.is_none(),
         external,
-    });
+    };
+    // Only a route the mutation may patch is kept: a million empty routes keep nothing.
+    if info.forwards && !info.has_timeout {
+        out.http_routes.push(info);
+    }
 }
 
 /// A retry policy (`ValidateHTTPRetry`): the policy itself and its two durations.
@@ -371,9 +376,10 @@ fn gateway_names(names: &[Str<'_>], path: &dyn Fn() -> String, out: &mut Finding
     if names.is_empty() || !out.charge(names.len()) {
         return;
     }
-    for (i, (code, message)) in istio::gateway_names(names) {
+    for found in istio::gateway_names(names) {
+        let i = found.index;
         let value = names.get(i).map_or("", |n| &**n);
-        out.violation(code, format!("{}[{i}]", path()), value, &message);
+        out.found(|| format!("{}[{i}]", path()), value, &found);
     }
 }
 
