@@ -28,7 +28,8 @@
 #
 # Prints a Markdown report and writes it to bench/results/hostile-<date>.md (and the
 # raw rows as .jsonl). Exits 1 if any request got a 5xx other than 503 or no answer,
-# the server died, or an answer was over 16 KiB.
+# the server died, or an answer was over 16 KiB (a /mutate patch aside: one operation
+# per patched route).
 set -euo pipefail
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -106,6 +106,41 @@ async fn formerly_quadratic_shapes_are_answered_with_correct_verdicts() {
     assert_eq!(status, 200);
     let msg = codes(&review.unwrap());
     assert!(msg.contains("EG104") && msg.contains("more"), "{msg}");
+
+    // 10,000 IP endpoints, each with its own port map, × 10,000 named ports: an address
+    // is judged on every port, so no endpoint walks the ports (that walk spent the
+    // whole work budget: EG901).
+    let ports: Vec<Value> = (1..=10_000)
+        .map(|n| json!({"number": n, "name": format!("p{n}"), "protocol": "TCP"}))
+        .collect();
+    let endpoints: Vec<Value> = (0..10_000)
+        .map(|_| json!({"address": "8.8.8.8", "ports": {"p1": 1}}))
+        .collect();
+    let body = with_spec(
+        fixture_json("validate-create-serviceentry-v1-github-api"),
+        json!({"hosts": ["upload.evil.example.org"], "resolution": "STATIC",
+            "location": "MESH_EXTERNAL", "ports": ports, "endpoints": endpoints}),
+    );
+    let (status, review) = post(&s, body).await;
+    assert_eq!(status, 200);
+    let msg = codes(&review.unwrap());
+    assert!(msg.contains("EG103 spec.endpoints[0].address"), "{msg}");
+    assert!(!msg.contains("EG901"), "{msg}");
+
+    // 100,000 empty http routes: each is missing its destination (EG211), reported for
+    // the first hundred and counted after.
+    let routes = vec![json!({}); 100_000];
+    let body = with_spec(
+        vs_review(),
+        json!({"hosts": ["api.github.com"], "http": routes}),
+    );
+    let (status, review) = post(&s, body).await;
+    assert_eq!(status, 200);
+    let msg = codes(&review.unwrap());
+    assert!(
+        msg.contains("EG211 spec.http[0]") && msg.contains("more"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]

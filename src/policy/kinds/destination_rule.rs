@@ -98,9 +98,9 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
         }
         let path = || format!("spec.subsets[{i}]");
         if !names.insert(&*subset.name) {
-            out.violation(
+            out.record(
                 Code::InvalidSubset,
-                format!("{}.name", path()),
+                || format!("{}.name", path()),
                 &subset.name,
                 "duplicate subset name",
             );

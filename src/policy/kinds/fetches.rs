@@ -105,7 +105,7 @@ fn fetch(
         }
         Err(UrlError::Local) => {}
         Err(UrlError::Invalid(why)) if strict => {
-            out.violation(Code::InvalidHost, path(), raw, why);
+            out.record(Code::InvalidHost, &path, raw, why);
         }
         Err(UrlError::Invalid(_)) => {}
     }

@@ -159,24 +159,46 @@ impl<'b> Findings<'b> {
 
     /// Records a violation (bounded: see [`MAX_VIOLATIONS`]).
     pub fn violation(&mut self, code: Code, path: impl AsRef<str>, value: &str, message: &str) {
-        self.budget.charge(1);
-        if self.violations.len() < MAX_VIOLATIONS {
+        self.record(code, || path, value, message);
+    }
+
+    /// Records a violation whose path is built only if it is kept: a check that fails
+    /// for every element of a long list spends its time judging, not formatting.
+    pub fn record<P: AsRef<str>>(
+        &mut self,
+        code: Code,
+        path: impl FnOnce() -> P,
+        value: &str,
+        message: &str,
+    ) {
+        if self.room() {
+            self.budget.charge(1);
             self.violations
-                .push(Violation::new(code, path.as_ref(), value, message));
+                .push(Violation::new(code, path().as_ref(), value, message));
         } else {
-            self.omitted += 1;
+            self.omit();
         }
+    }
+
+    /// True while another violation would be kept.
+    fn room(&self) -> bool {
+        self.violations.len() < MAX_VIOLATIONS
+    }
+
+    /// Counts a violation past the kept ones.
+    fn omit(&mut self) {
+        self.budget.charge(1);
+        self.omitted += 1;
     }
 
     /// Records one finding of a check over a list; its path and message are built only
     /// while the violation is kept.
     pub fn found(&mut self, path: impl FnOnce() -> String, value: &str, found: &istio::Found<'_>) {
-        if self.violations.len() < MAX_VIOLATIONS {
+        if self.room() {
             let (code, message) = found.failure();
-            self.violation(code, path(), value, &message);
+            self.record(code, path, value, &message);
         } else {
-            self.budget.charge(1);
-            self.omitted += 1;
+            self.omit();
         }
     }
 
@@ -210,7 +232,7 @@ impl<'b> Findings<'b> {
         match r {
             Ok(v) => Some(v),
             Err((code, message)) => {
-                self.violation(code, path(), value, &message);
+                self.record(code, path, value, &message);
                 None
             }
         }
@@ -220,8 +242,12 @@ impl<'b> Findings<'b> {
     pub fn port(&mut self, path: impl Fn() -> String, number: i64) -> Option<u16> {
         match istio::port_number(number) {
             Ok(p) => Some(p),
-            Err((code, message)) => {
-                self.violation(code, path(), &number.to_string(), &message);
+            Err((code, message)) if self.room() => {
+                self.record(code, path, &number.to_string(), &message);
+                None
+            }
+            Err(_) => {
+                self.omit();
                 None
             }
         }
@@ -230,7 +256,7 @@ impl<'b> Findings<'b> {
     /// Records every failure of a rule that can fail several ways.
     pub fn rules(&mut self, path: impl Fn() -> String, value: &str, failures: Vec<Failure>) {
         for (code, message) in failures {
-            self.violation(code, path(), value, &message);
+            self.record(code, &path, value, &message);
         }
     }
 

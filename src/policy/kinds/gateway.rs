@@ -48,18 +48,18 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
         }
         let base = || format!("spec.servers[{i}]");
         match &server.port {
-            None => out.violation(
+            None => out.record(
                 Code::MissingField,
-                format!("{}.port", base()),
+                || format!("{}.port", base()),
                 "",
                 "server port is required",
             ),
             Some(p) => {
                 server_port(&base, p, &server.bind, out);
                 if !port_names.insert(&*p.name) {
-                    out.violation(
+                    out.record(
                         Code::DuplicatePort,
-                        format!("{}.port.name", base()),
+                        || format!("{}.port.name", base()),
                         &p.name,
                         "port names must be unique across servers",
                     );
@@ -68,9 +68,9 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
         }
         server_bind(&base, server, out);
         if server.hosts.is_empty() {
-            out.violation(
+            out.record(
                 Code::MissingField,
-                format!("{}.hosts", base()),
+                || format!("{}.hosts", base()),
                 "",
                 "server must have at least one host",
             );
@@ -110,9 +110,9 @@ fn server_port(base: &dyn Fn() -> String, p: &Port<'_>, bind: &str, out: &mut Fi
         istio::server_protocol(&p.protocol),
     );
     if let Some(tp) = p.target_port.filter(|tp| *tp > 0) {
-        out.violation(
+        out.record(
             Code::InvalidPort,
-            format!("{}.port.targetPort", base()),
+            || format!("{}.port.targetPort", base()),
             &tp.to_string(),
             "targetPort has no impact on Gateways",
         );

@@ -487,7 +487,7 @@ fn export_to(
     };
     for (i, (code, message)) in istio::export_to(values, scope) {
         match i.and_then(|i| values.get(i).map(|v| (i, v))) {
-            Some((i, v)) => out.violation(code, format!("spec.exportTo[{i}]"), v, &message),
+            Some((i, v)) => out.record(code, || format!("spec.exportTo[{i}]"), v, &message),
             None => out.violation(code, "spec.exportTo", "", &message),
         }
     }

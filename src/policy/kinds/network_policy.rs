@@ -70,9 +70,9 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
             let path = || format!("spec.egress[{i}].to[{j}].ipBlock.cidr");
             match block.cidr.parse::<IpNet>() {
                 Ok(net) => out.net_ref(cx, path, &block.cidr, net, false),
-                Err(_) => out.violation(
+                Err(_) => out.record(
                     Code::InvalidSpec,
-                    path(),
+                    &path,
                     &block.cidr,
                     "not a CIDR (the apiserver requires one)",
                 ),

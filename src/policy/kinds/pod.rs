@@ -241,9 +241,9 @@ fn judge(
     metadata(meta, pod.gateway, base, cx, out);
     forged_status(meta, spec, pod.source, base, out);
     if spec.host_network {
-        out.violation(
+        out.record(
             Code::SidecarDisabled,
-            format!("{}spec.hostNetwork", base()),
+            || format!("{}spec.hostNetwork", base()),
             "true",
             "a pod on the host network gets no sidecar and no capture",
         );
@@ -334,9 +334,9 @@ fn resolver(
         let path = || format!("{}spec.dnsConfig.nameservers[{i}]", base());
         match kube_ip(ns) {
             Some(ip) if cx.allowlist.cluster_dns.contains(&ip) => {}
-            Some(ip) if cx.allowlist.in_cluster(&ip.into()) => out.violation(
+            Some(ip) if cx.allowlist.in_cluster(&ip.into()) => out.record(
                 Code::AddressNotAllowed,
-                path(),
+                &path,
                 ns,
                 "an in-cluster nameserver other than the cluster DNS (clusterDns) may be any pod's resolver, and answers the proxy's lookups",
             ),
@@ -503,9 +503,9 @@ fn forged_status(
         .chain(&spec.init_containers)
         .any(|c| &*c.name == PROXY);
     if source == Source::Template || !has_proxy {
-        out.violation(
+        out.record(
             Code::SidecarDisabled,
-            format!("{}metadata.annotations[{STATUS}]", base()),
+            || format!("{}metadata.annotations[{STATUS}]", base()),
             status,
             "claims an injected sidecar the pod does not have: ambient capture skips it, and no sidecar captures it",
         );
@@ -621,9 +621,9 @@ fn containers(
         // A gateway's pod has injection off: only its proxy may run there (istiod merges
         // a tenant's parametersRef ConfigMap into the Deployment it writes).
         if pod.gateway {
-            out.violation(
+            out.record(
                 Code::SidecarDisabled,
-                path(),
+                &path,
                 &c.name,
                 "runs in a gateway pod, which has no sidecar capture: only the gateway's proxy may run there",
             );
@@ -641,9 +641,9 @@ fn containers(
                         "the container that installs the capture rules",
                     )
                 };
-                out.violation(
+                out.record(
                     code,
-                    path(),
+                    &path,
                     &c.name,
                     &format!("changes what {what} runs, its environment, files or identity (the injector merges this container into its own)"),
                 );
@@ -656,9 +656,9 @@ fn containers(
             ("runAsGroup", group, &pod.proxy_groups),
         ] {
             if let Some(id) = id.filter(|id| exempt.contains(id)) {
-                out.violation(
+                out.record(
                     Code::ProxyIdentity,
-                    format!("{}.securityContext.{what}", path()),
+                    || format!("{}.securityContext.{what}", path()),
                     &id.to_string(),
                     "runs as the proxy's identity, whose traffic the capture rules let through",
                 );
@@ -675,9 +675,9 @@ fn containers(
                 })
             });
         if privileged || net_admin {
-            out.violation(
+            out.record(
                 Code::NetAdmin,
-                format!("{}.securityContext", path()),
+                || format!("{}.securityContext", path()),
                 &c.name,
                 "can rewrite the pod's packet filter and remove the capture rules",
             );
@@ -747,9 +747,9 @@ fn proxy_images(
             }
             let image = c.image.as_deref().unwrap_or_default();
             if !allowed.iter().any(|p| image.starts_with(&**p)) {
-                out.violation(
+                out.record(
                     Code::ProxyReplaced,
-                    format!("{}spec.{field}[{i}].image", base()),
+                    || format!("{}spec.{field}[{i}].image", base()),
                     image,
                     "not one of the allowlist's proxyImages",
                 );

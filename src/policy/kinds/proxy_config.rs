@@ -98,9 +98,9 @@ pub(super) fn inspect(
     };
     let path = || format!("{}metadata.annotations[{ANNOTATION}]", base());
     let unreadable = |why: &str, out: &mut Findings<'_>| {
-        out.violation(
+        out.record(
             Code::ProxyReplaced,
-            path(),
+            &path,
             "",
             &format!("the proxy config cannot be checked ({why}); the injector would apply it"),
         );
@@ -174,9 +174,9 @@ fn capture_fields(config: &Map<String, Value>, path: &dyn Fn() -> String, out: &
     if let Some((k, v)) = field(config, ("discoveryAddress", "discovery_address"))
         && let Some(d) = v.as_str().filter(|d| !d.is_empty())
     {
-        out.violation(
+        out.record(
             Code::ProxyReplaced,
-            format!("{}.{k}", path()),
+            || format!("{}.{k}", path()),
             d,
             "points the proxy at another control plane, which then decides where traffic goes",
         );
@@ -185,18 +185,18 @@ fn capture_fields(config: &Map<String, Value>, path: &dyn Fn() -> String, out: &
     if let Some((k, v)) = field(config, ("interceptionMode", "interception_mode"))
         && (v.as_str() == Some("NONE") || v.as_u64() == Some(2))
     {
-        out.violation(
+        out.record(
             Code::CaptureExcluded,
-            format!("{}.{k}", path()),
+            || format!("{}.{k}", path()),
             "NONE",
             "interception mode NONE installs no capture rules",
         );
     }
     for step in REPLACING {
         if let Some((k, v)) = field(config, step) {
-            out.violation(
+            out.record(
                 Code::ProxyReplaced,
-                format!("{}.{k}", path()),
+                || format!("{}.{k}", path()),
                 v.as_str().unwrap_or_default(),
                 "runs the proxy from files of the workload's choosing",
             );

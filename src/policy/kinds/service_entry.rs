@@ -194,13 +194,13 @@ fn check_ports<'a>(
                 target_by_name.insert(&*port.name, t);
             }
             Err((code, message)) => {
-                out.violation(code, format!("{}.number", base()), &number(), &message)
+                out.record(code, || format!("{}.number", base()), &number(), &message)
             }
         }
         if !seen_numbers.insert(port.number) {
-            out.violation(
+            out.record(
                 Code::DuplicatePort,
-                format!("{}.number", base()),
+                || format!("{}.number", base()),
                 &number(),
                 "port number is not unique",
             );
@@ -211,9 +211,9 @@ fn check_ports<'a>(
             istio::port_name(&port.name),
         );
         if !seen_names.insert(&*port.name) {
-            out.violation(
+            out.record(
                 Code::DuplicatePort,
-                format!("{}.name", base()),
+                || format!("{}.name", base()),
                 &port.name,
                 "port name is not unique",
             );
@@ -310,9 +310,9 @@ fn check_hosts(
                     .allowlist
                     .grants_everything(cx.namespace, &ports.numbers, cx.now)
             {
-                out.violation(
+                out.record(
                     Code::AnyAddress,
-                    path(),
+                    &path,
                     raw,
                     "DYNAMIC_DNS over a wildcard that covers pod or Service DNS names resolves any address a client names, and follows any namespace's ExternalName",
                 );
@@ -360,7 +360,7 @@ fn check_endpoint(
             out.rule(path, raw, istio::dns_endpoint(raw));
         }
         // NONE and DYNAMIC_DNS forbid endpoints altogether (`endpoint_count`).
-        _ => return endpoint_ref(path, raw, &ports.targets, exported, cx, out),
+        _ => return endpoint_ref(path, raw, None, ports, exported, cx, out),
     }
     for (name, &number) in &ep.ports {
         out.rule(
@@ -370,21 +370,17 @@ fn check_endpoint(
         );
     }
     if !unix {
-        let own;
-        let effective = if ep.ports.is_empty() {
-            &ports.targets
-        } else {
-            own = endpoint_ports(ep, ports, out);
-            &own
-        };
-        endpoint_ref(path, raw, effective, exported, cx, out);
+        endpoint_ref(path, raw, Some(ep), ports, exported, cx, out);
     }
 }
 
 /// The ports the proxy connects to on one endpoint: for each service port, the
 /// endpoint's own port of that name, else the service port's target.
 fn endpoint_ports(ep: &Endpoint<'_>, ports: &Ports<'_>, out: &mut Findings<'_>) -> PortSet {
-    out.charge(ports.target_by_name.len());
+    // A walk over every service port for each endpoint: charged at what it costs (a
+    // lookup and a sort per port), so that endpoints × ports stays within the budget's
+    // time, not only its count.
+    out.charge(ports.target_by_name.len().saturating_mul(PORT_WALK_UNITS));
     let effective = ports
         .target_by_name
         .iter()
@@ -398,12 +394,17 @@ fn endpoint_ports(ep: &Endpoint<'_>, ports: &Ports<'_>, out: &mut Findings<'_>) 
     PortSet::new(effective)
 }
 
-/// Endpoint addresses are egress whatever the verdict: IPs and CIDRs as networks, host
-/// names when they are FQDNs.
+/// Budget units per service port walked for one endpoint's own port map.
+const PORT_WALK_UNITS: usize = 8;
+
+/// Endpoint addresses are egress whatever the verdict: IPs and CIDRs as networks (on
+/// any port), host names when they are FQDNs, on the ports the proxy connects to
+/// there, worked out only for them.
 fn endpoint_ref(
     path: impl Fn() -> String,
     raw: &str,
-    ports: &PortSet,
+    ep: Option<&Endpoint<'_>>,
+    ports: &Ports<'_>,
     exported: bool,
     cx: &Context<'_>,
     out: &mut Findings<'_>,
@@ -411,6 +412,14 @@ fn endpoint_ref(
     if let Ok(net) = istio::ip_subnet(raw) {
         out.net_ref(cx, path, raw, net, exported);
     } else if istio::fqdn(raw).is_ok() {
-        out.resolved_ref(cx, path, raw, Some(ports), exported);
+        let own;
+        let effective = match ep {
+            Some(ep) if !ep.ports.is_empty() => {
+                own = endpoint_ports(ep, ports, out);
+                &own
+            }
+            _ => &ports.targets,
+        };
+        out.resolved_ref(cx, path, raw, Some(effective), exported);
     }
 }

@@ -79,17 +79,17 @@ fn egress_listeners(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
         let base = || format!("spec.egress[{i}]");
         match &listener.port {
             None if catch_all_found => {
-                out.violation(
+                out.record(
                     Code::InvalidPort,
-                    format!("{}.port", base()),
+                    || format!("{}.port", base()),
                     "",
                     "sidecar: egress can have only one listener with empty port",
                 );
                 continue;
             }
-            None if i != last => out.violation(
+            None if i != last => out.record(
                 Code::InvalidPort,
-                format!("{}.port", base()),
+                || format!("{}.port", base()),
                 "",
                 "sidecar: the egress listener with empty port should be the last listener in the list",
             ),
@@ -102,9 +102,9 @@ fn egress_listeners(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
                     istio::sidecar_egress_port(p.number, &p.name, &p.protocol, &listener.bind, &listener.capture_mode),
                 );
                 if p.target_port.is_some_and(|tp| tp > 0) {
-                    out.violation(
+                    out.record(
                         Code::InvalidPort,
-                        format!("{}.targetPort", path()),
+                        || format!("{}.targetPort", path()),
                         "",
                         "targetPort has no impact on Sidecars",
                     );
@@ -115,9 +115,9 @@ fn egress_listeners(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
                     ports.insert(p.number)
                 };
                 if !unique {
-                    out.violation(
+                    out.record(
                         Code::DuplicatePort,
-                        path(),
+                        &path,
                         &p.number.to_string(),
                         "sidecar: ports on IP bound listeners and unix domain socket binds must be unique",
                     );
@@ -126,9 +126,9 @@ fn egress_listeners(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
         }
         let hosts = || format!("{}.hosts", base());
         if listener.hosts.is_empty() {
-            out.violation(
+            out.record(
                 Code::MissingField,
-                hosts(),
+                &hosts,
                 "",
                 "egress listener must have at least one host",
             );
@@ -164,9 +164,9 @@ fn outbound_traffic_policy(
         .namespace(cx.namespace)
         .is_some_and(|n| n.allow_any_outbound);
     if allow_any && !granted {
-        out.violation(
+        out.record(
             Code::AllowAnyOutbound,
-            mode_path(),
+            &mode_path,
             &otp.mode,
             &format!(
                 "ALLOW_ANY lets workloads reach any host; namespace {} is not granted allowAnyOutbound",
@@ -179,9 +179,9 @@ fn outbound_traffic_policy(
     };
     let proxy_path = || "spec.outboundTrafficPolicy.egressProxy".to_owned();
     if !granted {
-        out.violation(
+        out.record(
             Code::EgressProxy,
-            proxy_path(),
+            &proxy_path,
             &proxy.host,
             &format!(
                 "egressProxy forwards unknown egress; namespace {} is not granted allowAnyOutbound",
@@ -202,9 +202,9 @@ fn outbound_traffic_policy(
             istio::egress_proxy_host(&proxy.host),
         );
         match &proxy.port {
-            None => out.violation(
+            None => out.record(
                 Code::MissingField,
-                format!("{}.port", proxy_path()),
+                || format!("{}.port", proxy_path()),
                 "",
                 "egressProxy port must be set",
             ),

@@ -204,9 +204,9 @@ fn tls_routes(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
         out.charge(1);
         let base = || format!("spec.tls[{i}]");
         if route.matches.is_empty() {
-            out.violation(
+            out.record(
                 Code::MissingField,
-                format!("{}.match", base()),
+                || format!("{}.match", base()),
                 "",
                 "TLS route must have at least one match condition",
             );
@@ -214,9 +214,9 @@ fn tls_routes(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
         for (k, m) in route.matches.iter().enumerate() {
             let mbase = || format!("{}.match[{k}]", base());
             if m.sni_hosts.is_empty() {
-                out.violation(
+                out.record(
                     Code::MissingField,
-                    format!("{}.sniHosts", mbase()),
+                    || format!("{}.sniHosts", mbase()),
                     "",
                     "TLS match must have at least one SNI host",
                 );
@@ -358,9 +358,9 @@ fn routes(
     out: &mut Findings<'_>,
 ) {
     if route.is_empty() {
-        out.violation(
+        out.record(
             Code::MissingField,
-            format!("{}.route", base()),
+            || format!("{}.route", base()),
             "",
             required,
         );
@@ -392,7 +392,7 @@ fn destination(
     out: &mut Findings<'_>,
 ) -> bool {
     let Some(d) = d else {
-        out.violation(Code::MissingField, path(), "", "destination is required");
+        out.record(Code::MissingField, &path, "", "destination is required");
         return false;
     };
     if !out.charge(d.host.len()) {

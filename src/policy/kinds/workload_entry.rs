@@ -64,14 +64,14 @@ fn entry(
     out.charge(addr.len() + spec.ports.len());
     if addr.is_empty() {
         if address_required && spec.network.is_empty() {
-            out.violation(Code::MissingField, path(), "", "address is required");
+            out.record(Code::MissingField, &path, "", "address is required");
         }
     } else if let Some(socket) = addr.strip_prefix(istio::UNIX_PREFIX) {
         out.rule(path, addr, istio::unix_address(socket));
         if !spec.ports.is_empty() {
-            out.violation(
+            out.record(
                 Code::InvalidEndpoint,
-                format!("{base}.ports"),
+                || format!("{base}.ports"),
                 "",
                 "unix endpoints must not include ports",
             );
