@@ -51,15 +51,17 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
     {
         return;
     }
+    let everywhere: Vec<(&str, IpNet)> = EVERYWHERE
+        .iter()
+        .filter_map(|e| Some((*e, e.parse().ok()?)))
+        .collect();
     for (i, rule) in spec.egress.iter().enumerate() {
         if !out.charge(1 + rule.to.len()) {
             return;
         }
         if rule.to.is_empty() {
-            for everywhere in EVERYWHERE {
-                if let Ok(net) = everywhere.parse::<IpNet>() {
-                    out.net_ref(cx, || format!("spec.egress[{i}]"), everywhere, net, false);
-                }
+            for (text, net) in &everywhere {
+                out.net_ref(cx, || format!("spec.egress[{i}]"), text, *net, false);
             }
             continue;
         }
