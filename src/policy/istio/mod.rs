@@ -807,27 +807,37 @@ pub struct ExportScope<'a> {
     pub workload_selector: bool,
 }
 
+/// Findings a list check writes out before it only counts the rest.
+const MAX_LISTED: usize = 100;
+
 /// `exportTo` (`validateExportTo`): `.`, `*` or DNS labels (`~` only for ServiceEntry),
 /// no duplicates (`.` is the own namespace), `*` and `~` alone. Failures carry the
-/// index of the entry, or `None` for the list as a whole.
+/// index of the entry, or `None` for the list as a whole; past [`MAX_LISTED`] failures
+/// of entries, the rest are only counted (the second value).
 pub fn export_to<'v, S: AsRef<str>>(
     values: &'v [S],
     scope: ExportScope<'v>,
-) -> Vec<(Option<usize>, Failure)> {
+) -> (Vec<(Option<usize>, Failure)>, usize) {
     let bad = |reason: String| (Code::InvalidExportTo, reason);
     let mut out = Vec::new();
+    // Findings per element past the first hundred are only counted: a list of a
+    // million duplicates must not become a million messages.
+    let mut more = 0;
     let mut seen: HashSet<&str> = HashSet::new();
     for (i, v) in values.iter().enumerate() {
         let v = v.as_ref();
         let key = if v == "." { scope.namespace } else { v };
-        if seen.contains(key) {
+        let valid = (key == "~" && scope.service_entry) || key == "*" || is_dns1123_label(key);
+        if out.len() >= MAX_LISTED && (seen.contains(key) || !valid) {
+            more += 1;
+        } else if seen.contains(key) {
             let reason = if key == v {
                 format!("duplicate entries in exportTo for entry {v}")
             } else {
                 format!("duplicate entries in exportTo: . and current namespace {key}")
             };
             out.push((Some(i), bad(reason)));
-        } else if (key == "~" && scope.service_entry) || key == "*" || is_dns1123_label(key) {
+        } else if valid {
             seen.insert(key);
         } else if key == "~" {
             out.push((
@@ -866,7 +876,7 @@ pub fn export_to<'v, S: AsRef<str>>(
             bad("cannot export service entry to no one (~) and someone".to_owned()),
         ));
     }
-    out
+    (out, more)
 }
 
 // === VirtualService routes ===

@@ -407,7 +407,8 @@ fn export_to_entries_and_combinations() {
     ];
     for (values, se, ws, valid) in cases {
         let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        let got = export_to(&values, scope(*se, *ws));
+        let (got, more) = export_to(&values, scope(*se, *ws));
+        assert_eq!(more, 0);
         assert_eq!(
             got.is_empty(),
             *valid,
@@ -658,4 +659,17 @@ fn sidecar_outbound_policy() {
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn export_to_writes_the_first_hundred_failures_and_counts_the_rest() {
+    let values: Vec<String> = std::iter::repeat_n("a".to_owned(), 1001).collect();
+    let scope = ExportScope {
+        namespace: "ns",
+        service_entry: false,
+        workload_selector: false,
+    };
+    let (got, more) = export_to(&values, scope);
+    assert_eq!((got.len(), more), (100, 900));
+    assert_eq!(got[0].0, Some(1));
 }

@@ -185,6 +185,12 @@ impl<'b> Findings<'b> {
         self.violations.len() < MAX_VIOLATIONS
     }
 
+    /// Counts `n` violations a check found past the kept ones without writing them.
+    pub fn omit_many(&mut self, n: usize) {
+        self.budget.charge(n);
+        self.omitted += n;
+    }
+
     /// Counts a violation past the kept ones.
     fn omit(&mut self) {
         self.budget.charge(1);

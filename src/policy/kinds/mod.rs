@@ -485,12 +485,14 @@ fn export_to(
         service_entry,
         workload_selector,
     };
-    for (i, (code, message)) in istio::export_to(values, scope) {
+    let (failures, more) = istio::export_to(values, scope);
+    for (i, (code, message)) in failures {
         match i.and_then(|i| values.get(i).map(|v| (i, v))) {
             Some((i, v)) => out.record(code, || format!("spec.exportTo[{i}]"), v, &message),
             None => out.violation(code, "spec.exportTo", "", &message),
         }
     }
+    out.omit_many(more);
     out.export = export_scope(values.iter().map(|v| &**v), cx.namespace);
     out.export.beyond_namespace()
 }
@@ -503,6 +505,8 @@ fn export_scope<'v>(values: impl Iterator<Item = &'v str> + Clone, namespace: &s
     }
     let others: Vec<String> = values
         .filter(|v| !(*v == "." || *v == "~" || *v == namespace))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .map(str::to_owned)
         .collect();
     if others.is_empty() {
