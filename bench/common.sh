@@ -30,6 +30,8 @@ OHA=${OHA:-oha}
 PY=$(command -v /usr/bin/python3 || command -v python3)
 
 PIDS=()
+# The Deployment's allocator settings (deploy/base/deployment.yaml), unless given.
+export _RJEM_MALLOC_CONF=${_RJEM_MALLOC_CONF:-background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/egress-guard-bench.XXXXXX")
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

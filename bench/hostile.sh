@@ -47,7 +47,6 @@ export EG_VMEM_MIB=${EG_VMEM_MIB:-4096}
 HOSTILE_GEN=$TARGET/release/examples/hostile-gen
 HELPER=$ROOT/bench/hostile.py
 SMALL_BODY=$FIXTURES/validate-create-virtualservice-v1-github-api.json
-export _RJEM_MALLOC_CONF=${_RJEM_MALLOC_CONF:-background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0}
 
 command -v curl >/dev/null || die "curl is required"
 [[ -n $PY ]] || die "python3 is required"
