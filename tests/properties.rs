@@ -174,7 +174,7 @@ proptest! {
 
     #[test]
     fn linear_overlap_check_agrees_with_istios_pairwise_one(hosts in prop::collection::vec(overlap_host(), 0..12)) {
-        let got: Vec<usize> = policy::istio::overlapping_hosts(&hosts).into_iter().map(|(j, _)| j).collect();
+        let got: Vec<usize> = policy::istio::overlapping_hosts(&hosts).map(|f| f.index).collect();
         prop_assert_eq!(got, ref_overlaps(&hosts));
     }
 }

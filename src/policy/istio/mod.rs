@@ -1244,7 +1244,11 @@ pub fn unix_endpoint(endpoint_ports: usize, service_port_names: usize) -> Result
 }
 
 /// One endpoint port (`validateWorkloadEntry`): a declared port name mapped to 1–65535.
-pub fn endpoint_port(name: &str, number: i64, declared: &HashSet<&str>) -> Result<(), Failure> {
+pub fn endpoint_port<S: std::borrow::Borrow<str> + std::hash::Hash + Eq>(
+    name: &str,
+    number: i64,
+    declared: &HashSet<S>,
+) -> Result<(), Failure> {
     if !declared.contains(name) {
         return fail(
             Code::InvalidPort,

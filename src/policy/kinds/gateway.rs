@@ -2,11 +2,12 @@
 //! selector selects the egress gateway pods (the allowlist's `egressGatewayLabels`).
 //! Validity mirrors Istio's `validateGateway` / `validateServer`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
-use super::{Context, Findings, HostEgress, Port, Str, null_default};
+use super::{Context, Findings, HostEgress, Port, Str, Streamed, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
 
@@ -15,8 +16,9 @@ use crate::policy::istio;
 pub(super) struct Spec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     selector: BTreeMap<Str<'a>, Str<'a>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    servers: Vec<Server<'a>>,
+    // Judged one at a time (see `Streamed`): a server list is as long as the body allows.
+    #[serde(borrow)]
+    servers: Streamed<'a, Server<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,8 +43,8 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
             "gateway must have at least one server",
         );
     }
-    let mut port_names = HashSet::new();
-    for (i, server) in spec.servers.iter().enumerate() {
+    let mut port_names: HashSet<Cow<'_, str>> = HashSet::new();
+    spec.servers.each("spec.servers", out, |i, server, out| {
         if !out.charge(1 + server.bind.len()) {
             return;
         }
@@ -56,7 +58,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
             ),
             Some(p) => {
                 server_port(&base, p, &server.bind, out);
-                if !port_names.insert(&*p.name) {
+                if !port_names.insert(p.name.0.clone()) {
                     out.record(
                         Code::DuplicatePort,
                         || format!("{}.port.name", base()),
@@ -66,7 +68,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
                 }
             }
         }
-        server_bind(&base, server, out);
+        server_bind(&base, &server, out);
         if server.hosts.is_empty() {
             out.record(
                 Code::MissingField,
@@ -90,7 +92,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
                 out.host_ref(cx, path, name, HostEgress::default().ports, false);
             }
         }
-    }
+    });
 }
 
 /// A server port (`validateServerPort`): a known protocol, a name, a number in 1–65535

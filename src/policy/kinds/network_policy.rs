@@ -74,7 +74,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
                 Ok(net) => out.net_ref(cx, path, &block.cidr, net, false),
                 Err(_) => out.record(
                     Code::InvalidSpec,
-                    &path,
+                    path,
                     &block.cidr,
                     "not a CIDR (the apiserver requires one)",
                 ),

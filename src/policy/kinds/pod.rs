@@ -336,7 +336,7 @@ fn resolver(
             Some(ip) if cx.allowlist.cluster_dns.contains(&ip) => {}
             Some(ip) if cx.allowlist.in_cluster(&ip.into()) => out.record(
                 Code::AddressNotAllowed,
-                &path,
+                path,
                 ns,
                 "an in-cluster nameserver other than the cluster DNS (clusterDns) may be any pod's resolver, and answers the proxy's lookups",
             ),
@@ -623,7 +623,7 @@ fn containers(
         if pod.gateway {
             out.record(
                 Code::SidecarDisabled,
-                &path,
+                path,
                 &c.name,
                 "runs in a gateway pod, which has no sidecar capture: only the gateway's proxy may run there",
             );
@@ -643,7 +643,7 @@ fn containers(
                 };
                 out.record(
                     code,
-                    &path,
+                    path,
                     &c.name,
                     &format!("changes what {what} runs, its environment, files or identity (the injector merges this container into its own)"),
                 );

@@ -100,7 +100,7 @@ pub(super) fn inspect(
     let unreadable = |why: &str, out: &mut Findings<'_>| {
         out.record(
             Code::ProxyReplaced,
-            &path,
+            path,
             "",
             &format!("the proxy config cannot be checked ({why}); the injector would apply it"),
         );

@@ -1,6 +1,7 @@
 //! ServiceEntry: hosts, addresses and endpoints are all egress; MESH_INTERNAL does not
 //! exempt anything. Validity mirrors Istio's `ValidateServiceEntry` and the CRD rules.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ipnet::IpNet;
@@ -8,7 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Findings, HostEgress, Meta, Port, Str, export_to, null_default};
+use super::{Context, Findings, HostEgress, Meta, Port, Str, Streamed, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::host::HostPattern;
 use crate::policy::istio::{self, Resolution};
@@ -21,8 +22,9 @@ pub(super) struct Spec<'a> {
     hosts: Vec<Str<'a>>,
     #[serde(borrow, deserialize_with = "null_default")]
     addresses: Vec<Str<'a>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    ports: Vec<Port<'a>>,
+    // Judged one at a time (see `Streamed`): a port list is as long as the body allows.
+    #[serde(borrow)]
+    ports: Streamed<'a, Port<'a>>,
     #[serde(borrow, deserialize_with = "null_default")]
     resolution: Str<'a>,
     #[serde(borrow, deserialize_with = "null_default")]
@@ -123,9 +125,9 @@ struct Ports<'a> {
     /// Where the proxy connects: each port's `targetPort`, or its number.
     targets: PortSet,
     /// The same by port name, for endpoints that map names to ports of their own.
-    target_by_name: HashMap<&'a str, u16>,
+    target_by_name: HashMap<Cow<'a, str>, u16>,
     /// Declared port names, valid or not, as Istio collects them.
-    names: HashSet<&'a str>,
+    names: HashSet<Cow<'a, str>>,
 }
 
 /// `resolution: NONE` without `addresses`: Istio installs a wildcard listener on each
@@ -173,15 +175,15 @@ fn check_ports<'a>(
     resolution: Option<Resolution>,
     out: &mut Findings<'_>,
 ) -> Ports<'a> {
-    let mut numbers = Vec::with_capacity(spec.ports.len());
-    let mut targets = Vec::with_capacity(spec.ports.len());
-    let mut target_by_name = HashMap::with_capacity(spec.ports.len());
+    let mut numbers = Vec::new();
+    let mut targets = Vec::new();
+    let mut target_by_name = HashMap::new();
     let mut seen_numbers = HashSet::new();
     let mut seen_names = HashSet::new();
     let mut multi_host_reported = false;
-    for (i, port) in spec.ports.iter().enumerate() {
+    spec.ports.each("spec.ports", out, |i, port, out| {
         if !out.charge(1 + port.name.len() + port.protocol.len()) {
-            break;
+            return;
         }
         let base = || format!("spec.ports[{i}]");
         let number = || port.number.to_string();
@@ -191,7 +193,7 @@ fn check_ports<'a>(
                 numbers.push(n);
                 let t = target.unwrap_or(n);
                 targets.push(t);
-                target_by_name.insert(&*port.name, t);
+                target_by_name.insert(port.name.0.clone(), t);
             }
             Err((code, message)) => {
                 out.record(code, || format!("{}.number", base()), &number(), &message)
@@ -210,7 +212,7 @@ fn check_ports<'a>(
             &port.name,
             istio::port_name(&port.name),
         );
-        if !seen_names.insert(&*port.name) {
+        if !seen_names.insert(port.name.0.clone()) {
             out.record(
                 Code::DuplicatePort,
                 || format!("{}.name", base()),
@@ -227,7 +229,7 @@ fn check_ports<'a>(
                 istio::port_number(tp),
             );
         }
-        let Some(res) = resolution else { continue };
+        let Some(res) = resolution else { return };
         if res == Resolution::DynamicDns {
             out.rule(
                 protocol,
@@ -245,7 +247,7 @@ fn check_ports<'a>(
                 )
                 .is_none();
         }
-    }
+    });
     Ports {
         numbers: PortSet::new(numbers),
         targets: PortSet::new(targets),
@@ -312,7 +314,7 @@ fn check_hosts(
             {
                 out.record(
                     Code::AnyAddress,
-                    &path,
+                    path,
                     raw,
                     "DYNAMIC_DNS over a wildcard that covers pod or Service DNS names resolves any address a client names, and follows any namespace's ExternalName",
                 );
@@ -386,7 +388,7 @@ fn endpoint_ports(ep: &Endpoint<'_>, ports: &Ports<'_>, out: &mut Findings<'_>) 
         .iter()
         .map(|(name, target)| {
             ep.ports
-                .get(*name)
+                .get(&**name)
                 .and_then(|p| istio::port_number(*p).ok())
                 .unwrap_or(*target)
         })

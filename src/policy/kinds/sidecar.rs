@@ -117,7 +117,7 @@ fn egress_listeners(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
                 if !unique {
                     out.record(
                         Code::DuplicatePort,
-                        &path,
+                        path,
                         &p.number.to_string(),
                         "sidecar: ports on IP bound listeners and unix domain socket binds must be unique",
                     );
@@ -128,7 +128,7 @@ fn egress_listeners(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
         if listener.hosts.is_empty() {
             out.record(
                 Code::MissingField,
-                &hosts,
+                hosts,
                 "",
                 "egress listener must have at least one host",
             );
@@ -166,7 +166,7 @@ fn outbound_traffic_policy(
     if allow_any && !granted {
         out.record(
             Code::AllowAnyOutbound,
-            &mode_path,
+            mode_path,
             &otp.mode,
             &format!(
                 "ALLOW_ANY lets workloads reach any host; namespace {} is not granted allowAnyOutbound",
@@ -181,7 +181,7 @@ fn outbound_traffic_policy(
     if !granted {
         out.record(
             Code::EgressProxy,
-            &proxy_path,
+            proxy_path,
             &proxy.host,
             &format!(
                 "egressProxy forwards unknown egress; namespace {} is not granted allowAnyOutbound",

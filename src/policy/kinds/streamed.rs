@@ -182,7 +182,10 @@ mod tests {
         http: Streamed<'a, Route<'a>>,
     }
 
-    fn walk(json: &str) -> (bool, Vec<(usize, String, u32)>, Vec<(Code, String)>) {
+    /// Whether the list was empty, the elements seen, and the violations.
+    type Walked = (bool, Vec<(usize, String, u32)>, Vec<(Code, String)>);
+
+    fn walk(json: &str) -> Walked {
         let spec: Spec<'_> = serde_json::from_str(json).unwrap();
         let mut out = Findings::new(Budget::new(u64::MAX, None));
         let mut seen = Vec::new();

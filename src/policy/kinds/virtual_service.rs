@@ -392,7 +392,7 @@ fn destination(
     out: &mut Findings<'_>,
 ) -> bool {
     let Some(d) = d else {
-        out.record(Code::MissingField, &path, "", "destination is required");
+        out.record(Code::MissingField, path, "", "destination is required");
         return false;
     };
     if !out.charge(d.host.len()) {

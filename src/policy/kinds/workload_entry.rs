@@ -64,7 +64,7 @@ fn entry(
     out.charge(addr.len() + spec.ports.len());
     if addr.is_empty() {
         if address_required && spec.network.is_empty() {
-            out.record(Code::MissingField, &path, "", "address is required");
+            out.record(Code::MissingField, path, "", "address is required");
         }
     } else if let Some(socket) = addr.strip_prefix(istio::UNIX_PREFIX) {
         out.rule(path, addr, istio::unix_address(socket));
