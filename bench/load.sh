@@ -185,33 +185,31 @@ LOG_LINES=$(wc -l <"$WORK/eg.log")
 LOG_KIB=$(du -k "$WORK/eg.log" | cut -f1)
 SERVER_ERRORS=$(grep -cE ' (ERROR|WARN) ' "$WORK/eg.log" || true)
 
-# Logging cost: the same c=16 run with --log-level warn (no per-request line).
-kill "$EG_PID"
-wait "$EG_PID" 2>/dev/null || true
-start_eg "$ALLOWLIST" "$CERT" "$KEY" --log-level warn --validate-configmap egress-guard/egress-guard-allowlist
-PID_OF[eg]=$EG_PID
-measure warm-eg-warn eg "$BODY_ALLOW" -z 2s -c 16
-name=tput-eg-c16-warn
-log "throughput egress-guard --log-level warn c=16 ($DUR)"
-measure "$name" eg "$BODY_ALLOW" -z "$DUR" -c 16
-RPS[eg-warn]=$(oha_rps "$name")
-THROUGHPUT_ROWS+=("| egress-guard --log-level warn | github-api (allowed) | 16 | ${RPS[eg-warn]} | $(awk -v a="${RPS[eg-warn]}" -v b="${RPS[bare-16]}" 'BEGIN { printf "%.0f%%", 100 * a / b }') | $(oha_pct_ms "$name" p50) | $(oha_pct_ms "$name" p99) | $(oha_max_ms "$name") | $(oha_failed "$name") | $CPU_US | $OTHER |")
-
-# The same c=16 run with JSON lines, as the Deployment logs. (Throughput rows: CPU per
-# request at saturation is steadier than at a fixed rate, which moves by ±20 µs between
-# server restarts on this machine.)
-kill "$EG_PID"
-wait "$EG_PID" 2>/dev/null || true
-start_eg "$ALLOWLIST" "$CERT" "$KEY" --log-format json --validate-configmap egress-guard/egress-guard-allowlist
-PID_OF[eg]=$EG_PID
-measure warm-eg-json eg "$BODY_ALLOW" -z 2s -c 16
-name=tput-eg-c16-json
-log "throughput egress-guard --log-format json c=16 ($DUR)"
-measure "$name" eg "$BODY_ALLOW" -z "$DUR" -c 16
-RPS[eg-json]=$(oha_rps "$name")
-THROUGHPUT_ROWS+=("| egress-guard --log-format json | github-api (allowed) | 16 | ${RPS[eg-json]} | $(awk -v a="${RPS[eg-json]}" -v b="${RPS[bare-16]}" 'BEGIN { printf "%.0f%%", 100 * a / b }') | $(oha_pct_ms "$name" p50) | $(oha_pct_ms "$name" p99) | $(oha_max_ms "$name") | $(oha_failed "$name") | $CPU_US | $OTHER |")
-
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
+
+# log_variant NAME FLAG...: restarts egress-guard with FLAG (a decision-log setting) and
+# adds its c=16 throughput row. Throughput rows because CPU per request at saturation is
+# steadier than at a fixed rate, which moves by ±20 µs between server restarts here.
+log_variant() {
+    local variant=$1
+    shift
+    kill "$EG_PID"
+    wait "$EG_PID" 2>/dev/null || true
+    start_eg "$ALLOWLIST" "$CERT" "$KEY" "$@" --validate-configmap egress-guard/egress-guard-allowlist
+    PID_OF[eg]=$EG_PID
+    measure "warm-eg-$variant" eg "$BODY_ALLOW" -z 2s -c 16
+    local name=tput-eg-c16-$variant
+    log "throughput egress-guard $* c=16 ($DUR)"
+    measure "$name" eg "$BODY_ALLOW" -z "$DUR" -c 16
+    RPS[eg-$variant]=$(oha_rps "$name")
+    THROUGHPUT_ROWS+=("| egress-guard $* | github-api (allowed) | 16 | ${RPS[eg-$variant]} | $(ratio "${RPS[eg-$variant]}" "${RPS[bare-16]}") | $(oha_pct_ms "$name" p50) | $(oha_pct_ms "$name" p99) | $(oha_max_ms "$name") | $(oha_failed "$name") | $CPU_US | $OTHER |")
+}
+
+# Logging cost: the same c=16 run without the per-request line, and with JSON lines as
+# the Deployment writes them.
+log_variant warn --log-level warn
+log_variant json --log-format json
+
 for c in 16 64; do
     for s in bare eg; do
         r=$(ratio "${RPS[$s-$c]}" "${RPS[bare-$c]}")

@@ -30,6 +30,14 @@ async fn post(s: &TestServer, body: Vec<u8>) -> (u16, Option<Value>) {
     (status, serde_json::from_slice(&bytes).ok())
 }
 
+/// Posts `body` to /validate, which must answer 200 with a review, and returns the
+/// review's status message.
+async fn judged(s: &TestServer, body: Vec<u8>) -> String {
+    let (status, review) = post(s, body).await;
+    assert_eq!(status, 200);
+    codes(&review.expect("an AdmissionReview"))
+}
+
 fn codes(review: &Value) -> String {
     review["response"]["status"]["message"]
         .as_str()
@@ -59,9 +67,7 @@ async fn dashes_in_durations_neither_crash_nor_stall_the_server() {
         vs_review(),
         json!({"hosts": ["api.github.com"], "http": routes}),
     );
-    let (status, review) = post(&s, body).await;
-    assert_eq!(status, 200);
-    let msg = codes(&review.unwrap());
+    let msg = judged(&s, body).await;
     assert!(msg.contains("EG210"), "invalid durations are denied: {msg}");
     // The server is still there.
     assert_eq!(
@@ -80,18 +86,15 @@ async fn formerly_quadratic_shapes_are_answered_with_correct_verdicts() {
         vs_review(),
         json!({"hosts": hosts, "gateways": ["gw"], "http": [{"route": [{"destination": {"host": "h1"}}]}]}),
     );
-    let (status, review) = post(&s, body).await;
-    assert_eq!(status, 200);
-    let msg = codes(&review.unwrap());
+    let msg = judged(&s, body).await;
     assert!(msg.contains("EG221 spec.hosts[40000]"), "{msg}");
 
     // A DestinationRule SNI of 300,000 dots.
     let mut dr = fixture_json("validate-create-destinationrule-v1-github-api");
     dr["request"]["object"]["spec"]["trafficPolicy"] =
         json!({"tls": {"mode": "SIMPLE", "sni": ".".repeat(300_000)}});
-    let (status, review) = post(&s, serde_json::to_vec(&dr).unwrap()).await;
-    assert_eq!(status, 200);
-    assert!(codes(&review.unwrap()).contains("EG101 spec.trafficPolicy.tls.sni"));
+    let msg = judged(&s, serde_json::to_vec(&dr).unwrap()).await;
+    assert!(msg.contains("EG101 spec.trafficPolicy.tls.sni"), "{msg}");
 
     // A ServiceEntry with 10,000 hosts and 10,000 ports (a port-restricted entry).
     let ports: Vec<Value> = (1..=10_000)
@@ -102,9 +105,7 @@ async fn formerly_quadratic_shapes_are_answered_with_correct_verdicts() {
         fixture_json("validate-create-serviceentry-v1-github-api"),
         json!({"hosts": hosts, "ports": ports, "resolution": "DNS"}),
     );
-    let (status, review) = post(&s, body).await;
-    assert_eq!(status, 200);
-    let msg = codes(&review.unwrap());
+    let msg = judged(&s, body).await;
     assert!(msg.contains("EG104") && msg.contains("more"), "{msg}");
 
     // 10,000 IP endpoints, each with its own port map, × 10,000 named ports: an address
@@ -121,9 +122,7 @@ async fn formerly_quadratic_shapes_are_answered_with_correct_verdicts() {
         json!({"hosts": ["upload.evil.example.org"], "resolution": "STATIC",
             "location": "MESH_EXTERNAL", "ports": ports, "endpoints": endpoints}),
     );
-    let (status, review) = post(&s, body).await;
-    assert_eq!(status, 200);
-    let msg = codes(&review.unwrap());
+    let msg = judged(&s, body).await;
     assert!(msg.contains("EG103 spec.endpoints[0].address"), "{msg}");
     assert!(!msg.contains("EG901"), "{msg}");
 
@@ -134,9 +133,7 @@ async fn formerly_quadratic_shapes_are_answered_with_correct_verdicts() {
         vs_review(),
         json!({"hosts": ["api.github.com"], "http": routes}),
     );
-    let (status, review) = post(&s, body).await;
-    assert_eq!(status, 200);
-    let msg = codes(&review.unwrap());
+    let msg = judged(&s, body).await;
     assert!(
         msg.contains("EG211 spec.http[0]") && msg.contains("more"),
         "{msg}"

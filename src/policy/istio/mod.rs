@@ -807,28 +807,26 @@ pub struct ExportScope<'a> {
     pub workload_selector: bool,
 }
 
-/// Findings a list check writes out before it only counts the rest.
-const MAX_LISTED: usize = 100;
-
 /// `exportTo` (`validateExportTo`): `.`, `*` or DNS labels (`~` only for ServiceEntry),
 /// no duplicates (`.` is the own namespace), `*` and `~` alone. Failures carry the
-/// index of the entry, or `None` for the list as a whole; past [`MAX_LISTED`] failures
-/// of entries, the rest are only counted (the second value).
+/// index of the entry, or `None` for the list as a whole; past `keep` failures of
+/// entries, the rest are only counted (the second value).
 pub fn export_to<'v, S: AsRef<str>>(
     values: &'v [S],
     scope: ExportScope<'v>,
+    keep: usize,
 ) -> (Vec<(Option<usize>, Failure)>, usize) {
     let bad = |reason: String| (Code::InvalidExportTo, reason);
     let mut out = Vec::new();
-    // Findings per element past the first hundred are only counted: a list of a
-    // million duplicates must not become a million messages.
+    // Findings per element past `keep` are only counted: a list of a million
+    // duplicates must not become a million messages.
     let mut more = 0;
     let mut seen: HashSet<&str> = HashSet::new();
     for (i, v) in values.iter().enumerate() {
         let v = v.as_ref();
         let key = if v == "." { scope.namespace } else { v };
         let valid = (key == "~" && scope.service_entry) || key == "*" || is_dns1123_label(key);
-        if out.len() >= MAX_LISTED && (seen.contains(key) || !valid) {
+        if out.len() >= keep && (seen.contains(key) || !valid) {
             more += 1;
         } else if seen.contains(key) {
             let reason = if key == v {

@@ -407,7 +407,7 @@ fn export_to_entries_and_combinations() {
     ];
     for (values, se, ws, valid) in cases {
         let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        let (got, more) = export_to(&values, scope(*se, *ws));
+        let (got, more) = export_to(&values, scope(*se, *ws), 100);
         assert_eq!(more, 0);
         assert_eq!(
             got.is_empty(),
@@ -669,7 +669,7 @@ fn export_to_writes_the_first_hundred_failures_and_counts_the_rest() {
         service_entry: false,
         workload_selector: false,
     };
-    let (got, more) = export_to(&values, scope);
+    let (got, more) = export_to(&values, scope, 100);
     assert_eq!((got.len(), more), (100, 900));
     assert_eq!(got[0].0, Some(1));
 }

@@ -485,7 +485,7 @@ fn export_to(
         service_entry,
         workload_selector,
     };
-    let (failures, more) = istio::export_to(values, scope);
+    let (failures, more) = istio::export_to(values, scope, MAX_VIOLATIONS);
     for (i, (code, message)) in failures {
         match i.and_then(|i| values.get(i).map(|v| (i, v))) {
             Some((i, v)) => out.record(code, || format!("spec.exportTo[{i}]"), v, &message),

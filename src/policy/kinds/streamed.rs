@@ -62,14 +62,15 @@ impl<'a, T: Deserialize<'a> + Default> Streamed<'a, T> {
     /// Decodes the elements in order and hands each to `judge` with its index, until
     /// the end or a spent budget. An element that does not decode (or a value that is
     /// not a list) is an `EG219` violation at its path under `at` and ends the walk, as
-    /// it would have ended the decode of the whole object.
+    /// it would have ended the decode of the whole object. Returns false when that
+    /// happened, so that a second walk over the same list need not report it again.
     pub fn each(
         &self,
         at: &str,
         out: &mut Findings<'_>,
         mut judge: impl FnMut(usize, T, &mut Findings<'_>),
-    ) {
-        let Some(raw) = self.raw else { return };
+    ) -> bool {
+        let Some(raw) = self.raw else { return true };
         let mut failed = None;
         let walk = Walk {
             out: &mut *out,
@@ -81,10 +82,10 @@ impl<'a, T: Deserialize<'a> + Default> Streamed<'a, T> {
         let result = de.deserialize_seq(walk);
         if out.exhausted() {
             // The walk stopped early; the rest of the list was never read.
-            return;
+            return failed.is_none();
         }
         match (result, failed) {
-            (Ok(()), _) => {}
+            (Ok(()), _) => return true,
             // The element at `i` did not decode: decode it again on its own, tracking
             // the path, to name the field.
             (Err(_), Some(i)) => {
@@ -98,6 +99,7 @@ impl<'a, T: Deserialize<'a> + Default> Streamed<'a, T> {
             }
             (Err(e), None) => out.invalid_spec(at, &e.to_string()),
         }
+        false
     }
 }
 
@@ -189,9 +191,10 @@ mod tests {
         let spec: Spec<'_> = serde_json::from_str(json).unwrap();
         let mut out = Findings::new(Budget::new(u64::MAX, None));
         let mut seen = Vec::new();
-        spec.http.each("spec.http", &mut out, |i, r, _| {
+        let decoded = spec.http.each("spec.http", &mut out, |i, r, _| {
             seen.push((i, r.name.to_owned(), r.weight));
         });
+        assert_eq!(decoded, out.violations.is_empty(), "{json}");
         let violations = out
             .violations
             .iter()

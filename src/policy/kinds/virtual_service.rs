@@ -153,11 +153,10 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
     let applies_to_gateway =
         !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| *g == "mesh");
     let mut sni = false;
-    spec.tls.each("spec.tls", out, |_, t, _| {
+    // A bad element is reported once, by this first walk.
+    let tls_decodes = spec.tls.each("spec.tls", out, |_, t, _| {
         sni |= t.matches.iter().any(|m| !m.sni_hosts.is_empty());
     });
-    // A bad element is reported once, by this first walk.
-    let tls_decodes = out.violations.iter().all(|v| v.code != Code::InvalidSpec);
     let binding = VirtualServiceBinding {
         applies_to_gateway,
         applies_to_mesh: !applies_to_gateway,
