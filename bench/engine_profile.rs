@@ -3,6 +3,13 @@
 //!
 //! `cargo run --release --example engine-profile [-- ENTRIES]` (default 100,000)
 //!
+//! `cargo run --release --example engine-profile -- --bodies DIR` instead answers each
+//! `DIR/*.json` (AdmissionReviews, e.g. from `hostile-gen`) on `/validate` and `/mutate`
+//! in-process with the embedded allowlist, as the server would (no deadline, the
+//! ConfigMap `egress-guard/egress-guard-allowlist` judged as the allowlist), and prints
+//! the milliseconds and the peak heap of each: the engine's share of `bench/hostile.sh`
+//! without TLS, the body read or RSS sampling.
+//!
 //! Phases: the whole `evaluate`; `kinds::inspect` (spec decode, Istio rules, egress
 //! references judged against the allowlist as they are found); `timeouts::plan`; and, as
 //! floors, a plain JSON scan of the spec and a typed decode of a VirtualService-shaped
@@ -126,6 +133,12 @@ struct DestMirror {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, dir] = args.as_slice()
+        && flag == "--bodies"
+    {
+        return bodies(std::path::Path::new(dir));
+    }
     let entries = std::env::args()
         .nth(1)
         .and_then(|n| n.replace('_', "").parse().ok())
@@ -270,4 +283,61 @@ fn reload_costs(text: &str) {
     println!("SHA-256 of the text, ms: {}", fmt(&sha));
     println!("Allowlist::from_yaml, ms: {}", fmt(&parse));
     println!("drop(Allowlist), ms: {}\n", fmt(&drop_ms));
+}
+
+/// Answers every review body in `dir` on both endpoints; prints time and peak heap.
+fn bodies(dir: &std::path::Path) {
+    use egress_guard::admission::{self, Endpoint};
+    use egress_guard::policy::{AllowlistSource, ObjectRef};
+    let a = Allowlist::from_yaml(egress_guard::policy::allowlist::EXAMPLE).expect("loads");
+    let source = AllowlistSource {
+        configmap: "egress-guard/egress-guard-allowlist"
+            .parse::<ObjectRef>()
+            .expect("valid"),
+        key: "allowlist.yaml".to_owned(),
+    };
+    let env = policy::Env {
+        allowlist_source: Some(&source),
+        ..policy::Env::default()
+    };
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("readable directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    println!(
+        "| body | bytes | endpoint | status | ms (best of 3) | peak heap MiB (÷ body) | answer bytes |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for path in files {
+        let body = std::fs::read(&path).expect("readable body");
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+            let mut best = f64::MAX;
+            let mut peak = 0;
+            let mut answer = (0, 0);
+            for _ in 0..3 {
+                let base = LIVE.load(Relaxed);
+                PEAK.store(base, Relaxed);
+                let t = Instant::now();
+                let r = admission::review(endpoint, &body, Some(&a), &env);
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
+                peak = PEAK.load(Relaxed) - base;
+                answer = (r.status, r.body.len());
+            }
+            let mib = peak as f64 / (1024.0 * 1024.0);
+            println!(
+                "| {name} | {} | {} | {} | {best:.1} | {mib:.1} ({:.1}×) | {} |",
+                body.len(),
+                endpoint.as_str(),
+                answer.0,
+                peak as f64 / body.len() as f64,
+                answer.1,
+            );
+        }
+    }
 }

@@ -255,6 +255,40 @@ pub fn truncated(s: &str, max: usize) -> String {
     out
 }
 
+/// `value` written out, cut like [`truncated`] at `max` bytes; a long value is not
+/// formatted past the cut.
+pub fn truncated_display(value: impl fmt::Display, max: usize) -> String {
+    use fmt::Write as _;
+    /// Keeps the first `cap` bytes written (whole characters), then stops the writer.
+    struct Capped {
+        text: String,
+        cap: usize,
+    }
+    impl fmt::Write for Capped {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let room = self.cap - self.text.len();
+            if s.len() <= room {
+                self.text.push_str(s);
+                return Ok(());
+            }
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.push_str(s.get(..cut).unwrap_or_default());
+            Err(fmt::Error)
+        }
+    }
+    // One character past `max` tells `truncated` that the value was cut.
+    let mut w = Capped {
+        text: String::new(),
+        cap: max + 4,
+    };
+    // An error only means the cap was reached.
+    let _ = write!(w, "{value}");
+    truncated(&w.text, max)
+}
+
 /// One problem with one field of one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -434,6 +468,18 @@ mod tests {
         assert!(v.path.len() <= MAX_TEXT);
         assert_eq!(truncated("short", 10), "short");
         assert_eq!(truncated("abcdef", 4), "a…");
+    }
+
+    #[test]
+    fn displayed_values_are_cut_like_strings() {
+        let long = "é".repeat(1000);
+        assert_eq!(
+            truncated_display(&long, MAX_VALUE),
+            truncated(&long, MAX_VALUE)
+        );
+        assert_eq!(truncated_display(-80_i64, MAX_VALUE), "-80");
+        assert_eq!(truncated_display("abcdef", 4), "a…");
+        assert_eq!(truncated_display("abcd", 4), "abcd");
     }
 
     #[test]

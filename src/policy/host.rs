@@ -128,11 +128,12 @@ impl HostPattern {
     /// short names) is widened to `*`, which only `*` covers. IP literals are the
     /// caller's business: they are checked as addresses, not as names.
     pub fn from_accepted(raw: &str) -> Self {
-        match raw.parse() {
-            Ok(p) => p,
-            Err(_) if raw.starts_with('*') => Self::Any,
-            Err(_) => Self::Exact(normalize(raw).into_owned().into()),
+        // Without a leading `*` the parse can only end in `Exact` of the normalised
+        // name, valid or not: skip re-checking labels a validity rule already read.
+        if !raw.starts_with('*') {
+            return Self::Exact(normalize(raw).into_owned().into());
         }
+        raw.parse().unwrap_or(Self::Any)
     }
 
     /// True for `*`, `*.x` and `*x.y`.

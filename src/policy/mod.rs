@@ -13,6 +13,7 @@ pub mod istio;
 pub mod kinds;
 pub mod matcher;
 pub mod object_ref;
+pub mod review_hash;
 pub mod suffix_hash;
 pub mod timeouts;
 pub mod yaml;

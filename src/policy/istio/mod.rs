@@ -6,7 +6,7 @@
 //! Rules read values as written. Istio's checks are case-sensitive regexes that accept
 //! upper case, so hosts are only normalised afterwards, for allowlist matching.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -14,12 +14,13 @@ use nohash_hasher::IntMap;
 
 use super::decision::Code;
 use super::duration::Duration;
+use super::review_hash::{Map, Set};
 use super::suffix_hash::SuffixHasher;
 
 /// A rule failure: the code and a short reason. The caller adds path and value.
-pub type Failure = (Code, String);
+pub type Failure = (Code, Cow<'static, str>);
 
-fn fail<T>(code: Code, reason: impl Into<String>) -> Result<T, Failure> {
+fn fail<T>(code: Code, reason: impl Into<Cow<'static, str>>) -> Result<T, Failure> {
     Err((code, reason.into()))
 }
 
@@ -49,11 +50,11 @@ pub fn is_wildcard_dns1123_label(s: &str) -> bool {
 }
 
 /// `agent.CheckDNS1123Preconditions`: 1–255 bytes, dots and a trailing dot included.
-fn dns1123_preconditions(name: &str) -> Result<(), String> {
+fn dns1123_preconditions(name: &str) -> Result<(), Cow<'static, str>> {
     if name.len() > NAME_MAX {
-        Err("domain name too long (max 255 characters)".to_owned())
+        Err("domain name too long (max 255 characters)".into())
     } else if name.is_empty() {
-        Err("empty domain name not allowed".to_owned())
+        Err("empty domain name not allowed".into())
     } else {
         Ok(())
     }
@@ -61,25 +62,22 @@ fn dns1123_preconditions(name: &str) -> Result<(), String> {
 
 /// `agent.ValidateDNS1123Labels`: dot-separated DNS-1123 labels, one trailing dot allowed,
 /// and a last label that Go's `strconv.Atoi` does not read as a number.
-fn dns1123_labels(domain: &str) -> Result<(), String> {
+fn dns1123_labels(domain: &str) -> Result<(), Cow<'static, str>> {
     let tld = domain.rsplit('.').next().unwrap_or(domain);
     // Atoi takes an optional sign and fails on overflow, exactly like i64 parsing.
     if tld.parse::<i64>().is_ok() {
-        return Err(format!("top-level domain {tld:?} cannot be all-numeric"));
+        return Err(format!("top-level domain {tld:?} cannot be all-numeric").into());
     }
-    let last = domain.split('.').count().saturating_sub(1);
-    for (i, label) in domain.split('.').enumerate() {
-        if i == last && label.is_empty() {
-            break;
-        }
+    // One trailing dot is allowed: the empty label after it is not checked.
+    for label in domain.strip_suffix('.').unwrap_or(domain).split('.') {
         if !is_dns1123_label(label) {
-            return Err(format!("label {label:?} is invalid"));
+            return Err(format!("label {label:?} is invalid").into());
         }
     }
     Ok(())
 }
 
-fn check_wildcard_domain(raw: &str) -> Result<(), String> {
+fn check_wildcard_domain(raw: &str) -> Result<(), Cow<'static, str>> {
     dns1123_preconditions(raw)?;
     // Only the first label may be a wildcard.
     let (first, rest) = match raw.split_once('.') {
@@ -87,7 +85,7 @@ fn check_wildcard_domain(raw: &str) -> Result<(), String> {
         None => (raw, None),
     };
     if !is_wildcard_dns1123_label(first) {
-        return Err(format!("label {first:?} is invalid"));
+        return Err(format!("label {first:?} is invalid").into());
     }
     rest.map_or(Ok(()), dns1123_labels)
 }
@@ -142,7 +140,7 @@ pub fn ip_subnet(raw: &str) -> Result<IpNet, Failure> {
     net.ok_or_else(|| {
         (
             Code::InvalidAddress,
-            "not a valid IP address or CIDR block".to_owned(),
+            "not a valid IP address or CIDR block".into(),
         )
     })
 }
@@ -250,11 +248,11 @@ pub fn protocol(raw: &str) -> Result<Protocol, Failure> {
 /// `agent.ValidateDuration` over Go's `time.ParseDuration` (what the webhook's jsonpb
 /// decoding uses): at least 1ms, in whole milliseconds.
 pub fn duration(raw: &str) -> Result<Duration, Failure> {
-    let d: Duration = raw
-        .parse()
-        .map_err(|e: super::duration::DurationError| (Code::InvalidDuration, e.to_string()))?;
+    let d: Duration = raw.parse().map_err(|e: super::duration::DurationError| {
+        (Code::InvalidDuration, e.to_string().into())
+    })?;
     d.check_istio()
-        .map_err(|r| (Code::InvalidDuration, r.to_owned()))?;
+        .map_err(|r| (Code::InvalidDuration, r.into()))?;
     Ok(d)
 }
 
@@ -279,12 +277,9 @@ pub const UNIX_PREFIX: &str = "unix://";
 // === hosts, per field ===
 
 /// Codes a failed host check: an IP address or CIDR where a name is required is `EG204`.
-fn host_failure(raw: &str, reason: String) -> Failure {
+fn host_failure(raw: &str, reason: Cow<'static, str>) -> Failure {
     if parse_ip(raw).is_some() || raw.parse::<IpNet>().is_ok() {
-        (
-            Code::IpAsHost,
-            "an IP address is not a host name".to_owned(),
-        )
+        (Code::IpAsHost, "an IP address is not a host name".into())
     } else {
         (Code::InvalidHost, reason)
     }
@@ -317,7 +312,7 @@ pub struct VirtualServiceBinding {
 /// `agent.ValidateWildcardDomainForVirtualServiceBoundToGateway`: with SNI routes, also
 /// Istio's generated `outbound_.<port>_._.<host>` names.
 pub fn gateway_bound_domain(sni: bool, raw: &str) -> Result<(), Failure> {
-    let invalid = |e: String| (Code::InvalidHost, e);
+    let invalid = |e: Cow<'static, str>| (Code::InvalidHost, e);
     dns1123_preconditions(raw).map_err(invalid)?;
     if sni && raw.starts_with("outbound_") {
         // parseAutoGeneratedSNIDomain: split on `_`; part 1 needs a digit, part 3 a letter.
@@ -445,7 +440,7 @@ pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> impl Iterator<Item = Fou
 #[derive(Debug)]
 pub struct HostSubsets<'a> {
     hasher: SuffixHasher,
-    exact: HashSet<&'a str>,
+    exact: Set<&'a str>,
     /// Wildcard hosts by the key of what follows their `*`.
     wild: IntMap<u64, &'a str>,
     /// The first few hosts as written, for the message, and how many there are.
@@ -457,7 +452,7 @@ impl<'a> HostSubsets<'a> {
     /// Indexes the VirtualService's hosts.
     pub fn new<S: AsRef<str>>(hosts: &'a [S]) -> Self {
         let hasher = SuffixHasher::random();
-        let mut exact = HashSet::new();
+        let mut exact = Set::default();
         let mut wild = IntMap::default();
         for h in hosts {
             let h = h.as_ref();
@@ -533,8 +528,7 @@ pub fn sni_host(raw: &str, applies_to_gateway: bool) -> Result<Option<String>, F
     match checked {
         Ok(()) => Ok(None),
         Err(_) if parse_ip(raw).is_some() => Ok(Some(
-            "an IP address as SNI host goes against the SNI spec and most clients do not support it"
-                .to_owned(),
+            "an IP address as SNI host goes against the SNI spec and most clients do not support it".into(),
         )),
         Err(e) => Err(e),
     }
@@ -618,7 +612,7 @@ pub fn gateway_server_host(raw: &str) -> Result<(), Failure> {
 /// A Sidecar egress host (`ValidateNamespaceSlashWildcardHostname`, sidecar): always
 /// `namespace/host`, the namespace `*`, `.`, a DNS label or one of those after `~`.
 pub fn sidecar_egress_host(raw: &str) -> Result<(), Failure> {
-    let sidecar = |reason: String| (Code::InvalidSidecarHost, reason);
+    let sidecar = |reason: Cow<'static, str>| (Code::InvalidSidecarHost, reason);
     let Some((ns, host)) = raw.split_once('/') else {
         return fail(
             Code::InvalidSidecarHost,
@@ -633,9 +627,9 @@ pub fn sidecar_egress_host(raw: &str) -> Result<(), Failure> {
     }
     let bare = ns.strip_prefix('~').unwrap_or(ns);
     if !(bare.is_empty() || bare == "*" || bare == "." || is_dns1123_label(bare)) {
-        return Err(sidecar(format!(
-            "invalid namespace value {ns:?} in sidecar"
-        )));
+        return Err(sidecar(
+            format!("invalid namespace value {ns:?} in sidecar").into(),
+        ));
     }
     hostname_part(host, false).map_err(|(_, e)| sidecar(e))
 }
@@ -646,7 +640,7 @@ pub fn sidecar_duplicate_hosts<'h, S: AsRef<str>>(
     hosts: &'h [S],
     namespace: &'h str,
 ) -> Vec<(Option<usize>, String)> {
-    let mut seen: HashMap<&str, HashSet<&str>> = HashMap::new();
+    let mut seen: Map<&str, Set<&str>> = Map::default();
     let mut out = Vec::new();
     for (i, raw) in hosts.iter().enumerate() {
         let raw = raw.as_ref();
@@ -671,7 +665,7 @@ pub fn sidecar_duplicate_hosts<'h, S: AsRef<str>>(
     if seen.get("*").is_some_and(|s| s.contains("*")) && seen.len() != 1 {
         out.push((
             None,
-            "\"*/*\" selects every host, no other hosts can be added".to_owned(),
+            "\"*/*\" selects every host, no other hosts can be added".into(),
         ));
     }
     out
@@ -700,25 +694,20 @@ pub fn sidecar_egress_port(
         match bind.strip_prefix(UNIX_PREFIX) {
             None => out.push((
                 Code::InvalidPort,
-                "sidecar: ports with 0 value must have a unix domain socket bind address"
-                    .to_owned(),
+                "sidecar: ports with 0 value must have a unix domain socket bind address".into(),
             )),
             Some(path) => out.extend(unix_address(path).err()),
         }
         if !matches!(capture_mode, "" | "DEFAULT" | "NONE") {
             out.push((
                 Code::InvalidSpec,
-                "sidecar: captureMode must be DEFAULT/NONE for unix domain socket listeners"
-                    .to_owned(),
+                "sidecar: captureMode must be DEFAULT/NONE for unix domain socket listeners".into(),
             ));
         }
     } else {
         out.extend(port_number(number).err());
         if !bind.is_empty() && parse_ip(bind).is_none() {
-            out.push((
-                Code::InvalidAddress,
-                "bind must be an IP address".to_owned(),
-            ));
+            out.push((Code::InvalidAddress, "bind must be an IP address".into()));
         }
     }
     out
@@ -776,7 +765,7 @@ enum Why<'a> {
     /// Two hosts of a VirtualService overlap: the earlier, then this one.
     Duplicate(&'a str, &'a str),
     /// A gateway reference without `/` that is not a valid name.
-    Gateway(String),
+    Gateway(Cow<'static, str>),
     GatewayEmpty,
     GatewayNamespace(&'a str),
     GatewayName(&'a str),
@@ -788,11 +777,11 @@ impl Found<'_> {
         let message = match &self.why {
             Why::Duplicate(a, b) => format!("duplicate hosts in virtual service: {a} & {b}"),
             Why::Gateway(e) => format!("invalid gateway: {e}"),
-            Why::GatewayEmpty => "namespace and gateway name cannot be empty".to_owned(),
+            Why::GatewayEmpty => "namespace and gateway name cannot be empty".into(),
             Why::GatewayNamespace(ns) => format!("invalid gateway namespace {ns:?}"),
             Why::GatewayName(gw) => format!("invalid gateway name {gw:?} (a DNS-1123 label)"),
         };
-        (self.code, message)
+        (self.code, message.into())
     }
 }
 
@@ -816,12 +805,12 @@ pub fn export_to<'v, S: AsRef<str>>(
     scope: ExportScope<'v>,
     keep: usize,
 ) -> (Vec<(Option<usize>, Failure)>, usize) {
-    let bad = |reason: String| (Code::InvalidExportTo, reason);
+    let bad = |reason: Cow<'static, str>| (Code::InvalidExportTo, reason);
     let mut out = Vec::new();
     // Findings per element past `keep` are only counted: a list of a million
     // duplicates must not become a million messages.
     let mut more = 0;
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut seen: Set<&str> = Set::default();
     for (i, v) in values.iter().enumerate() {
         let v = v.as_ref();
         let key = if v == "." { scope.namespace } else { v };
@@ -834,18 +823,18 @@ pub fn export_to<'v, S: AsRef<str>>(
             } else {
                 format!("duplicate entries in exportTo: . and current namespace {key}")
             };
-            out.push((Some(i), bad(reason)));
+            out.push((Some(i), bad(reason.into())));
         } else if valid {
             seen.insert(key);
         } else if key == "~" {
             out.push((
                 Some(i),
-                bad("exportTo ~ (none) is only allowed for ServiceEntry".to_owned()),
+                bad("exportTo ~ (none) is only allowed for ServiceEntry".into()),
             ));
         } else {
             out.push((
                 Some(i),
-                bad("only ., *, ~ or a namespace name is allowed in exportTo".to_owned()),
+                bad("only ., *, ~ or a namespace name is allowed in exportTo".into()),
             ));
         }
     }
@@ -853,25 +842,25 @@ pub fn export_to<'v, S: AsRef<str>>(
         if !seen.contains(scope.namespace) {
             out.push((
                 None,
-                bad("destination rule with workload selector cannot have exportTo beyond current namespace".to_owned()),
+                bad("destination rule with workload selector cannot have exportTo beyond current namespace".into()),
             ));
         } else if seen.len() > 1 {
             out.push((
                 None,
-                bad("destination rule with workload selector cannot have multiple entries in exportTo".to_owned()),
+                bad("destination rule with workload selector cannot have multiple entries in exportTo".into()),
             ));
         }
     }
     if seen.contains("*") && values.len() > 1 {
         out.push((
             None,
-            bad("cannot have both public (*) and non-public exportTo values".to_owned()),
+            bad("cannot have both public (*) and non-public exportTo values".into()),
         ));
     }
     if seen.contains("~") && values.len() > 1 {
         out.push((
             None,
-            bad("cannot export service entry to no one (~) and someone".to_owned()),
+            bad("cannot export service entry to no one (~) and someone".into()),
         ));
     }
     (out, more)
@@ -922,22 +911,24 @@ fn is_http_status(code: i64) -> bool {
 /// A retry policy (`agent.ValidateHTTPRetry`): `attempts` not negative, no retry
 /// settings while `attempts` is 0 (the default), and known `retryOn` policies.
 pub fn http_retry(r: &Retry<'_>) -> Vec<Failure> {
-    let bad = |reason: String| (Code::InvalidRetry, reason);
+    let bad = |reason: Cow<'static, str>| (Code::InvalidRetry, reason);
     let mut out = Vec::new();
     if r.attempts < 0 {
-        out.push(bad("attempts cannot be negative".to_owned()));
+        out.push(bad("attempts cannot be negative".into()));
     }
     if r.attempts == 0 && (r.per_try_timeout || !r.retry_on.is_empty() || r.retry_remote_localities)
     {
         out.push(bad(
-            "retry settings are set while attempts is 0 (retries disabled)".to_owned(),
+            "retry settings are set while attempts is 0 (retries disabled)".into(),
         ));
     }
     if !r.retry_on.is_empty() {
         for policy in r.retry_on.split(',') {
             let status = policy.parse::<i64>().is_ok_and(is_http_status);
             if !status && !RETRY_ON.contains(&policy) {
-                out.push(bad(format!("{policy:?} is not a valid retryOn policy")));
+                out.push(bad(
+                    format!("{policy:?} is not a valid retryOn policy").into()
+                ));
             }
         }
     }
@@ -976,7 +967,7 @@ pub fn http_route_conflict(s: &HttpRouteShape) -> Vec<Failure> {
     let conflict = |what: &str| {
         (
             Code::RouteConflict,
-            format!("HTTP route cannot contain both {what}"),
+            format!("HTTP route cannot contain both {what}").into(),
         )
     };
     let mut out = Vec::new();
@@ -984,13 +975,13 @@ pub fn http_route_conflict(s: &HttpRouteShape) -> Vec<Failure> {
         if s.redirect {
             out.push((
                 Code::RouteConflict,
-                "root HTTP route must not specify redirect".to_owned(),
+                "root HTTP route must not specify redirect".into(),
             ));
         }
         if s.routes > 0 {
             out.push((
                 Code::RouteConflict,
-                "root HTTP route must not specify route".to_owned(),
+                "root HTTP route must not specify route".into(),
             ));
         }
         return out;
@@ -998,7 +989,7 @@ pub fn http_route_conflict(s: &HttpRouteShape) -> Vec<Failure> {
     if s.in_delegate && s.delegate {
         out.push((
             Code::RouteConflict,
-            "delegate HTTP route cannot contain delegate".to_owned(),
+            "delegate HTTP route cannot contain delegate".into(),
         ));
     }
     if s.redirect {
@@ -1027,13 +1018,13 @@ pub fn http_route_conflict(s: &HttpRouteShape) -> Vec<Failure> {
     } else if s.routes == 0 {
         out.push((
             Code::MissingField,
-            "HTTP route needs route, redirect or directResponse".to_owned(),
+            "HTTP route needs route, redirect or directResponse".into(),
         ));
     }
     if s.mirror && s.mirrors > 0 {
         out.push((
             Code::MirrorConflict,
-            "HTTP route cannot contain both mirror and mirrors".to_owned(),
+            "HTTP route cannot contain both mirror and mirrors".into(),
         ));
     }
     out
@@ -1127,7 +1118,7 @@ pub fn dns_host_without_endpoints(raw: &str) -> Result<(), Failure> {
         if raw.starts_with('*') {
             (
                 Code::WildcardNotAllowed,
-                "wildcard hosts need endpoints with DNS resolution".to_owned(),
+                "wildcard hosts need endpoints with DNS resolution".into(),
             )
         } else {
             (code, e)
@@ -1245,7 +1236,7 @@ pub fn unix_endpoint(endpoint_ports: usize, service_port_names: usize) -> Result
 pub fn endpoint_port<S: std::borrow::Borrow<str> + std::hash::Hash + Eq>(
     name: &str,
     number: i64,
-    declared: &HashSet<S>,
+    declared: &Set<S>,
 ) -> Result<(), Failure> {
     if !declared.contains(name) {
         return fail(
@@ -1294,13 +1285,13 @@ pub fn server_bind(bind: &str, port_number: i64) -> Vec<Failure> {
         if port_number != 0 {
             out.push((
                 Code::InvalidPort,
-                "port number must be 0 for a unix domain socket bind".to_owned(),
+                "port number must be 0 for a unix domain socket bind".into(),
             ));
         }
     } else if !bind.is_empty() && parse_ip(bind).is_none() {
         out.push((
             Code::InvalidAddress,
-            "bind must be an IP address or a unix:// socket path".to_owned(),
+            "bind must be an IP address or a unix:// socket path".into(),
         ));
     }
     out

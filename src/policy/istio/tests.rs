@@ -624,7 +624,7 @@ fn endpoints() {
     assert_eq!(code(unix_endpoint(1, 1)), Some(Code::InvalidEndpoint));
     assert_eq!(code(unix_endpoint(0, 2)), Some(Code::InvalidEndpoint));
     assert_eq!(code(unix_endpoint(0, 0)), Some(Code::InvalidEndpoint));
-    let declared: HashSet<&str> = ["http"].into_iter().collect();
+    let declared: crate::policy::review_hash::Set<&str> = ["http"].into_iter().collect();
     assert_eq!(code(endpoint_port("http", 8080, &declared)), None);
     assert_eq!(
         code(endpoint_port("dne", 8080, &declared)),

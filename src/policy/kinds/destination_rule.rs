@@ -3,8 +3,6 @@
 //! `ValidateDestinationRule` for the host, subset names and `exportTo`; `tls.sni` is
 //! never validated by Istio, so not here either.
 
-use std::collections::HashSet;
-
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -12,6 +10,7 @@ use super::{Context, Findings, HostEgress, Str, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
 use crate::policy::matcher::PortSet;
+use crate::policy::review_hash::Set;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -91,7 +90,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
     if let Some(tp) = &spec.traffic_policy {
         traffic_policy(tp, &|| "spec.trafficPolicy".to_owned(), cx, out);
     }
-    let mut names = HashSet::new();
+    let mut names = Set::default();
     for (i, subset) in spec.subsets.iter().enumerate() {
         if !out.charge(subset.name.len()) {
             return;

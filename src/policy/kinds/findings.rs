@@ -6,12 +6,14 @@
 //! call charges the work [`Budget`]. Field paths are built lazily, only for what is
 //! reported, so valid fields cost no allocation.
 
+use std::fmt;
+
 use ipnet::IpNet;
 
 use super::HttpRouteInfo;
 use crate::policy::allowlist::{Allowlist, Grant, Lookup, unmap_v4};
 use crate::policy::budget::Budget;
-use crate::policy::decision::{Code, MAX_TEXT, Violation, truncated};
+use crate::policy::decision::{Code, MAX_TEXT, MAX_VALUE, Violation, truncated, truncated_display};
 use crate::policy::host::{self, HostPattern};
 use crate::policy::istio::{self, Failure};
 use crate::policy::matcher::{Granted, PortSet};
@@ -168,13 +170,14 @@ impl<'b> Findings<'b> {
         &mut self,
         code: Code,
         path: impl FnOnce() -> P,
-        value: &str,
+        value: impl fmt::Display,
         message: &str,
     ) {
         if self.room() {
             self.budget.charge(1);
+            let value = truncated_display(value, MAX_VALUE);
             self.violations
-                .push(Violation::new(code, path().as_ref(), value, message));
+                .push(Violation::new(code, path().as_ref(), &value, message));
         } else {
             self.omit();
         }
@@ -232,7 +235,7 @@ impl<'b> Findings<'b> {
     pub fn rule<T>(
         &mut self,
         path: impl Fn() -> String,
-        value: &str,
+        value: impl fmt::Display,
         r: Result<T, Failure>,
     ) -> Option<T> {
         match r {
@@ -248,12 +251,8 @@ impl<'b> Findings<'b> {
     pub fn port(&mut self, path: impl Fn() -> String, number: i64) -> Option<u16> {
         match istio::port_number(number) {
             Ok(p) => Some(p),
-            Err((code, message)) if self.room() => {
-                self.record(code, path, &number.to_string(), &message);
-                None
-            }
-            Err(_) => {
-                self.omit();
+            Err((code, message)) => {
+                self.record(code, path, number, &message);
                 None
             }
         }

@@ -3,13 +3,14 @@
 //! Validity mirrors Istio's `validateGateway` / `validateServer`.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 use super::{Context, Findings, HostEgress, Port, Str, Streamed, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
+use crate::policy::review_hash::Set;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -43,7 +44,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
             "gateway must have at least one server",
         );
     }
-    let mut port_names: HashSet<Cow<'_, str>> = HashSet::new();
+    let mut port_names: Set<Cow<'_, str>> = Set::default();
     spec.servers.each("spec.servers", out, |i, server, out| {
         if !out.charge(1 + server.bind.len()) {
             return;
@@ -115,7 +116,7 @@ fn server_port(base: &dyn Fn() -> String, p: &Port<'_>, bind: &str, out: &mut Fi
         out.record(
             Code::InvalidPort,
             || format!("{}.port.targetPort", base()),
-            &tp.to_string(),
+            tp,
             "targetPort has no impact on Gateways",
         );
     }

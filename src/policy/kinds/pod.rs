@@ -659,7 +659,7 @@ fn containers(
                 out.record(
                     Code::ProxyIdentity,
                     || format!("{}.securityContext.{what}", path()),
-                    &id.to_string(),
+                    id,
                     "runs as the proxy's identity, whose traffic the capture rules let through",
                 );
             }

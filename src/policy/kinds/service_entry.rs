@@ -2,7 +2,7 @@
 //! exempt anything. Validity mirrors Istio's `ValidateServiceEntry` and the CRD rules.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 
@@ -14,6 +14,7 @@ use crate::policy::decision::Code;
 use crate::policy::host::HostPattern;
 use crate::policy::istio::{self, Resolution};
 use crate::policy::matcher::PortSet;
+use crate::policy::review_hash::{Map, Set};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -125,9 +126,9 @@ struct Ports<'a> {
     /// Where the proxy connects: each port's `targetPort`, or its number.
     targets: PortSet,
     /// The same by port name, for endpoints that map names to ports of their own.
-    target_by_name: HashMap<Cow<'a, str>, u16>,
+    target_by_name: Map<Cow<'a, str>, u16>,
     /// Declared port names, valid or not, as Istio collects them.
-    names: HashSet<Cow<'a, str>>,
+    names: Set<Cow<'a, str>>,
 }
 
 /// `resolution: NONE` without `addresses`: Istio installs a wildcard listener on each
@@ -177,16 +178,15 @@ fn check_ports<'a>(
 ) -> Ports<'a> {
     let mut numbers = Vec::new();
     let mut targets = Vec::new();
-    let mut target_by_name = HashMap::new();
-    let mut seen_numbers = HashSet::new();
-    let mut seen_names = HashSet::new();
+    let mut target_by_name = Map::default();
+    let mut seen_numbers = Set::default();
+    let mut seen_names = Set::default();
     let mut multi_host_reported = false;
     spec.ports.each("spec.ports", out, |i, port, out| {
         if !out.charge(1 + port.name.len() + port.protocol.len()) {
             return;
         }
         let base = || format!("spec.ports[{i}]");
-        let number = || port.number.to_string();
         let target = port.target_port.and_then(|tp| istio::port_number(tp).ok());
         match istio::port_number(port.number) {
             Ok(n) => {
@@ -196,14 +196,14 @@ fn check_ports<'a>(
                 target_by_name.insert(port.name.0.clone(), t);
             }
             Err((code, message)) => {
-                out.record(code, || format!("{}.number", base()), &number(), &message)
+                out.record(code, || format!("{}.number", base()), port.number, &message)
             }
         }
         if !seen_numbers.insert(port.number) {
             out.record(
                 Code::DuplicatePort,
                 || format!("{}.number", base()),
-                &number(),
+                port.number,
                 "port number is not unique",
             );
         }
@@ -225,7 +225,7 @@ fn check_ports<'a>(
         if let Some(tp) = port.target_port {
             out.rule(
                 || format!("{}.targetPort", base()),
-                &tp.to_string(),
+                tp,
                 istio::port_number(tp),
             );
         }
@@ -367,7 +367,7 @@ fn check_endpoint(
     for (name, &number) in &ep.ports {
         out.rule(
             || format!("spec.endpoints[{i}].ports.{name}"),
-            &number.to_string(),
+            number,
             istio::endpoint_port(name, number, &ports.names),
         );
     }

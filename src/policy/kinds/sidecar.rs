@@ -3,14 +3,13 @@
 //! `allowAnyOutbound`. Validity mirrors Istio's `validateSidecar` for the egress
 //! listeners and `validateSidecarOutboundTrafficPolicy`.
 
-use std::collections::HashSet;
-
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::{Context, Destination, Findings, HostEgress, Port, Str, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
+use crate::policy::review_hash::Set;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -69,8 +68,8 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
 /// `namespace/host`, with Istio's duplicate warnings.
 fn egress_listeners(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
     let mut catch_all_found = false;
-    let mut ports = HashSet::new();
-    let mut sockets = HashSet::new();
+    let mut ports = Set::default();
+    let mut sockets = Set::default();
     let last = spec.egress.len().saturating_sub(1);
     for (i, listener) in spec.egress.iter().enumerate() {
         if !out.charge(1 + listener.hosts.len()) {
@@ -118,7 +117,7 @@ fn egress_listeners(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
                     out.record(
                         Code::DuplicatePort,
                         path,
-                        &p.number.to_string(),
+                        p.number,
                         "sidecar: ports on IP bound listeners and unix domain socket binds must be unique",
                     );
                 }

@@ -95,7 +95,7 @@ fn entry(
                     istio::fqdn(addr).map_err(|_| {
                         (
                             Code::InvalidEndpoint,
-                            "address is neither an IP address nor an FQDN".to_owned(),
+                            "address is neither an IP address nor an FQDN".into(),
                         )
                     }),
                 )
