@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::proxy_config;
-use super::{Context, Findings, Meta, Str, kube_ip, null_default};
+use super::{Context, Findings, Meta, Str, Streamed, kube_ip, null_default};
 use crate::policy::allowlist::Disposition;
 use crate::policy::decision::Code;
 use crate::policy::matcher::PortSet;
@@ -45,12 +45,14 @@ pub(super) struct PodSpec<'a> {
     host_network: bool,
     #[serde(deserialize_with = "null_default")]
     security_context: Identity,
-    #[serde(borrow, deserialize_with = "null_default")]
-    containers: Vec<Container<'a>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    init_containers: Vec<Container<'a>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    ephemeral_containers: Vec<Container<'a>>,
+    // Judged one at a time: a list as long as the body allows is not a struct per
+    // element (a million `{}` took 155 MiB decoded whole).
+    #[serde(borrow)]
+    containers: Streamed<'a, Container<'a>>,
+    #[serde(borrow)]
+    init_containers: Streamed<'a, Container<'a>>,
+    #[serde(borrow)]
+    ephemeral_containers: Streamed<'a, Container<'a>>,
     #[serde(borrow, deserialize_with = "null_default")]
     dns_config: DnsConfig<'a>,
     #[serde(borrow, deserialize_with = "null_default")]
@@ -71,6 +73,16 @@ struct DnsConfig<'a> {
 struct HostAlias<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     ip: Str<'a>,
+}
+
+/// What the pod-level checks need to know of every container before any is judged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Named<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    name: Str<'a>,
+    #[serde(deserialize_with = "null_default")]
+    security_context: Option<Identity>,
 }
 
 /// The user and group a pod or container runs as.
@@ -226,37 +238,74 @@ fn judge(
 ) {
     // Telemetry and control-plane addresses are egress wherever the pod runs.
     proxy_config::inspect(&meta.annotations, base, cx, out);
-    let pod = PodView::new(meta, spec, source, cx);
-    if cx.ephemeral_only {
-        if !cx.allowlist.may_opt_out(cx.namespace) {
-            let list = &spec.ephemeral_containers;
-            containers(&pod, "ephemeralContainers", list, base, out);
+    let may_opt_out = cx.allowlist.may_opt_out(cx.namespace);
+    if !cx.ephemeral_only {
+        resolver(spec, base, cx, out);
+        if may_opt_out {
+            return;
         }
+    } else if may_opt_out {
         return;
     }
-    resolver(spec, base, cx, out);
-    if cx.allowlist.may_opt_out(cx.namespace) {
+    let gateway = cx.trusted_writer && meta.labels.get(GATEWAY_MANAGED).is_some();
+    if !cx.ephemeral_only {
+        metadata(meta, gateway, base, cx, out);
+        if spec.host_network {
+            out.record(
+                Code::SidecarDisabled,
+                || format!("{}spec.hostNetwork", base()),
+                "true",
+                "a pod on the host network gets no sidecar and no capture",
+            );
+        }
+    }
+    // A container list that does not decode has been reported; the object is then
+    // denied for it, and its containers cannot be judged.
+    let Some(mut pod) = PodView::new(meta, spec, source, gateway, base, out) else {
         return;
+    };
+    let all = [
+        (Field::Init, &spec.init_containers),
+        (Field::Main, &spec.containers),
+        (Field::Ephemeral, &spec.ephemeral_containers),
+    ];
+    let lists = if cx.ephemeral_only {
+        // Only the new ephemeral containers are judged, against the proxy's identity
+        // as the running pod's containers give it.
+        if !pod.learn_proxy_identity(&all[..2], base, out) {
+            return;
+        }
+        &all[2..]
+    } else {
+        &all[..]
+    };
+    for &(field, list) in lists {
+        if !containers(&mut pod, field, list, base, cx, out) {
+            return;
+        }
     }
-    metadata(meta, pod.gateway, base, cx, out);
-    forged_status(meta, spec, pod.source, base, out);
-    if spec.host_network {
-        out.record(
-            Code::SidecarDisabled,
-            || format!("{}spec.hostNetwork", base()),
-            "true",
-            "a pod on the host network gets no sidecar and no capture",
-        );
+    if !cx.ephemeral_only {
+        forged_status(meta, &pod, base, out);
+        pod.judge_before_proxy(lists, base, out);
     }
-    for (field, list) in [
-        ("initContainers", &spec.init_containers),
-        ("containers", &spec.containers),
-        ("ephemeralContainers", &spec.ephemeral_containers),
-    ] {
-        containers(&pod, field, list, base, out);
+}
+
+/// Which container list of a pod spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Init,
+    Main,
+    Ephemeral,
+}
+
+impl Field {
+    fn as_str(self) -> &'static str {
+        match self {
+            Field::Init => "initContainers",
+            Field::Main => "containers",
+            Field::Ephemeral => "ephemeralContainers",
+        }
     }
-    before_capture(&pod, spec, meta, base, cx, out);
-    proxy_images(&pod, spec, base, cx, out);
 }
 
 /// What the checks need to know about the pod beyond one container.
@@ -269,36 +318,162 @@ struct PodView<'m> {
     gateway: bool,
     /// The pod's own user and group defaults.
     defaults: (Option<i64>, Option<i64>),
-    /// The users and groups the capture rules let through: the proxy's.
+    /// The users and groups the capture rules let through: 1337, and what the proxy
+    /// runs as once its container has been read.
     proxy_users: Vec<i64>,
     proxy_groups: Vec<i64>,
+    /// Where the proxy's container is (list and index), once read: the containers
+    /// before it were judged against 1337 alone.
+    proxy_at: Option<(Field, usize)>,
+    /// Some container or init container is named `istio-proxy`.
+    has_proxy: bool,
+    /// How many init containers run before the capture rules exist.
+    before_capture: usize,
 }
 
 impl<'m> PodView<'m> {
-    fn new(meta: &'m Meta, spec: &PodSpec<'_>, source: Source, cx: &Context<'_>) -> Self {
+    /// The pod-level facts; the containers are read for them only where `istio-init`
+    /// decides which init containers run before capture. `None` when the init
+    /// container list does not decode (reported).
+    fn new(
+        meta: &'m Meta,
+        spec: &PodSpec<'_>,
+        source: Source,
+        gateway: bool,
+        base: &dyn Fn() -> String,
+        out: &mut Findings<'_>,
+    ) -> Option<Self> {
         let injected = injected(meta, source);
-        let gateway = cx.trusted_writer && meta.labels.get(GATEWAY_MANAGED).is_some();
         let defaults = (
             spec.security_context.run_as_user,
             spec.security_context.run_as_group,
         );
-        let (mut proxy_users, mut proxy_groups) = (vec![PROXY_UID], vec![PROXY_UID]);
-        // The injector runs the proxy, and exempts it from capture, as the UID and GID
-        // it picked (on OpenShift the top of the namespace's range, not 1337).
-        for c in spec.containers.iter().chain(&spec.init_containers) {
-            if &*c.name == PROXY && injected.contains(&PROXY) {
-                let (user, group) = identity(c, defaults);
-                proxy_users.extend(user);
-                proxy_groups.extend(group);
+        // Init containers ordered before the injected `istio-init` (the injector puts
+        // it last unless the proxy runs as a native sidecar; with the CNI plugin, shown
+        // by `istio-validation`, the rules exist before any container starts). In a
+        // template: all of them when `sidecar.istio.io/nativeSidecar: "false"` asks for
+        // that order.
+        let before_capture = match source {
+            Source::Pod if injected.contains(&VALIDATION) => 0,
+            Source::Pod if injected.contains(&INIT) => {
+                let at = format!("{}spec.initContainers", base());
+                let mut init_at = None;
+                let decoded =
+                    spec.init_containers
+                        .retyped()
+                        .each(&at, out, |i, c: Named<'_>, out| {
+                            if out.charge(1 + c.name.len()) && init_at.is_none() && &*c.name == INIT
+                            {
+                                init_at = Some(i);
+                            }
+                        });
+                if !decoded {
+                    return None;
+                }
+                init_at.unwrap_or(0)
             }
-        }
-        PodView {
+            Source::Pod => 0,
+            Source::Template if meta.annotations.get(NATIVE_SIDECAR) == Some("false") => usize::MAX,
+            Source::Template => 0,
+        };
+        Some(PodView {
             source,
             injected,
             gateway,
             defaults,
-            proxy_users,
-            proxy_groups,
+            proxy_users: vec![PROXY_UID],
+            proxy_groups: vec![PROXY_UID],
+            proxy_at: None,
+            has_proxy: false,
+            before_capture,
+        })
+    }
+
+    /// Notes a container named `istio-proxy` at `at`: the injector runs the proxy, and
+    /// exempts it from capture, as the UID and GID it picked (on OpenShift the top of
+    /// the namespace's range, not 1337).
+    fn saw_proxy(&mut self, at: (Field, usize), ids: (Option<i64>, Option<i64>)) {
+        if at.0 == Field::Ephemeral {
+            return;
+        }
+        self.has_proxy = true;
+        if !self.injected.contains(&PROXY) {
+            return;
+        }
+        let (user, group) = (ids.0.or(self.defaults.0), ids.1.or(self.defaults.1));
+        let new_user = user.filter(|u| !self.proxy_users.contains(u));
+        let new_group = group.filter(|g| !self.proxy_groups.contains(g));
+        if new_user.is_some() || new_group.is_some() {
+            self.proxy_users.extend(new_user);
+            self.proxy_groups.extend(new_group);
+            self.proxy_at = Some(at);
+        }
+    }
+
+    /// Reads the proxy's identity off `lists` before any container is judged; false
+    /// when a list does not decode (reported).
+    fn learn_proxy_identity(
+        &mut self,
+        lists: &[(Field, &Streamed<'_, Container<'_>>)],
+        base: &dyn Fn() -> String,
+        out: &mut Findings<'_>,
+    ) -> bool {
+        let decoded = lists.iter().all(|&(field, list)| {
+            let at = format!("{}spec.{}", base(), field.as_str());
+            list.retyped().each(&at, out, |i, c: Named<'_>, out| {
+                if out.charge(1 + c.name.len()) && &*c.name == PROXY {
+                    let ids = c.security_context.unwrap_or_default();
+                    self.saw_proxy((field, i), (ids.run_as_user, ids.run_as_group));
+                }
+            })
+        });
+        // Every container judged from here on is judged knowing the proxy's identity.
+        self.proxy_at = None;
+        decoded
+    }
+
+    /// The identity check again for the containers walked before the proxy's own, now
+    /// that what it runs as is known (only when that is not just 1337: the injector's
+    /// default needs no second walk).
+    fn judge_before_proxy(
+        &self,
+        lists: &[(Field, &Streamed<'_, Container<'_>>)],
+        base: &dyn Fn() -> String,
+        out: &mut Findings<'_>,
+    ) {
+        let Some((proxy_field, proxy_index)) = self.proxy_at else {
+            return;
+        };
+        if self.gateway {
+            return;
+        }
+        let late = |known: &[i64]| -> Vec<i64> {
+            known
+                .iter()
+                .copied()
+                .filter(|id| *id != PROXY_UID)
+                .collect()
+        };
+        let (users, groups) = (late(&self.proxy_users), late(&self.proxy_groups));
+        for &(field, list) in lists {
+            let at = format!("{}spec.{}", base(), field.as_str());
+            // Every list decoded on the first walk, so this one reports nothing new.
+            list.retyped().each(&at, out, |i, c: Named<'_>, out| {
+                let before = field != proxy_field || i < proxy_index;
+                if !before || !out.charge(1 + c.name.len()) || self.is_proxy(&c.name) {
+                    return;
+                }
+                let ids = c.security_context.unwrap_or_default();
+                let ids = (
+                    ids.run_as_user.or(self.defaults.0),
+                    ids.run_as_group.or(self.defaults.1),
+                );
+                let path = || format!("{at}[{i}]");
+                runs_as_proxy(ids, (&users, &groups), &path, out);
+            });
+            if field == proxy_field {
+                break;
+            }
         }
     }
 
@@ -489,20 +664,14 @@ fn metadata(
 /// templates), it takes the workload out of both data planes.
 fn forged_status(
     meta: &Meta,
-    spec: &PodSpec<'_>,
-    source: Source,
+    pod: &PodView<'_>,
     base: &dyn Fn() -> String,
     out: &mut Findings<'_>,
 ) {
     let Some(status) = meta.annotations.get(STATUS) else {
         return;
     };
-    let has_proxy = spec
-        .containers
-        .iter()
-        .chain(&spec.init_containers)
-        .any(|c| &*c.name == PROXY);
-    if source == Source::Template || !has_proxy {
+    if pod.source == Source::Template || !pod.has_proxy {
         out.record(
             Code::SidecarDisabled,
             || format!("{}metadata.annotations[{STATUS}]", base()),
@@ -530,18 +699,18 @@ fn overrides_replace_proxy(v: &str) -> bool {
     #[serde(default, rename_all = "camelCase")]
     struct Overrides<'a> {
         #[serde(borrow)]
-        containers: Vec<Container<'a>>,
+        containers: Streamed<'a, Container<'a>>,
         #[serde(borrow)]
-        init_containers: Vec<Container<'a>>,
+        init_containers: Streamed<'a, Container<'a>>,
     }
-    match serde_json::from_str::<Overrides<'_>>(v) {
-        Ok(o) => o
-            .containers
-            .iter()
-            .chain(&o.init_containers)
-            .any(replaces_what_runs),
-        // The injector refuses what it cannot parse; nothing was overridden.
-        Err(_) => false,
+    // The injector refuses what it cannot parse; nothing was overridden then.
+    let Ok(o) = serde_json::from_str::<Overrides<'_>>(v) else {
+        return false;
+    };
+    let replaces = |list: &Streamed<'_, Container<'_>>| list.any(|c| replaces_what_runs(&c));
+    match (replaces(&o.containers), replaces(&o.init_containers)) {
+        (Some(a), Some(b)) => a || b,
+        _ => false,
     }
 }
 
@@ -582,9 +751,9 @@ fn injected(meta: &Meta, source: Source) -> Vec<&str> {
     #[serde(default, rename_all = "camelCase")]
     struct Status<'s> {
         #[serde(borrow)]
-        containers: Vec<&'s str>,
+        containers: Streamed<'s, &'s str>,
         #[serde(borrow)]
-        init_containers: Vec<&'s str>,
+        init_containers: Streamed<'s, &'s str>,
     }
     if source == Source::Template {
         return Vec::new();
@@ -592,144 +761,162 @@ fn injected(meta: &Meta, source: Source) -> Vec<&str> {
     let Some(status) = meta.annotations.get(STATUS) else {
         return Vec::new();
     };
-    // At most the three proxy names, each once, however long the lists are.
-    serde_json::from_str::<Status<'_>>(status)
-        .map(|s| {
-            let listed =
-                |name: &&str| s.containers.contains(name) || s.init_containers.contains(name);
-            PROXY_CONTAINERS.into_iter().filter(listed).collect()
-        })
-        .unwrap_or_default()
+    let Ok(s) = serde_json::from_str::<Status<'_>>(status) else {
+        return Vec::new();
+    };
+    // At most the three proxy names, each once, however long the lists are; a list
+    // that does not decode lists nothing, as the injector could not have written it.
+    let lists = |name: &str, l: &Streamed<'_, &str>| l.any(|n| n == name) == Some(true);
+    PROXY_CONTAINERS
+        .into_iter()
+        .filter(|name| lists(name, &s.containers) || lists(name, &s.init_containers))
+        .collect()
 }
 
-/// Each container's identity and privileges.
+/// Each container of `list`, one at a time: its identity and privileges; for init
+/// containers, whether they run before capture; for the proxy's, its image.
+/// Returns false when the list does not decode (reported).
 fn containers(
-    pod: &PodView<'_>,
-    field: &str,
-    list: &[Container<'_>],
+    pod: &mut PodView<'_>,
+    field: Field,
+    list: &Streamed<'_, Container<'_>>,
     base: &dyn Fn() -> String,
+    cx: &Context<'_>,
     out: &mut Findings<'_>,
-) {
-    for (i, c) in list.iter().enumerate() {
+) -> bool {
+    let at = format!("{}spec.{}", base(), field.as_str());
+    list.each(&at, out, |i, c, out| {
         if !out.charge(1 + c.name.len()) {
             return;
         }
-        let path = || format!("{}spec.{field}[{i}]", base());
+        let path = || format!("{at}[{i}]");
+        if field == Field::Init && i < pod.before_capture {
+            before_capture(pod, &c, &path, cx, out);
+        }
+        if &*c.name == PROXY {
+            pod.saw_proxy((field, i), identity(&c, (None, None)));
+        }
         if pod.is_proxy(&c.name) {
-            continue;
+            if field != Field::Ephemeral {
+                proxy_image(pod, &c, &path, cx, out);
+            }
+            return;
         }
-        // A gateway's pod has injection off: only its proxy may run there (istiod merges
-        // a tenant's parametersRef ConfigMap into the Deployment it writes).
-        if pod.gateway {
+        judge_container(pod, &c, &path, out);
+    })
+}
+
+/// A workload's container: whether it runs as the proxy, can change the capture rules,
+/// or (in a gateway's pod, or named like an injected one in a template) should not be
+/// there at all.
+fn judge_container(
+    pod: &PodView<'_>,
+    c: &Container<'_>,
+    path: &dyn Fn() -> String,
+    out: &mut Findings<'_>,
+) {
+    // A gateway's pod has injection off: only its proxy may run there (istiod merges a
+    // tenant's parametersRef ConfigMap into the Deployment it writes).
+    if pod.gateway {
+        out.record(
+            Code::SidecarDisabled,
+            path,
+            &*c.name,
+            "runs in a gateway pod, which has no sidecar capture: only the gateway's proxy may run there",
+        );
+        return;
+    }
+    // In a template, a container named like an injected one customises it: the
+    // injector merges its fields into the real one.
+    if pod.source == Source::Template && PROXY_CONTAINERS.contains(&&*c.name) {
+        if replaces_what_runs(c) {
+            let (code, what) = if &*c.name == PROXY {
+                (Code::ProxyReplaced, "the proxy")
+            } else {
+                (
+                    Code::CaptureExcluded,
+                    "the container that installs the capture rules",
+                )
+            };
             out.record(
-                Code::SidecarDisabled,
+                code,
                 path,
-                &c.name,
-                "runs in a gateway pod, which has no sidecar capture: only the gateway's proxy may run there",
+                &*c.name,
+                &format!("changes what {what} runs, its environment, files or identity (the injector merges this container into its own)"),
             );
-            continue;
         }
-        // In a template, a container named like an injected one customises it: the
-        // injector merges its fields into the real one.
-        if pod.source == Source::Template && PROXY_CONTAINERS.contains(&&*c.name) {
-            if replaces_what_runs(c) {
-                let (code, what) = if &*c.name == PROXY {
-                    (Code::ProxyReplaced, "the proxy")
-                } else {
-                    (
-                        Code::CaptureExcluded,
-                        "the container that installs the capture rules",
-                    )
-                };
-                out.record(
-                    code,
-                    path,
-                    &c.name,
-                    &format!("changes what {what} runs, its environment, files or identity (the injector merges this container into its own)"),
-                );
-            }
-            continue;
-        }
-        let (user, group) = identity(c, pod.defaults);
-        for (what, id, exempt) in [
-            ("runAsUser", user, &pod.proxy_users),
-            ("runAsGroup", group, &pod.proxy_groups),
-        ] {
-            if let Some(id) = id.filter(|id| exempt.contains(id)) {
-                out.record(
-                    Code::ProxyIdentity,
-                    || format!("{}.securityContext.{what}", path()),
-                    id,
-                    "runs as the proxy's identity, whose traffic the capture rules let through",
-                );
-            }
-        }
-        let sc = c.security_context.as_ref();
-        let privileged = sc.and_then(|s| s.privileged) == Some(true);
-        let net_admin = sc
-            .and_then(|s| s.capabilities.as_ref())
-            .is_some_and(|caps| {
-                caps.add.iter().any(|c| {
-                    let c = c.trim_start_matches("CAP_");
-                    c.eq_ignore_ascii_case("NET_ADMIN") || c.eq_ignore_ascii_case("ALL")
-                })
-            });
-        if privileged || net_admin {
+        return;
+    }
+    let ids = identity(c, pod.defaults);
+    runs_as_proxy(ids, (&pod.proxy_users, &pod.proxy_groups), path, out);
+    let sc = c.security_context.as_ref();
+    let privileged = sc.and_then(|s| s.privileged) == Some(true);
+    let net_admin = sc
+        .and_then(|s| s.capabilities.as_ref())
+        .is_some_and(|caps| {
+            caps.add.iter().any(|c| {
+                let c = c.trim_start_matches("CAP_");
+                c.eq_ignore_ascii_case("NET_ADMIN") || c.eq_ignore_ascii_case("ALL")
+            })
+        });
+    if privileged || net_admin {
+        out.record(
+            Code::NetAdmin,
+            || format!("{}.securityContext", path()),
+            &*c.name,
+            "can rewrite the pod's packet filter and remove the capture rules",
+        );
+    }
+}
+
+/// A container that runs as one of the proxy's `users` or `groups`: the capture rules
+/// let its traffic through.
+fn runs_as_proxy(
+    (user, group): (Option<i64>, Option<i64>),
+    (users, groups): (&[i64], &[i64]),
+    path: &dyn Fn() -> String,
+    out: &mut Findings<'_>,
+) {
+    for (what, id, exempt) in [("runAsUser", user, users), ("runAsGroup", group, groups)] {
+        if let Some(id) = id.filter(|id| exempt.contains(id)) {
             out.record(
-                Code::NetAdmin,
-                || format!("{}.securityContext", path()),
-                &c.name,
-                "can rewrite the pod's packet filter and remove the capture rules",
+                Code::ProxyIdentity,
+                || format!("{}.securityContext.{what}", path()),
+                id,
+                "runs as the proxy's identity, whose traffic the capture rules let through",
             );
         }
     }
 }
 
-/// Init containers that run before the capture rules exist reach any host directly.
-/// In a pod: those ordered before the injected `istio-init` (the injector puts it last
-/// unless the proxy runs as a native sidecar; with the CNI plugin, shown by
-/// `istio-validation`, the rules exist before any container starts). In a template:
-/// any init container when `sidecar.istio.io/nativeSidecar: "false"` asks for that order.
+/// An init container that runs before the capture rules exist (see
+/// [`PodView::before_capture`]) reaches any host directly.
 fn before_capture(
     pod: &PodView<'_>,
-    spec: &PodSpec<'_>,
-    meta: &Meta,
-    base: &dyn Fn() -> String,
+    c: &Container<'_>,
+    path: &dyn Fn() -> String,
     cx: &Context<'_>,
     out: &mut Findings<'_>,
 ) {
-    let first_captured = match pod.source {
-        Source::Pod if pod.injected.contains(&VALIDATION) => return,
-        Source::Pod => match spec.init_containers.iter().position(|c| &*c.name == INIT) {
-            Some(at) if pod.injected.contains(&INIT) => at,
-            _ => return,
-        },
-        Source::Template if meta.annotations.get(NATIVE_SIDECAR) == Some("false") => {
-            spec.init_containers.len()
-        }
-        Source::Template => return,
-    };
-    for (i, c) in spec.init_containers[..first_captured].iter().enumerate() {
-        if pod.is_proxy(&c.name) || PROXY_CONTAINERS.contains(&&*c.name) {
-            continue;
-        }
-        let path = format!("{}spec.initContainers[{i}]", base());
-        let message = "runs before istio-init installs the capture rules: its traffic reaches any host directly";
-        match cx.allowlist.init_containers_before_capture {
-            Disposition::Deny => out.violation(Code::CaptureExcluded, path, &c.name, message),
-            Disposition::Warn => {
-                out.warn(|| format!("{path}: init container {:?} {message}", &*c.name))
-            }
+    if pod.is_proxy(&c.name) || PROXY_CONTAINERS.contains(&&*c.name) {
+        return;
+    }
+    let message =
+        "runs before istio-init installs the capture rules: its traffic reaches any host directly";
+    match cx.allowlist.init_containers_before_capture {
+        Disposition::Deny => out.record(Code::CaptureExcluded, path, &*c.name, message),
+        Disposition::Warn => {
+            out.warn(|| format!("{}: init container {:?} {message}", path(), &*c.name))
         }
     }
 }
 
 /// With `proxyImages` configured, the proxy containers of a pod must run one of them:
 /// a pod can otherwise bring its own "istio-proxy".
-fn proxy_images(
+fn proxy_image(
     pod: &PodView<'_>,
-    spec: &PodSpec<'_>,
-    base: &dyn Fn() -> String,
+    c: &Container<'_>,
+    path: &dyn Fn() -> String,
     cx: &Context<'_>,
     out: &mut Findings<'_>,
 ) {
@@ -737,24 +924,14 @@ fn proxy_images(
     if allowed.is_empty() || pod.source == Source::Template {
         return;
     }
-    for (field, list) in [
-        ("initContainers", &spec.init_containers),
-        ("containers", &spec.containers),
-    ] {
-        for (i, c) in list.iter().enumerate() {
-            if !pod.is_proxy(&c.name) {
-                continue;
-            }
-            let image = c.image.as_deref().unwrap_or_default();
-            if !allowed.iter().any(|p| image.starts_with(&**p)) {
-                out.record(
-                    Code::ProxyReplaced,
-                    || format!("{}spec.{field}[{i}].image", base()),
-                    image,
-                    "not one of the allowlist's proxyImages",
-                );
-            }
-        }
+    let image = c.image.as_deref().unwrap_or_default();
+    if !allowed.iter().any(|p| image.starts_with(&**p)) {
+        out.record(
+            Code::ProxyReplaced,
+            || format!("{}.image", path()),
+            image,
+            "not one of the allowlist's proxyImages",
+        );
     }
 }
 

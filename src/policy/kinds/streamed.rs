@@ -47,6 +47,47 @@ impl<'de: 'a, 'a, T> Deserialize<'de> for Streamed<'a, T> {
     }
 }
 
+impl<'a, T> Streamed<'a, T> {
+    /// The same list, read as elements of another type: a first walk can decode only
+    /// the few fields that a second, full walk needs to know about every element.
+    pub fn retyped<U>(&self) -> Streamed<'a, U> {
+        Streamed {
+            raw: self.raw,
+            element: PhantomData,
+        }
+    }
+}
+
+impl<'a, T: Deserialize<'a>> Streamed<'a, T> {
+    /// Whether some element satisfies `pred`, decoding one at a time and stopping at
+    /// the first that does; `None` when the list or an element before it does not
+    /// decode.
+    pub fn any(&self, mut pred: impl FnMut(T) -> bool) -> Option<bool> {
+        struct Any<'p, T, P>(&'p mut P, PhantomData<fn() -> T>);
+        impl<'de, T: Deserialize<'de>, P: FnMut(T) -> bool> Visitor<'de> for Any<'_, T, P> {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+                while let Some(element) = seq.next_element::<T>()? {
+                    if (self.0)(element) {
+                        // The rest is left unread: drain it so the list ends cleanly.
+                        while seq.next_element::<IgnoredAny>()?.is_some() {}
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
+        let Some(raw) = self.raw else {
+            return Some(false);
+        };
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        de.deserialize_seq(Any(&mut pred, PhantomData)).ok()
+    }
+}
+
 impl<'a, T: Deserialize<'a> + Default> Streamed<'a, T> {
     /// True when the list is absent, `null` or `[]`. Any other value is not empty: a
     /// value that is not a list is reported by [`Streamed::each`].
@@ -272,6 +313,34 @@ mod tests {
         });
         assert_eq!(seen, 1);
         assert!(out.violations.is_empty());
+    }
+
+    #[test]
+    fn any_stops_at_the_first_match_and_fails_on_bad_input() {
+        let spec: Spec<'_> =
+            serde_json::from_str(r#"{"http": [{"name": "a"}, {"name": "b"}, {"weight": "x"}]}"#)
+                .unwrap();
+        let mut seen = Vec::new();
+        let found = spec.http.any(|r: Route<'_>| {
+            seen.push(r.name);
+            r.name == "b"
+        });
+        assert_eq!((found, seen), (Some(true), vec!["a", "b"]));
+        assert_eq!(spec.http.any(|r: Route<'_>| r.name == "c"), None);
+        let names: Streamed<'_, Named<'_>> = spec.http.retyped();
+        assert_eq!(
+            names.any(|n| n.name == "z"),
+            Some(false),
+            "weight is not read"
+        );
+        assert_eq!(Spec::default().http.any(|_| true), Some(false));
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Named<'a> {
+        #[serde(borrow)]
+        name: &'a str,
     }
 
     #[test]
