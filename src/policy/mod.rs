@@ -247,9 +247,7 @@ fn exported_to_enforcement(export: &Export, allowlist: &Allowlist) -> bool {
     match export {
         Export::Local => false,
         Export::Everywhere => allowlist.any_enforce(),
-        Export::To(namespaces) => namespaces
-            .iter()
-            .any(|ns| allowlist.mode_for(ns) == Mode::Enforce),
+        Export::To { enforced } => *enforced,
     }
 }
 

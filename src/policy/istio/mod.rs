@@ -769,6 +769,9 @@ enum Why<'a> {
     GatewayEmpty,
     GatewayNamespace(&'a str),
     GatewayName(&'a str),
+    /// An `exportTo` entry seen before (`.` as the namespace it stands for, false).
+    ExportDuplicate(&'a str, bool),
+    Static(&'static str),
 }
 
 impl Found<'_> {
@@ -780,6 +783,11 @@ impl Found<'_> {
             Why::GatewayEmpty => "namespace and gateway name cannot be empty".into(),
             Why::GatewayNamespace(ns) => format!("invalid gateway namespace {ns:?}"),
             Why::GatewayName(gw) => format!("invalid gateway name {gw:?} (a DNS-1123 label)"),
+            Why::ExportDuplicate(v, true) => format!("duplicate entries in exportTo for entry {v}"),
+            Why::ExportDuplicate(ns, false) => {
+                format!("duplicate entries in exportTo: . and current namespace {ns}")
+            }
+            Why::Static(reason) => return (self.code, Cow::Borrowed(reason)),
         };
         (self.code, message.into())
     }
@@ -796,74 +804,77 @@ pub struct ExportScope<'a> {
     pub workload_selector: bool,
 }
 
-/// `exportTo` (`validateExportTo`): `.`, `*` or DNS labels (`~` only for ServiceEntry),
-/// no duplicates (`.` is the own namespace), `*` and `~` alone. Failures carry the
-/// index of the entry, or `None` for the list as a whole; past `keep` failures of
-/// entries, the rest are only counted (the second value).
-pub fn export_to<'v, S: AsRef<str>>(
-    values: &'v [S],
-    scope: ExportScope<'v>,
-    keep: usize,
-) -> (Vec<(Option<usize>, Failure)>, usize) {
-    let bad = |reason: Cow<'static, str>| (Code::InvalidExportTo, reason);
-    let mut out = Vec::new();
-    // Findings per element past `keep` are only counted: a list of a million
-    // duplicates must not become a million messages.
-    let mut more = 0;
-    let mut seen: Set<&str> = Set::default();
-    for (i, v) in values.iter().enumerate() {
-        let v = v.as_ref();
-        let key = if v == "." { scope.namespace } else { v };
-        let valid = (key == "~" && scope.service_entry) || key == "*" || is_dns1123_label(key);
-        if out.len() >= keep && (seen.contains(key) || !valid) {
-            more += 1;
-        } else if seen.contains(key) {
-            let reason = if key == v {
-                format!("duplicate entries in exportTo for entry {v}")
-            } else {
-                format!("duplicate entries in exportTo: . and current namespace {key}")
-            };
-            out.push((Some(i), bad(reason.into())));
+/// `exportTo` (`validateExportTo`), read one entry at a time: `.`, `*` or DNS labels
+/// (`~` only for ServiceEntry), no duplicates (`.` is the own namespace), `*` and `~`
+/// alone. Only the distinct valid entries are kept, so a list of a million
+/// duplicates is a set of one.
+#[derive(Debug)]
+pub struct ExportTo<'a> {
+    scope: ExportScope<'a>,
+    seen: Set<Cow<'a, str>>,
+    entries: usize,
+}
+
+impl<'a> ExportTo<'a> {
+    /// A check of one object's list.
+    pub fn new(scope: ExportScope<'a>) -> Self {
+        Self {
+            scope,
+            seen: Set::default(),
+            entries: 0,
+        }
+    }
+
+    /// Checks entry `index`, `value`; its message is written only if it is reported.
+    pub fn entry<'v>(&mut self, index: usize, value: &'v Cow<'a, str>) -> Option<Found<'v>> {
+        self.entries += 1;
+        let v: &'v str = value;
+        let key = if v == "." { self.scope.namespace } else { v };
+        let valid = (key == "~" && self.scope.service_entry) || key == "*" || is_dns1123_label(key);
+        let why = if self.seen.contains(key) {
+            Why::ExportDuplicate(key, key == v)
         } else if valid {
-            seen.insert(key);
+            let key = if v == "." {
+                Cow::Borrowed(self.scope.namespace)
+            } else {
+                value.clone()
+            };
+            self.seen.insert(key);
+            return None;
         } else if key == "~" {
-            out.push((
-                Some(i),
-                bad("exportTo ~ (none) is only allowed for ServiceEntry".into()),
-            ));
+            Why::Static("exportTo ~ (none) is only allowed for ServiceEntry")
         } else {
-            out.push((
-                Some(i),
-                bad("only ., *, ~ or a namespace name is allowed in exportTo".into()),
+            Why::Static("only ., *, ~ or a namespace name is allowed in exportTo")
+        };
+        Some(Found {
+            index,
+            code: Code::InvalidExportTo,
+            why,
+        })
+    }
+
+    /// The checks of the list as a whole, once every entry was read.
+    pub fn finish(self) -> Vec<Failure> {
+        let bad = |reason: &'static str| (Code::InvalidExportTo, Cow::Borrowed(reason));
+        let mut out = Vec::new();
+        let (seen, many) = (&self.seen, self.entries > 1);
+        if self.scope.workload_selector && !seen.is_empty() {
+            if !seen.contains(self.scope.namespace) {
+                out.push(bad("destination rule with workload selector cannot have exportTo beyond current namespace"));
+            } else if seen.len() > 1 {
+                out.push(bad("destination rule with workload selector cannot have multiple entries in exportTo"));
+            }
+        }
+        if seen.contains("*") && many {
+            out.push(bad(
+                "cannot have both public (*) and non-public exportTo values",
             ));
         }
-    }
-    if scope.workload_selector && !seen.is_empty() {
-        if !seen.contains(scope.namespace) {
-            out.push((
-                None,
-                bad("destination rule with workload selector cannot have exportTo beyond current namespace".into()),
-            ));
-        } else if seen.len() > 1 {
-            out.push((
-                None,
-                bad("destination rule with workload selector cannot have multiple entries in exportTo".into()),
-            ));
+        if seen.contains("~") && many {
+            out.push(bad("cannot export service entry to no one (~) and someone"));
         }
+        out
     }
-    if seen.contains("*") && values.len() > 1 {
-        out.push((
-            None,
-            bad("cannot have both public (*) and non-public exportTo values".into()),
-        ));
-    }
-    if seen.contains("~") && values.len() > 1 {
-        out.push((
-            None,
-            bad("cannot export service entry to no one (~) and someone".into()),
-        ));
-    }
-    (out, more)
 }
 
 // === VirtualService routes ===
@@ -963,71 +974,69 @@ pub struct HttpRouteShape {
 /// `redirect`; a route of a delegate VirtualService may not delegate again; otherwise
 /// exactly one of `route`, `redirect`, `directResponse`, with no fault or rewrite next
 /// to a redirect or direct response, and not both `mirror` and `mirrors`.
-pub fn http_route_conflict(s: &HttpRouteShape) -> Vec<Failure> {
+pub fn http_route_conflict(s: &HttpRouteShape, report: &mut dyn FnMut(Failure)) {
     let conflict = |what: &str| {
         (
             Code::RouteConflict,
             format!("HTTP route cannot contain both {what}").into(),
         )
     };
-    let mut out = Vec::new();
     if s.delegate && !s.in_delegate {
         if s.redirect {
-            out.push((
+            report((
                 Code::RouteConflict,
                 "root HTTP route must not specify redirect".into(),
             ));
         }
         if s.routes > 0 {
-            out.push((
+            report((
                 Code::RouteConflict,
                 "root HTTP route must not specify route".into(),
             ));
         }
-        return out;
+        return;
     }
     if s.in_delegate && s.delegate {
-        out.push((
+        report((
             Code::RouteConflict,
             "delegate HTTP route cannot contain delegate".into(),
         ));
     }
     if s.redirect {
         if s.routes > 0 {
-            out.push(conflict("route and redirect"));
+            report(conflict("route and redirect"));
         }
         if s.fault {
-            out.push(conflict("fault and redirect"));
+            report(conflict("fault and redirect"));
         }
         if s.rewrite {
-            out.push(conflict("rewrite and redirect"));
+            report(conflict("rewrite and redirect"));
         }
         if s.direct_response {
-            out.push(conflict("directResponse and redirect"));
+            report(conflict("directResponse and redirect"));
         }
     } else if s.direct_response {
         if s.routes > 0 {
-            out.push(conflict("route and directResponse"));
+            report(conflict("route and directResponse"));
         }
         if s.fault {
-            out.push(conflict("fault and directResponse"));
+            report(conflict("fault and directResponse"));
         }
         if s.rewrite {
-            out.push(conflict("rewrite and directResponse"));
+            report(conflict("rewrite and directResponse"));
         }
     } else if s.routes == 0 {
-        out.push((
+        report((
             Code::MissingField,
             "HTTP route needs route, redirect or directResponse".into(),
         ));
     }
     if s.mirror && s.mirrors > 0 {
-        out.push((
+        report((
             Code::MirrorConflict,
             "HTTP route cannot contain both mirror and mirrors".into(),
         ));
     }
-    out
 }
 
 // === ServiceEntry ===

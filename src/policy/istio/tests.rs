@@ -406,16 +406,27 @@ fn export_to_entries_and_combinations() {
         (&[".", "other"], false, true, false),
     ];
     for (values, se, ws, valid) in cases {
-        let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        let (got, more) = export_to(&values, scope(*se, *ws), 100);
-        assert_eq!(more, 0);
+        let got = export_to_failures(values, scope(*se, *ws));
         assert_eq!(
             got.is_empty(),
             *valid,
             "{values:?} se={se} ws={ws}: {got:?}"
         );
-        assert!(got.iter().all(|(_, (c, _))| *c == Code::InvalidExportTo));
+        assert!(got.iter().all(|(c, _)| *c == Code::InvalidExportTo));
     }
+}
+
+/// Every failure of an `exportTo` list, entry by entry and then as a whole.
+fn export_to_failures(values: &[&str], scope: ExportScope<'_>) -> Vec<Failure> {
+    let values: Vec<Cow<'_, str>> = values.iter().map(|v| Cow::Borrowed(*v)).collect();
+    let mut check = ExportTo::new(scope);
+    let mut got: Vec<Failure> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| check.entry(i, v).map(|f| f.failure()))
+        .collect();
+    got.extend(check.finish());
+    got
 }
 
 #[test]
@@ -447,10 +458,9 @@ fn retries_and_routes() {
     assert!(!http_retry(&remote).is_empty());
 
     let codes = |s: HttpRouteShape| -> Vec<Code> {
-        http_route_conflict(&s)
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect()
+        let mut codes = Vec::new();
+        http_route_conflict(&s, &mut |(c, _)| codes.push(c));
+        codes
     };
     let route = HttpRouteShape {
         routes: 1,
@@ -662,14 +672,30 @@ fn sidecar_outbound_policy() {
 }
 
 #[test]
-fn export_to_writes_the_first_hundred_failures_and_counts_the_rest() {
-    let values: Vec<String> = std::iter::repeat_n("a".to_owned(), 1001).collect();
-    let scope = ExportScope {
+fn export_to_names_each_duplicate_by_index() {
+    let values: Vec<Cow<'_, str>> = std::iter::repeat_n(Cow::Borrowed("a"), 1001).collect();
+    let mut check = ExportTo::new(ExportScope {
         namespace: "ns",
         service_entry: false,
         workload_selector: false,
-    };
-    let (got, more) = export_to(&values, scope, 100);
-    assert_eq!((got.len(), more), (100, 900));
-    assert_eq!(got[0].0, Some(1));
+    });
+    let found: Vec<usize> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| check.entry(i, v).map(|f| f.index))
+        .collect();
+    assert_eq!(found, (1..=1000).collect::<Vec<_>>());
+    assert!(check.finish().is_empty());
+    let dot = [Cow::Borrowed("ns"), Cow::Borrowed(".")];
+    let mut check = ExportTo::new(ExportScope {
+        namespace: "ns",
+        service_entry: false,
+        workload_selector: false,
+    });
+    assert!(check.entry(0, &dot[0]).is_none());
+    let (_, message) = check.entry(1, &dot[1]).map(|f| f.failure()).unwrap();
+    assert_eq!(
+        message,
+        "duplicate entries in exportTo: . and current namespace ns"
+    );
 }

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Findings, HostEgress, Str, export_to, null_default};
+use super::{Context, Findings, HostEgress, Str, Streamed, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
 use crate::policy::matcher::PortSet;
@@ -22,7 +22,7 @@ pub(super) struct Spec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     subsets: Vec<Subset<'a>>,
     #[serde(borrow, deserialize_with = "null_default")]
-    export_to: Vec<Str<'a>>,
+    export_to: Streamed<'a, Str<'a>>,
     workload_selector: Option<IgnoredAny>,
 }
 

@@ -50,8 +50,13 @@ pub enum Export {
     /// Only its own namespace.
     #[default]
     Local,
-    /// These other namespaces, and its own.
-    To(Vec<String>),
+    /// Other namespaces too (named, not `*`): whether one of them is in enforce mode,
+    /// which is all that is asked of them (a list as long as the body allows is not
+    /// kept).
+    To {
+        /// Some namespace it is exported to is in enforce mode.
+        enforced: bool,
+    },
     /// Every namespace.
     Everywhere,
 }

@@ -9,6 +9,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::Mode;
 use super::budget::Budget;
 use super::istio;
 use super::timeouts;
@@ -470,49 +471,79 @@ pub fn inspect<'b>(
     out.finish()
 }
 
-/// Checks `exportTo` (`validateExportTo`), records who the object is visible to, and
-/// says whether that goes beyond its namespace. No `exportTo` means the mesh default:
-/// everywhere.
+/// Checks `exportTo` (`validateExportTo`) one entry at a time, records who the object
+/// is visible to, and says whether that goes beyond its namespace. No `exportTo` means
+/// the mesh default: everywhere.
 fn export_to(
-    values: &[Str<'_>],
+    values: &Streamed<'_, Str<'_>>,
     cx: &Context<'_>,
     service_entry: bool,
     workload_selector: bool,
     out: &mut Findings<'_>,
 ) -> bool {
-    let scope = istio::ExportScope {
+    let mut check = istio::ExportTo::new(istio::ExportScope {
         namespace: cx.namespace,
         service_entry,
         workload_selector,
-    };
-    let (failures, more) = istio::export_to(values, scope, MAX_VIOLATIONS);
-    for (i, (code, message)) in failures {
-        match i.and_then(|i| values.get(i).map(|v| (i, v))) {
-            Some((i, v)) => out.record(code, || format!("spec.exportTo[{i}]"), v, &message),
-            None => out.violation(code, "spec.exportTo", "", &message),
+    });
+    let mut scope = ExportScopeBuilder::default();
+    let decoded = values.each("spec.exportTo", out, |i, v, out| {
+        if !out.charge(1 + v.len()) {
+            return;
+        }
+        scope.add(&v, cx);
+        if let Some(found) = check.entry(i, &v.0) {
+            out.found(|| format!("spec.exportTo[{i}]"), &v, &found);
+        }
+    });
+    if decoded {
+        for (code, message) in check.finish() {
+            out.violation(code, "spec.exportTo", "", &message);
         }
     }
-    out.omit_many(more);
-    out.export = export_scope(values.iter().map(|v| &**v), cx.namespace);
+    out.export = scope.finish();
     out.export.beyond_namespace()
 }
 
 /// Who an object with these `exportTo` values is visible to.
-fn export_scope<'v>(values: impl Iterator<Item = &'v str> + Clone, namespace: &str) -> Export {
-    let mut values = values.peekable();
-    if values.peek().is_none() || values.clone().any(|v| v == "*") {
-        return Export::Everywhere;
+fn export_scope<'v>(values: impl Iterator<Item = &'v str>, cx: &Context<'_>) -> Export {
+    let mut scope = ExportScopeBuilder::default();
+    for v in values {
+        scope.add(v, cx);
     }
-    let others: Vec<String> = values
-        .filter(|v| !(*v == "." || *v == "~" || *v == namespace))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    if others.is_empty() {
-        Export::Local
-    } else {
-        Export::To(others)
+    scope.finish()
+}
+
+/// [`export_scope`] one value at a time.
+#[derive(Debug, Default)]
+struct ExportScopeBuilder {
+    any: bool,
+    everywhere: bool,
+    others: bool,
+    enforced: bool,
+}
+
+impl ExportScopeBuilder {
+    fn add(&mut self, v: &str, cx: &Context<'_>) {
+        self.any = true;
+        if v == "*" {
+            self.everywhere = true;
+        } else if !(v == "." || v == "~" || v == cx.namespace) {
+            self.others = true;
+            // One namespace in enforce mode decides it; the rest need no lookup.
+            self.enforced = self.enforced || cx.allowlist.mode_for(v) == Mode::Enforce;
+        }
+    }
+
+    fn finish(self) -> Export {
+        match self {
+            Self { any: false, .. }
+            | Self {
+                everywhere: true, ..
+            } => Export::Everywhere,
+            Self { others: false, .. } => Export::Local,
+            Self { enforced, .. } => Export::To { enforced },
+        }
     }
 }
 

@@ -37,7 +37,7 @@ struct ServicePort {
 pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut Findings<'_>) {
     out.export = match meta.annotations.get(EXPORT_TO) {
         None => Export::Everywhere,
-        Some(list) => export_scope(list.split(',').map(str::trim), cx.namespace),
+        Some(list) => export_scope(list.split(',').map(str::trim), cx),
     };
     let exported = out.export.beyond_namespace();
     let ports = PortSet::new(

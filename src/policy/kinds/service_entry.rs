@@ -34,7 +34,7 @@ pub(super) struct Spec<'a> {
     endpoints: Vec<Endpoint<'a>>,
     workload_selector: Option<IgnoredAny>,
     #[serde(borrow, deserialize_with = "null_default")]
-    export_to: Vec<Str<'a>>,
+    export_to: Streamed<'a, Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,7 +26,7 @@ pub(super) struct Spec<'a> {
     #[serde(borrow)]
     tls: Streamed<'a, TlsRoute<'a>>,
     #[serde(borrow, deserialize_with = "null_default")]
-    export_to: Vec<Str<'a>>,
+    export_to: Streamed<'a, Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,14 +41,16 @@ struct HttpRoute<'a> {
     delegate: Option<IgnoredAny>,
     fault: Option<IgnoredAny>,
     rewrite: Option<IgnoredAny>,
+    // Boxed, as `retries`: a route is moved while it is decoded and judged, and a
+    // million empty ones were a third memcpy.
     #[serde(borrow)]
-    mirror: Option<Destination<'a>>,
+    mirror: Option<Box<Destination<'a>>>,
     #[serde(borrow, deserialize_with = "null_default")]
     mirrors: Vec<Mirror<'a>>,
     #[serde(borrow)]
     timeout: Option<Str<'a>>,
     #[serde(borrow)]
-    retries: Option<Retries<'a>>,
+    retries: Option<Box<Retries<'a>>>,
 }
 
 /// The part of an HTTP or TCP match that names gateways.
@@ -296,7 +298,9 @@ fn http_route(
         mirror: route.mirror.is_some(),
         mirrors: route.mirrors.len(),
     };
-    out.rules(base, "", istio::http_route_conflict(&shape));
+    istio::http_route_conflict(&shape, &mut |(code, message)| {
+        out.record(code, base, "", &message);
+    });
 
     let mut external = false;
     for (j, rd) in route.route.iter().enumerate() {
