@@ -385,7 +385,9 @@ pub struct CidrIndex {
 struct PrefixSets {
     /// Prefix lengths present, ascending.
     lens: Vec<u8>,
-    nets: HashMap<(u8, u128), Rules>,
+    /// Keyed by the allowlist's own networks, so a tenant's lookups cannot crowd one
+    /// bucket: a fast hash (one lookup per prefix length per address).
+    nets: HashMap<(u8, u128), Rules, foldhash::fast::RandomState>,
 }
 
 impl PrefixSets {

@@ -585,9 +585,9 @@ fn metadata(
                 .parse::<ipnet::IpNet>()
                 .is_ok_and(|n| cx.allowlist.net_allowed(cx.namespace, &n, cx.now));
             if !covered {
-                out.violation(
+                out.record(
                     Code::CaptureExcluded,
-                    at("annotations", EXCLUDE_RANGES),
+                    || at("annotations", EXCLUDE_RANGES),
                     range,
                     "traffic to this range bypasses the sidecar; only allowed CIDRs and the cluster's networks may be excluded",
                 );
