@@ -826,6 +826,8 @@ impl<'a> ExportTo<'a> {
     }
 
     /// Checks entry `index`, `value`; its message is written only if it is reported.
+    // The `Cow` itself is needed: a borrowed entry is kept without copying it.
+    #[allow(clippy::ptr_arg)]
     pub fn entry<'v>(&mut self, index: usize, value: &'v Cow<'a, str>) -> Option<Found<'v>> {
         self.entries += 1;
         let v: &'v str = value;
