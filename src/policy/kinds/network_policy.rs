@@ -8,7 +8,7 @@
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{Context, Findings, Str, null_default};
+use super::{Context, Findings, Str, Streamed, null_default};
 use crate::policy::decision::Code;
 
 #[derive(Debug, Default, Deserialize)]
@@ -16,15 +16,17 @@ use crate::policy::decision::Code;
 pub(super) struct Spec<'a> {
     #[serde(borrow)]
     policy_types: Option<Vec<Str<'a>>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    egress: Vec<EgressRule<'a>>,
+    // Rules and peers are judged one at a time (a million empty rules were 12× the
+    // body decoded whole).
+    #[serde(borrow)]
+    egress: Streamed<'a, EgressRule<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct EgressRule<'a> {
-    #[serde(borrow, deserialize_with = "null_default")]
-    to: Vec<Peer<'a>>,
+    #[serde(borrow)]
+    to: Streamed<'a, Peer<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +43,10 @@ struct IpBlock<'a> {
     cidr: Str<'a>,
 }
 
+/// The verdict of a rule without `to`, to repeat: the violations kept (code, value,
+/// message) and how many past the kept hundred were only counted.
+type Repeat = (Vec<(Code, String, String)>, usize);
+
 /// Every address, as a rule without `to` allows.
 const EVERYWHERE: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
@@ -55,30 +61,58 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
         .iter()
         .filter_map(|e| Some((*e, e.parse().ok()?)))
         .collect();
-    for (i, rule) in spec.egress.iter().enumerate() {
-        if !out.charge(1 + rule.to.len()) {
+    // A rule without `to` gets the same verdict each time: judged for the first, then
+    // repeated (its violations, or the count of those past the kept hundred).
+    let mut open: Option<Repeat> = None;
+    spec.egress.each("spec.egress", out, |i, rule, out| {
+        if !out.charge(1) {
             return;
         }
+        let at = || format!("spec.egress[{i}]");
         if rule.to.is_empty() {
-            for (text, net) in &everywhere {
-                out.net_ref(cx, || format!("spec.egress[{i}]"), text, *net, false);
+            match &open {
+                Some((kept, omitted)) => {
+                    for (code, value, message) in kept {
+                        out.record(*code, at, value, message);
+                    }
+                    out.omit_many(*omitted);
+                }
+                None => {
+                    let before = (out.violations.len(), out.omitted);
+                    for (text, net) in &everywhere {
+                        out.net_ref(cx, at, text, *net, false);
+                    }
+                    let kept = out.violations.get(before.0..).unwrap_or_default();
+                    let kept = kept
+                        .iter()
+                        .map(|v| (v.code, v.value.clone(), v.message.clone()))
+                        .collect();
+                    open = Some((kept, out.omitted - before.1));
+                }
             }
-            continue;
+            return;
         }
-        for (j, peer) in rule.to.iter().enumerate() {
+        let to = format!("spec.egress[{i}].to");
+        rule.to.each(&to, out, |j, peer, out| {
+            if !out.charge(1) {
+                return;
+            }
             let Some(block) = &peer.ip_block else {
-                continue;
+                return;
             };
-            let path = || format!("spec.egress[{i}].to[{j}].ipBlock.cidr");
+            if !out.charge(block.cidr.len()) {
+                return;
+            }
+            let path = || format!("{to}[{j}].ipBlock.cidr");
             match block.cidr.parse::<IpNet>() {
                 Ok(net) => out.net_ref(cx, path, &block.cidr, net, false),
                 Err(_) => out.record(
                     Code::InvalidSpec,
                     path,
-                    &block.cidr,
+                    &*block.cidr,
                     "not a CIDR (the apiserver requires one)",
                 ),
             }
-        }
-    }
+        });
+    });
 }
