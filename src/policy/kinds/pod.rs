@@ -243,10 +243,8 @@ fn judge(
     let may_opt_out = cx.allowlist.may_opt_out(cx.namespace);
     if !cx.ephemeral_only {
         resolver(spec, base, cx, out);
-        if may_opt_out {
-            return;
-        }
-    } else if may_opt_out {
+    }
+    if may_opt_out {
         return;
     }
     let gateway = cx.trusted_writer && meta.labels.get(GATEWAY_MANAGED).is_some();
@@ -402,7 +400,7 @@ impl<'m> PodView<'m> {
         if !self.injected.contains(&PROXY) {
             return;
         }
-        let (user, group) = (ids.0.or(self.defaults.0), ids.1.or(self.defaults.1));
+        let (user, group) = with_defaults(ids, self.defaults);
         let new_user = user.filter(|u| !self.proxy_users.contains(u));
         let new_group = group.filter(|g| !self.proxy_groups.contains(g));
         if new_user.is_some() || new_group.is_some() {
@@ -466,10 +464,7 @@ impl<'m> PodView<'m> {
                     return;
                 }
                 let ids = c.security_context.unwrap_or_default();
-                let ids = (
-                    ids.run_as_user.or(self.defaults.0),
-                    ids.run_as_group.or(self.defaults.1),
-                );
+                let ids = with_defaults((ids.run_as_user, ids.run_as_group), self.defaults);
                 let path = || format!("{at}[{i}]");
                 runs_as_proxy(ids, (&users, &groups), &path, out);
             });
@@ -488,11 +483,20 @@ impl<'m> PodView<'m> {
 
 /// A container's effective user and group.
 fn identity(c: &Container<'_>, defaults: (Option<i64>, Option<i64>)) -> (Option<i64>, Option<i64>) {
-    let sc = c.security_context.as_ref();
-    (
-        sc.and_then(|s| s.run_as_user).or(defaults.0),
-        sc.and_then(|s| s.run_as_group).or(defaults.1),
-    )
+    let sc = c.security_context.as_deref();
+    let ids = (
+        sc.and_then(|s| s.run_as_user),
+        sc.and_then(|s| s.run_as_group),
+    );
+    with_defaults(ids, defaults)
+}
+
+/// A container's own user and group, or the pod's where it sets none.
+fn with_defaults(
+    (user, group): (Option<i64>, Option<i64>),
+    defaults: (Option<i64>, Option<i64>),
+) -> (Option<i64>, Option<i64>) {
+    (user.or(defaults.0), group.or(defaults.1))
 }
 
 /// The pod's resolver, which the proxy uses for the hosts it sends approved traffic to:
