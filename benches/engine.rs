@@ -272,6 +272,53 @@ fn request_path(c: &mut Criterion) {
     group.finish();
 }
 
+/// The decision line of a denied ServiceEntry (the longest common line: it carries
+/// codes), formatted by `tracing_subscriber`'s default field formatter and by
+/// egress-guard's, into a sink: the formatting cost a review pays for its log line.
+fn log_line(c: &mut Criterion) {
+    use egress_guard::admission::Outcome;
+    use tracing_subscriber::fmt::format::DefaultFields;
+    let a = allowlist(10);
+    let body = fixture("validate-create-serviceentry-v1-exfil");
+    let reviewed = admission::review(Endpoint::Validate, &body, Some(&a), &policy::Env::default());
+    let Outcome::Judged(j) = reviewed.outcome else {
+        panic!("the fixture is judged")
+    };
+    let builder = || {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_ansi(false)
+    };
+    let mut group = c.benchmark_group("log_line");
+    group.throughput(Throughput::Elements(1));
+    let mut run = |name: &str, dispatch: tracing::Dispatch| {
+        tracing::dispatcher::with_default(&dispatch, || {
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    egress_guard::logging::decision(
+                        Endpoint::Validate,
+                        black_box(&j),
+                        "1",
+                        Duration::from_micros(42),
+                    )
+                });
+            });
+        });
+    };
+    run(
+        "default_fields",
+        builder().fmt_fields(DefaultFields::new()).finish().into(),
+    );
+    run(
+        "egress_guard",
+        builder()
+            .fmt_fields(egress_guard::logging::LineFields)
+            .finish()
+            .into(),
+    );
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(40)
@@ -282,6 +329,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = decision, allowlist_load, request_path
+    targets = decision, allowlist_load, request_path, log_line
 }
 criterion_main!(benches);

@@ -18,6 +18,7 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod log_writer;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod server;
@@ -37,39 +38,7 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Initialises `tracing` with text or JSON lines on stderr, batched by a background
-/// thread ([`log_writer`]): a request never waits on stderr and does not pay a system
-/// call per line. Keep the guard alive until exit; dropping it writes what is left.
+/// Initialises `tracing`: see [`logging::init`].
 pub fn init_tracing(format: cli::LogFormat, filter: &str) -> Option<log_writer::LogGuard> {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::fmt::writer::EitherWriter;
-    use tracing_subscriber::prelude::*;
-    // Per-target levels (`egress_guard=debug,info`): a static filter, checked without
-    // the per-event bookkeeping of span-aware filters.
-    let targets = filter
-        .parse::<Targets>()
-        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    server::set_json_logs(format == cli::LogFormat::Json);
-    let (batch, guard) = match log_writer::batch(std::io::stderr(), log_writer::LINGER) {
-        Ok((w, g)) => (Some(w), Some(g)),
-        // No thread for the writer: write each line directly.
-        Err(_) => (None, None),
-    };
-    // One writer type for both cases, so that no line pays for a boxed writer.
-    let writer = move || match &batch {
-        Some(w) => EitherWriter::A(w.clone()),
-        None => EitherWriter::B(std::io::stderr()),
-    };
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
-        .with_ansi(ansi);
-    let registry = tracing_subscriber::registry().with(targets);
-    let _ = match format {
-        cli::LogFormat::Json => registry
-            .with(layer.json().flatten_event(true).with_current_span(true))
-            .try_init(),
-        cli::LogFormat::Text => registry.with(layer).try_init(),
-    };
-    guard
+    logging::init(format, filter)
 }

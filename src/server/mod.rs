@@ -277,40 +277,12 @@ fn finish(
     match &reviewed.outcome {
         Outcome::Judged(j) => {
             st.metrics.record_review(endpoint, j, elapsed);
-            let d = &j.decision;
-            let mut codes: Vec<&str> = d.violations.iter().map(|v| v.code.as_str()).collect();
-            codes.sort_unstable();
-            codes.dedup();
-            // One line per decision carrying the whole request context. No span: the
-            // line is the only event of a review. Request strings are escaped and cut,
-            // so a crafted uid or kind cannot forge or flood log lines.
-            tracing::info!(
-                uid = %Clean(&j.uid),
-                endpoint = endpoint.as_str(),
-                operation = j.operation.as_str(),
-                kind = %Clean(&j.kind),
-                namespace = %Clean(&j.namespace),
-                name = %Clean(&j.name),
-                dry_run = j.dry_run,
-                decision = j.answer.as_str(),
-                mode = d.mode.as_str(),
-                codes = %codes.join(","),
-                violations = d.violation_count(),
-                patched = d.patched_routes.len(),
-                allowlist_revision = loaded.map_or("", |l| l.revision.as_str()),
-                elapsed_us = elapsed.as_micros() as u64,
-                "admission decision"
-            );
+            let revision = loaded.map_or("", |l| l.revision.as_str());
+            crate::logging::decision(endpoint, j, revision, elapsed);
         }
         Outcome::Rejected(r) => {
             st.metrics.record_bad_request(endpoint, r.reason, elapsed);
-            tracing::warn!(
-                endpoint = endpoint.as_str(),
-                reason = r.reason,
-                uid = %Clean(r.uid.as_deref().unwrap_or_default()),
-                message = %Clean(&r.message),
-                "review not judged"
-            );
+            crate::logging::not_judged(endpoint, r);
         }
     }
     let status = StatusCode::from_u16(reviewed.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -325,50 +297,6 @@ fn finish(
         Body::from(reviewed.body),
     )
         .into_response()
-}
-
-/// Request text for a log line: quoted, with quotes, backslashes and control
-/// characters escaped, and at most [`Clean::MAX`] characters, so a value from the
-/// request body can neither break a text-format line, nor add a field to it, nor flood
-/// the log.
-struct Clean<'a>(&'a str);
-
-impl Clean<'_> {
-    const MAX: usize = 256;
-}
-
-/// Set when log lines are text: JSON lines quote and escape values themselves.
-static QUOTE_LOG_VALUES: AtomicBool = AtomicBool::new(true);
-
-/// Tells the log line whether it is written as JSON (values are encoded by the JSON
-/// layer) or as text (values are quoted here).
-pub fn set_json_logs(json: bool) {
-    QUOTE_LOG_VALUES.store(!json, Ordering::Relaxed);
-}
-
-impl std::fmt::Display for Clean<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write as _;
-        let quote = QUOTE_LOG_VALUES.load(Ordering::Relaxed);
-        if quote {
-            f.write_char('"')?;
-        }
-        for (i, c) in self.0.chars().enumerate() {
-            if i == Self::MAX {
-                f.write_char('…')?;
-                break;
-            }
-            if c.is_control() || (quote && (c == '"' || c == '\\')) {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                f.write_char(c)?;
-            }
-        }
-        if quote {
-            f.write_char('"')?;
-        }
-        Ok(())
-    }
 }
 
 /// Runs both servers on already-bound listeners until `shutdown` resolves, then stops
