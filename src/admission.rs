@@ -49,36 +49,36 @@ impl Endpoint {
 
 /// The object of a review, kept as raw JSON: each kind module decodes what it reads.
 #[derive(Debug, Clone)]
-pub struct RawObject {
-    raw: Box<RawValue>,
+pub struct RawObject<'a> {
+    raw: &'a RawValue,
     /// Always empty: kube-core's `Resource` needs one, egress-guard reads metadata from
     /// the raw object.
     metadata: ObjectMeta,
 }
 
-impl RawObject {
+impl<'a> RawObject<'a> {
     /// The object's JSON.
-    pub fn json(&self) -> &RawValue {
-        &self.raw
+    pub fn json(&self) -> &'a RawValue {
+        self.raw
     }
 }
 
-impl<'de> Deserialize<'de> for RawObject {
+impl<'de> Deserialize<'de> for RawObject<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Self {
-            raw: Box::<RawValue>::deserialize(d)?,
+            raw: <&RawValue>::deserialize(d)?,
             metadata: ObjectMeta::default(),
         })
     }
 }
 
-impl Serialize for RawObject {
+impl Serialize for RawObject<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.raw.serialize(s)
     }
 }
 
-impl Resource for RawObject {
+impl Resource for RawObject<'_> {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
@@ -423,7 +423,7 @@ pub enum ReviewError {
 }
 
 /// Decodes a review body into its request.
-pub fn decode(body: &[u8]) -> Result<AdmissionRequest<RawObject>, ReviewError> {
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest<RawObject<'_>>, ReviewError> {
     decode_as(body)
 }
 
@@ -471,8 +471,8 @@ struct User {
     username: Option<String>,
 }
 
-fn decode_as<T: Resource + serde::de::DeserializeOwned>(
-    body: &[u8],
+fn decode_as<'de, T: Resource + Deserialize<'de>>(
+    body: &'de [u8],
 ) -> Result<AdmissionRequest<T>, ReviewError> {
     let envelope = match serde_json::from_slice::<Envelope<T>>(body) {
         Ok(e) => e,
@@ -535,7 +535,7 @@ fn salvage_uid(body: &[u8], err: serde_json::Error) -> ReviewError {
 }
 
 /// The policy's view of an admission request.
-pub fn to_policy_request(req: &AdmissionRequest<RawObject>) -> policy::Request<'_> {
+pub fn to_policy_request<'a>(req: &'a AdmissionRequest<RawObject<'_>>) -> policy::Request<'a> {
     policy::Request {
         kind: Kind::from_group_kind(&req.kind.group, &req.kind.kind),
         operation: operation(&req.operation),
@@ -549,7 +549,7 @@ pub fn to_policy_request(req: &AdmissionRequest<RawObject>) -> policy::Request<'
 }
 
 /// The request's name, or the object's `generateName` prefix on CREATE.
-pub fn object_name(req: &AdmissionRequest<RawObject>) -> &str {
+pub fn object_name<'a>(req: &'a AdmissionRequest<RawObject<'_>>) -> &'a str {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Meta<'a> {
@@ -898,7 +898,8 @@ mod tests {
     #[test]
     fn unchanged_spec_update_is_allowed_with_warnings() {
         let a = Allowlist::from_yaml("hosts: [nothing.example]\n").unwrap();
-        let req = decode(&fixture("validate-update-serviceentry-v1-github-api")).unwrap();
+        let body = fixture("validate-update-serviceentry-v1-github-api");
+        let req = decode(&body).unwrap();
         let d = policy::evaluate(&to_policy_request(&req), &a, &policy::Env::default());
         let resp = respond(Endpoint::Validate, &req, "github-api", &d);
         assert!(resp.allowed);
