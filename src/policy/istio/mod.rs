@@ -634,14 +634,35 @@ pub fn sidecar_egress_host(raw: &str) -> Result<(), Failure> {
     hostname_part(host, false).map_err(|(_, e)| sidecar(e))
 }
 
+/// A Sidecar egress host warning, formatted only when it is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarDuplicate<'h> {
+    /// A host already selected by an earlier one.
+    Host(&'h str),
+    /// `*/*` alongside other hosts.
+    EverythingAndMore,
+}
+
+impl std::fmt::Display for SidecarDuplicate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SidecarDuplicate::Host(raw) => write!(f, "duplicated egress host {raw:?}"),
+            SidecarDuplicate::EverythingAndMore => {
+                f.write_str("\"*/*\" selects every host, no other hosts can be added")
+            }
+        }
+    }
+}
+
 /// Duplicate or shadowed Sidecar egress hosts (`ValidateSidecar`): Istio only warns.
-/// Warnings carry the index of the host, or `None` for the list as a whole.
+/// Each warning is reported with the index of the host, or `None` for the list as a
+/// whole; nothing is formatted here, so a million duplicates cost a million lookups.
 pub fn sidecar_duplicate_hosts<'h, S: AsRef<str>>(
     hosts: &'h [S],
     namespace: &'h str,
-) -> Vec<(Option<usize>, String)> {
+    mut found: impl FnMut(Option<usize>, SidecarDuplicate<'h>),
+) {
     let mut seen: Map<&str, Set<&str>> = Map::default();
-    let mut out = Vec::new();
     for (i, raw) in hosts.iter().enumerate() {
         let raw = raw.as_ref();
         let Some((ns, svc)) = raw.split_once('/') else {
@@ -658,17 +679,13 @@ pub fn sidecar_duplicate_hosts<'h, S: AsRef<str>>(
             svcs.contains(svc) || svcs.contains("*")
         };
         if duplicate {
-            out.push((Some(i), format!("duplicated egress host {raw:?}")));
+            found(Some(i), SidecarDuplicate::Host(raw));
         }
         svcs.insert(svc);
     }
     if seen.get("*").is_some_and(|s| s.contains("*")) && seen.len() != 1 {
-        out.push((
-            None,
-            "\"*/*\" selects every host, no other hosts can be added".into(),
-        ));
+        found(None, SidecarDuplicate::EverythingAndMore);
     }
-    out
 }
 
 /// A Sidecar egress listener port (`validateSidecarEgressPortBindAndCaptureMode`): an

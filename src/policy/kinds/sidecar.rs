@@ -139,10 +139,12 @@ fn egress_listeners(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
                 istio::sidecar_egress_host(raw),
             );
         }
-        for (j, warning) in istio::sidecar_duplicate_hosts(&listener.hosts, cx.namespace) {
-            let path = j.map_or_else(hosts, |j| format!("{}[{j}]", hosts()));
-            out.warn(|| format!("{path}: {warning}"));
-        }
+        istio::sidecar_duplicate_hosts(&listener.hosts, cx.namespace, |j, warning| {
+            out.warn(|| {
+                let path = j.map_or_else(hosts, |j| format!("{}[{j}]", hosts()));
+                format!("{path}: {warning}")
+            });
+        });
     }
 }
 
