@@ -55,7 +55,11 @@ pub fn normalize(host: &str) -> Cow<'_, str> {
 /// `labels.IsDNS1123Label` also accepts upper case (`upper`). The one implementation
 /// of the rule: [`check_label`] and `istio::is_dns1123_label` both call it.
 pub fn label_problem(label: &str, upper: bool) -> Option<&'static str> {
-    let b = label.as_bytes();
+    label_bytes_problem(label.as_bytes(), upper)
+}
+
+/// [`label_problem`] on a label's bytes.
+pub fn label_bytes_problem(b: &[u8], upper: bool) -> Option<&'static str> {
     if b.is_empty() {
         Some("empty")
     } else if b.len() > 63 {
