@@ -388,12 +388,18 @@ pub fn hosts_match(a: &str, b: &str) -> bool {
 /// are found by key. Keys combine a 61-bit hash with the length, so a false match
 /// needs a collision of random-base polynomial hashes: about 2⁻⁵⁰ per review.
 pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> impl Iterator<Item = Found<'_>> {
+    // Indices are `u32` (a third of the memory per host of `Option<usize>` and a
+    // `usize` map value): no body within any limit holds 4 billion hosts, and past
+    // that many the rest would go unchecked rather than wrap.
+    const NONE: u32 = u32::MAX;
+    let hosts = hosts.get(..hosts.len().min(NONE as usize)).unwrap_or_default();
     let hasher = SuffixHasher::random();
     // First index of each exact host and of each wildcard's suffix, by key.
-    let mut first_exact: IntMap<u64, usize> = IntMap::default();
-    let mut first_wild: IntMap<u64, usize> = IntMap::default();
-    let mut partner: Vec<Option<usize>> = vec![None; hosts.len()];
-    for (j, h) in hosts.iter().enumerate() {
+    let mut first_exact: IntMap<u64, u32> = IntMap::default();
+    let mut first_wild: IntMap<u64, u32> = IntMap::default();
+    // For each host, the lowest index of a host it overlaps, or `NONE`.
+    let mut partner: Vec<u32> = vec![NONE; hosts.len()];
+    for ((j, h), slot) in (0u32..).zip(hosts).zip(partner.iter_mut()) {
         let h = h.as_ref();
         let (wild, b) = match h.strip_prefix('*') {
             Some(x) => (true, x),
@@ -407,19 +413,19 @@ pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> impl Iterator<Item = Fou
         };
         let first = *table.entry(key).or_insert(j);
         if first != j {
-            partner[j] = Some(first);
+            *slot = first;
         }
     }
-    let mark = |a: usize, b: usize, partner: &mut Vec<Option<usize>>| {
+    let mark = |a: u32, b: u32, partner: &mut [u32]| {
         let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-        if let Some(slot) = partner.get_mut(hi)
-            && slot.is_none_or(|p| lo < p)
+        if let Some(slot) = partner.get_mut(hi as usize)
+            && lo < *slot
         {
-            *slot = Some(lo);
+            *slot = lo;
         }
     };
     let empty = hasher.empty();
-    for (j, h) in hosts.iter().enumerate() {
+    for (j, h) in (0u32..).zip(hosts) {
         let h = h.as_ref();
         let b = h.strip_prefix('*').unwrap_or(h);
         // `*` alone (empty suffix) matches everything.
@@ -437,8 +443,8 @@ pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> impl Iterator<Item = Fou
             true
         });
     }
-    partner.into_iter().enumerate().filter_map(move |(j, p)| {
-        let i = p?;
+    partner.into_iter().enumerate().filter_map(move |(j, i)| {
+        let i = (i != NONE).then_some(i as usize)?;
         Some(Found {
             index: j,
             code: Code::OverlappingHosts,
