@@ -392,7 +392,9 @@ pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> impl Iterator<Item = Fou
     // `usize` map value): no body within any limit holds 4 billion hosts, and past
     // that many the rest would go unchecked rather than wrap.
     const NONE: u32 = u32::MAX;
-    let hosts = hosts.get(..hosts.len().min(NONE as usize)).unwrap_or_default();
+    let hosts = hosts
+        .get(..hosts.len().min(NONE as usize))
+        .unwrap_or_default();
     let hasher = SuffixHasher::random();
     // First index of each exact host and of each wildcard's suffix, by key.
     let mut first_exact: IntMap<u64, u32> = IntMap::default();
