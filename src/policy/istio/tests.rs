@@ -353,6 +353,23 @@ fn sidecar_duplicates_are_warnings() {
 }
 
 #[test]
+fn sidecar_duplicate_warnings_name_the_host() {
+    let hosts = ["ns/a.com", "./a.com", "*/*"];
+    let mut got = Vec::new();
+    sidecar_duplicate_hosts(&hosts, "ns", |i, w| got.push((i, w.to_string())));
+    assert_eq!(
+        got,
+        [
+            (Some(1), r#"duplicated egress host "./a.com""#.to_owned()),
+            (
+                None,
+                r#""*/*" selects every host, no other hosts can be added"#.to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
 fn gateway_names_stop_at_the_first_name_without_slash() {
     let cases: &[(&[&str], &[usize])] = &[
         (&["mesh"], &[]),
