@@ -572,7 +572,8 @@ pub fn object_name<'a>(req: &'a AdmissionRequest<RawObject<'_>>) -> &'a str {
         .unwrap_or_default()
 }
 
-/// Builds the answer for one endpoint from the engine's decision.
+/// Builds the answer for one endpoint from the engine's decision. On `/mutate` the
+/// decision's patch moves into the answer (it is left empty).
 pub fn respond<T: Resource>(
     endpoint: Endpoint,
     req: &AdmissionRequest<T>,

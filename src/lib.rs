@@ -1,7 +1,8 @@
 //! egress-guard: a validating and mutating admission webhook that guards egress in
 //! Istio meshes.
 //!
-//! The arrows point one way: `server → admission → policy`, `source → policy`,
+//! The arrows point one way: `server → admission → policy`, `server → logging →
+//! admission`, `source → policy`,
 //! `check → policy`, `audit → check → policy`; `server` and `source` both record into
 //! [`metrics`]. [`policy`] is pure and imports none of the others.
 

@@ -4,10 +4,10 @@
 //!
 //! The decision line is written once per review, so its formatting is on the request
 //! path: `tracing_subscriber`'s default field formatter escapes every string
-//! character by character and styles every field name, about 2 µs of a line that
-//! needs well under one. Lines are byte for byte what the default formatter writes
-//! (pinned by a test); anything that is not a plain value, and terminals with colour,
-//! go to the default formatter.
+//! character by character and styles every field name (a decision line took 2.4 µs;
+//! 1.3 µs with this one, `cargo bench --bench engine -- log_line`). Lines are byte for
+//! byte what the default formatter writes (pinned by a test); anything that is not a
+//! plain value, and terminals with colour, go to the default formatter.
 //!
 //! [`log_writer`]: crate::log_writer
 

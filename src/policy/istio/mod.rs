@@ -388,9 +388,9 @@ pub fn hosts_match(a: &str, b: &str) -> bool {
 /// are found by key. Keys combine a 61-bit hash with the length, so a false match
 /// needs a collision of random-base polynomial hashes: about 2⁻⁵⁰ per review.
 pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> impl Iterator<Item = Found<'_>> {
-    // Indices are `u32` (a third of the memory per host of `Option<usize>` and a
-    // `usize` map value): no body within any limit holds 4 billion hosts, and past
-    // that many the rest would go unchecked rather than wrap.
+    // Indices are `u32`, a quarter of the memory per host of `Option<usize>`: no body
+    // within any limit holds 4 billion hosts, and past that many the rest would go
+    // unchecked rather than wrap.
     const NONE: u32 = u32::MAX;
     let hosts = hosts
         .get(..hosts.len().min(NONE as usize))
