@@ -33,6 +33,16 @@ pub fn from_str<T: DeserializeOwned>(text: &str, limits: Limits) -> Result<T, St
         },
         with_snippet: false,
     };
+    // Plain first: tracking the path costs a tenth of the parse, and is only needed to
+    // name the field of a document that does not parse. A failed document is parsed a
+    // second time to name it, under the same limits.
+    if let Ok(v) =
+        serde_saphyr::with_deserializer_from_str_with_options(text, options.clone(), |de| {
+            T::deserialize(de)
+        })
+    {
+        return Ok(v);
+    }
     let mut path = String::new();
     serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {
