@@ -30,8 +30,9 @@ pub(super) struct Spec<'a> {
     resolution: Str<'a>,
     #[serde(borrow, deserialize_with = "null_default")]
     location: Str<'a>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    endpoints: Vec<Endpoint<'a>>,
+    // Judged one at a time, like the ports.
+    #[serde(borrow)]
+    endpoints: Streamed<'a, Endpoint<'a>>,
     workload_selector: Option<IgnoredAny>,
     #[serde(borrow, deserialize_with = "null_default")]
     export_to: Streamed<'a, Str<'a>>,
@@ -93,10 +94,16 @@ pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut 
     }
 
     if let Some(res) = resolution {
+        // The rules only tell none, one and more apart: count up to two.
+        let mut seen = 0;
+        spec.endpoints.retyped::<IgnoredAny>().any(|_| {
+            seen += 1;
+            seen > 1
+        });
         out.rule(
             || "spec.endpoints".to_owned(),
             "",
-            istio::endpoint_count(res, spec.endpoints.len()),
+            istio::endpoint_count(res, seen),
         );
     }
     if resolution == Some(Resolution::Static)
@@ -108,12 +115,11 @@ pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut 
                 .to_owned()
         });
     }
-    for (i, ep) in spec.endpoints.iter().enumerate() {
-        if !out.charge(ep.address.len() + ep.ports.len()) {
-            return;
+    spec.endpoints.each("spec.endpoints", out, |i, ep, out| {
+        if out.charge(ep.address.len() + ep.ports.len()) {
+            check_endpoint(i, &ep, resolution, &ports, exported, cx, out);
         }
-        check_endpoint(i, ep, resolution, &ports, exported, cx, out);
-    }
+    });
 }
 
 /// The label that puts a ServiceEntry behind a waypoint.

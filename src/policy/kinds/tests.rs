@@ -97,6 +97,24 @@ endpoints: [{address: 203.0.113.9}, {address: 192.0.2.1}]
 }
 
 #[test]
+fn service_entry_endpoint_counts_follow_the_resolution() {
+    let se = |resolution: &str, endpoints: &str| {
+        let spec = format!(
+            "hosts: [api.github.com]\nports: [{{number: 443, name: https, protocol: TLS}}]\nresolution: {resolution}\nendpoints: {endpoints}\n"
+        );
+        codes(&eval(Kind::ServiceEntry, "default", &spec))
+    };
+    let conflict = [cp("EG208", "spec.endpoints")];
+    let one = "[{address: api.github.com}]";
+    let two = "[{address: api.github.com}, {address: api.github.com}]";
+    assert_eq!(se("DNS_ROUND_ROBIN", one), []);
+    assert_eq!(se("DNS_ROUND_ROBIN", two), conflict);
+    assert_eq!(se("DNS", two), []);
+    assert!(se("NONE", one).contains(&conflict[0]));
+    assert!(se("DYNAMIC_DNS", one).contains(&conflict[0]));
+}
+
+#[test]
 fn service_entry_port_restrictions() {
     let ok = eval(
         Kind::ServiceEntry,
