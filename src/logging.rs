@@ -94,23 +94,25 @@ impl LineVisitor<'_> {
         if self.result.is_err() || name == "message" || name.starts_with("r#") {
             return false;
         }
-        let pad = if std::mem::replace(&mut self.empty, false) {
-            ""
-        } else {
-            " "
-        };
+        let pad = self.separator();
         self.result = write_all(&mut self.w, &[pad, name, "="]);
         self.result.is_ok()
     }
 
-    /// The default formatter, for what this one does not write itself.
-    fn default_visitor(&mut self) -> DefaultVisitor<'_> {
-        DefaultVisitor::new(self.w.by_ref(), std::mem::replace(&mut self.empty, false))
+    /// What goes before the next field: nothing before the first, a space after.
+    fn separator(&mut self) -> &'static str {
+        if std::mem::replace(&mut self.empty, false) {
+            ""
+        } else {
+            " "
+        }
     }
 
+    /// The default formatter, for what this one does not write itself.
     fn fallback(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
         if self.result.is_ok() {
-            let mut v = self.default_visitor();
+            let first = std::mem::replace(&mut self.empty, false);
+            let mut v = DefaultVisitor::new(self.w.by_ref(), first);
             record(&mut v);
             self.result = v.finish();
         }
@@ -144,11 +146,7 @@ impl Visit for LineVisitor<'_> {
         if self.key(field) {
             self.result = write_all(&mut self.w, &["\"", value, "\""]);
         } else if field.name() == "message" && self.result.is_ok() {
-            let pad = if std::mem::replace(&mut self.empty, false) {
-                ""
-            } else {
-                " "
-            };
+            let pad = self.separator();
             self.result = write_all(&mut self.w, &[pad, value]);
         } else {
             self.fallback(|v| v.record_str(field, value));
