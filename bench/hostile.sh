@@ -37,7 +37,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 N=${N:-5}
 ALLOWLISTS=${ALLOWLISTS:-embedded,100k}
 SHAPES=${SHAPES:-}            # comma-separated substrings of shape names; empty: all
-SIZES=${SIZES:-16k,256k,768k,3m,10k}
+SIZES=${SIZES:-16k,256k,768k,1m,3m,10k}
 MAX_TIME=${MAX_TIME:-30}      # seconds curl waits for one answer
 LINGER_MAX=${LINGER_MAX:-10}  # seconds of CPU after the last answer before a restart
 BURST=${BURST:-8}

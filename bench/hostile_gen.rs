@@ -765,7 +765,9 @@ fn shapes() -> Vec<Shape> {
                 d.object()["data"]["allowlist.yaml"] = json!(y);
             },
             fixed: None,
-            extra: &[],
+            // Kubernetes stores at most 1 MiB of ConfigMap data: larger bodies are denied
+            // before the YAML is parsed, this one is the largest that is parsed.
+            extra: &[("1m", 1024 * 1024 - SLACK)],
         },
         // --- the envelope (kube-core's AdmissionRequest) ---
         Shape {

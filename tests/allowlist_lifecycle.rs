@@ -121,6 +121,30 @@ async fn what_reload_would_refuse_is_refused_and_nothing_more() {
 }
 
 #[tokio::test]
+async fn an_allowlist_larger_than_kubernetes_stores_is_denied_before_it_is_parsed() {
+    let s = TestServer::start().await;
+    let max = egress_guard::policy::MAX_CONFIGMAP_DATA;
+    // Valid YAML that would load (the host list is fine), only too large to be stored:
+    // the key counts too, as Kubernetes counts it.
+    let entry = "  - a-host-name-of-some-length.example.com\n";
+    let mut fits = String::from("hosts:\n");
+    while fits.len() + entry.len() + "allowlist.yaml".len() <= max {
+        fits.push_str(entry);
+    }
+    let r = s.review("/validate", configmap_review(&fits)).await;
+    assert_eq!(r["response"]["allowed"], true, "at the limit: {}", fits.len());
+
+    let too_large = format!("{fits}{entry}");
+    let r = s.review("/validate", configmap_review(&too_large)).await;
+    let message = r["response"]["status"]["message"].as_str().unwrap_or_default();
+    assert_eq!(r["response"]["allowed"], false, "{message}");
+    assert!(
+        message.contains("EG120 data[allowlist.yaml]") && message.contains("at most 1048576"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn expired_entries_stop_granting_and_expiring_ones_warn() {
     let allowlist = format!(
         "hosts:\n  - {{host: api.github.com, owner: team-a, reason: JIRA-7, expires: {}}}\n  - {{host: upload.evil.example.org, expires: {}}}\n",

@@ -204,14 +204,18 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
     decision
 }
 
+/// The most data (keys and values) Kubernetes keeps in one ConfigMap (`MaxSecretSize`).
+pub const MAX_CONFIGMAP_DATA: usize = 1024 * 1024;
+
 /// An edit of the allowlist's ConfigMap: denied exactly when the server would refuse to
 /// load it (the same parser), so a bad allowlist never reaches the cluster and a good
 /// one is never refused. Its load-time warnings come back as admission warnings.
 fn allowlist_configmap(object: &RawValue, src: &AllowlistSource) -> Decision {
     #[derive(serde::Deserialize, Default)]
     #[serde(default)]
-    struct Data {
-        data: Option<std::collections::BTreeMap<String, String>>,
+    struct Data<'a> {
+        #[serde(borrow)]
+        data: Option<std::collections::BTreeMap<kinds::Str<'a>, kinds::Str<'a>>>,
     }
     let path = format!("data[{}]", src.key);
     let invalid = |message: &str| Decision {
@@ -223,7 +227,16 @@ fn allowlist_configmap(object: &RawValue, src: &AllowlistSource) -> Decision {
         Ok(d) => d.data.unwrap_or_default(),
         Err(e) => return invalid(&format!("the ConfigMap does not decode: {e}")),
     };
-    let Some(text) = data.get(&src.key) else {
+    // Kubernetes stores no ConfigMap whose data is larger than this, so a larger one is
+    // denied as the apiserver would deny it, before its YAML costs a parse.
+    let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_CONFIGMAP_DATA {
+        return invalid(&format!(
+            "the ConfigMap's data is {size} bytes; Kubernetes stores at most \
+             {MAX_CONFIGMAP_DATA}"
+        ));
+    }
+    let Some(text) = data.get(src.key.as_str()) else {
         return invalid(
             "the allowlist key is missing: the server would keep its last good allowlist",
         );
