@@ -702,7 +702,7 @@ fn shapes() -> Vec<Shape> {
             name: "pod-istio-annotations",
             endpoints: "validate",
             fixture: POD,
-            what: "n annotations under *.istio.io (kept, owned)",
+            what: "n annotations under *.istio.io that egress-guard does not read (once kept, owned)",
             build: |d, n| {
                 let meta = &mut d.object()["metadata"];
                 let mut a = serde_json::Map::new();

@@ -132,11 +132,18 @@ async fn an_allowlist_larger_than_kubernetes_stores_is_denied_before_it_is_parse
         fits.push_str(entry);
     }
     let r = s.review("/validate", configmap_review(&fits)).await;
-    assert_eq!(r["response"]["allowed"], true, "at the limit: {}", fits.len());
+    assert_eq!(
+        r["response"]["allowed"],
+        true,
+        "at the limit: {}",
+        fits.len()
+    );
 
     let too_large = format!("{fits}{entry}");
     let r = s.review("/validate", configmap_review(&too_large)).await;
-    let message = r["response"]["status"]["message"].as_str().unwrap_or_default();
+    let message = r["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
     assert_eq!(r["response"]["allowed"], false, "{message}");
     assert!(
         message.contains("EG120 data[allowlist.yaml]") && message.contains("at most 1048576"),

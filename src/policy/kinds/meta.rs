@@ -1,6 +1,7 @@
-//! The metadata egress-guard reads: labels and annotations, keeping only Istio's and
-//! egress-guard's own keys. Everything else — `last-applied-configuration` (a copy of
-//! the whole object), `managedFields` — is skipped without allocating.
+//! The metadata egress-guard reads: the labels and annotations it knows by name
+//! ([`KEYS`]). Everything else — `last-applied-configuration` (a copy of the whole
+//! object), `managedFields`, any other key — is skipped without allocating, so a map of
+//! a million keys costs the time to read it and at most one string per known key.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -8,43 +9,61 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
+/// Every label and annotation key a kind module reads. [`Pairs::get`] of any other key
+/// is a bug (and panics in debug builds): the value would never have been kept.
+pub const KEYS: &[&str] = &[
+    "egress-guard.io/default-timeout",
+    "gateway.istio.io/managed",
+    "inject.istio.io/templates",
+    "istio.io/dataplane-mode",
+    "istio.io/use-waypoint",
+    "networking.istio.io/exportTo",
+    "proxy.istio.io/config",
+    "sidecar.istio.io/bootstrapOverride",
+    "sidecar.istio.io/inject",
+    "sidecar.istio.io/interceptionMode",
+    "sidecar.istio.io/nativeSidecar",
+    "sidecar.istio.io/overrides",
+    "sidecar.istio.io/proxyImage",
+    "sidecar.istio.io/status",
+    "sidecar.istio.io/userVolumeMount",
+    "traffic.sidecar.istio.io/excludeInterfaces",
+    "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+    "traffic.sidecar.istio.io/excludeOutboundPorts",
+    "traffic.sidecar.istio.io/includeOutboundIPRanges",
+];
+
 /// `metadata.labels` and `metadata.annotations`, filtered.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct Meta {
-    /// Labels with a relevant key.
+    /// Labels with a key in [`KEYS`].
     #[serde(deserialize_with = "super::null_default")]
     pub labels: Pairs,
-    /// Annotations with a relevant key.
+    /// Annotations with a key in [`KEYS`].
     #[serde(deserialize_with = "super::null_default")]
     pub annotations: Pairs,
 }
 
-/// Key/value pairs whose key matters to egress-guard, in document order.
+/// The pairs whose key is in [`KEYS`], at most one per key: a key that appears twice
+/// keeps its last value, as Kubernetes' own JSON decoding does.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Pairs(Vec<(String, String)>);
+pub struct Pairs(Vec<(&'static str, String)>);
 
 impl Pairs {
-    /// The value of `key`, if present.
+    /// The value of `key` (one of [`KEYS`]), if present.
     pub fn get(&self, key: &str) -> Option<&str> {
+        debug_assert!(KEYS.contains(&key), "{key} is not kept: add it to KEYS");
         self.0
             .iter()
-            .find(|(k, _)| k == key)
+            .find(|(k, _)| *k == key)
             .map(|(_, v)| v.as_str())
     }
 
     /// Every kept pair.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (*k, v.as_str()))
     }
-}
-
-/// Keys under `istio.io` (any subdomain) and `egress-guard.io` are the only ones any
-/// kind module reads.
-fn is_relevant(key: &str) -> bool {
-    key.split_once('/').is_some_and(|(prefix, _)| {
-        prefix == "istio.io" || prefix.ends_with(".istio.io") || prefix == "egress-guard.io"
-    })
 }
 
 /// A map key, borrowed from the input when it has no escapes.
@@ -81,13 +100,16 @@ impl<'de> Deserialize<'de> for Pairs {
                 f.write_str("a map of strings")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
-                let mut kept = Vec::new();
+                let mut kept: Vec<(&'static str, String)> = Vec::new();
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    if is_relevant(&key) {
-                        let value: Option<String> = map.next_value()?;
-                        kept.push((key.into_owned(), value.unwrap_or_default()));
-                    } else {
+                    let Some(known) = KEYS.iter().find(|k| **k == key) else {
                         map.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    let value = map.next_value::<Option<String>>()?.unwrap_or_default();
+                    match kept.iter_mut().find(|(k, _)| k == known) {
+                        Some(pair) => pair.1 = value,
+                        None => kept.push((known, value)),
                     }
                 }
                 Ok(Pairs(kept))
@@ -102,23 +124,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_only_istio_and_egress_guard_keys() {
+    fn keeps_only_the_keys_egress_guard_reads() {
         let m: Meta = serde_json::from_str(
-            r#"{"name":"x","labels":{"app":"a","sidecar.istio.io/inject":"false","istio.io/rev":"1-2"},
+            r#"{"name":"x","labels":{"app":"a","sidecar.istio.io/inject":"false","istio.io/dataplane-mode":"none","istio.io/rev":"1-2"},
                 "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"big\":1}",
                 "egress-guard.io/default-timeout":"5s","proxy.istio.io/config":"{}","notistio.io/x":"y"},
                 "managedFields":[{"manager":"kubectl"}]}"#,
         )
         .unwrap();
         assert_eq!(m.labels.get("sidecar.istio.io/inject"), Some("false"));
-        assert_eq!(m.labels.get("istio.io/rev"), Some("1-2"));
-        assert_eq!(m.labels.get("app"), None);
+        assert_eq!(m.labels.get("istio.io/dataplane-mode"), Some("none"));
+        // Keys no module reads are not kept, under istio.io or not.
+        assert_eq!(m.labels.iter().count(), 2);
         assert_eq!(
             m.annotations.get("egress-guard.io/default-timeout"),
             Some("5s")
         );
         assert_eq!(m.annotations.get("proxy.istio.io/config"), Some("{}"));
         assert_eq!(m.annotations.iter().count(), 2);
+    }
+
+    #[test]
+    fn keeps_one_value_per_known_key_however_many_keys_come() {
+        // A hundred thousand keys under istio.io, the known ones repeated: what is kept
+        // is bounded by KEYS, and a repeated key keeps its last value.
+        let mut json = String::from("{\"annotations\":{");
+        for i in 0..100_000 {
+            json.push_str(&format!("\"k{i}.istio.io/x\":\"v\","));
+            json.push_str(&format!("\"sidecar.istio.io/inject\":\"{i}\","));
+        }
+        json.push_str("\"proxy.istio.io/config\":\"{}\"}}");
+        let m: Meta = serde_json::from_str(&json).unwrap();
+        assert_eq!(m.annotations.iter().count(), 2);
+        assert_eq!(m.annotations.get("sidecar.istio.io/inject"), Some("99999"));
+        assert_eq!(m.annotations.get("proxy.istio.io/config"), Some("{}"));
+    }
+
+    #[test]
+    fn every_key_a_kind_module_reads_is_kept() {
+        use super::super::{pod, proxy_config, service, service_entry};
+        for key in pod::KEYS_READ.iter().chain(&[
+            proxy_config::ANNOTATION,
+            service::EXPORT_TO,
+            service_entry::USE_WAYPOINT,
+            crate::policy::timeouts::ANNOTATION,
+        ]) {
+            assert!(KEYS.contains(key), "{key}");
+        }
     }
 
     #[test]

@@ -941,6 +941,25 @@ fn proxy_image(
     }
 }
 
+/// The labels and annotations this module reads (kept by [`super::meta`]).
+#[cfg(test)]
+pub(super) const KEYS_READ: &[&str] = &[
+    INJECT,
+    DATAPLANE_MODE,
+    STATUS,
+    EXCLUDE_RANGES,
+    EXCLUDE_PORTS,
+    EXCLUDE_INTERFACES,
+    INCLUDE_RANGES,
+    INTERCEPTION_MODE,
+    TEMPLATES,
+    PROXY_IMAGE,
+    BOOTSTRAP_OVERRIDE,
+    OVERRIDES,
+    USER_VOLUME_MOUNT,
+    NATIVE_SIDECAR,
+    GATEWAY_MANAGED,
+];
 const INJECT: &str = "sidecar.istio.io/inject";
 const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
 const STATUS: &str = "sidecar.istio.io/status";

@@ -11,7 +11,7 @@ use crate::policy::istio;
 use crate::policy::matcher::PortSet;
 
 /// Istio's annotation that limits which namespaces see a Service.
-const EXPORT_TO: &str = "networking.istio.io/exportTo";
+pub(super) const EXPORT_TO: &str = "networking.istio.io/exportTo";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]

@@ -123,7 +123,7 @@ pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut 
 }
 
 /// The label that puts a ServiceEntry behind a waypoint.
-const USE_WAYPOINT: &str = "istio.io/use-waypoint";
+pub(super) const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 
 /// What the hosts and endpoints need to know about the ports.
 struct Ports<'a> {
