@@ -387,22 +387,20 @@ pub fn hosts_match(a: &str, b: &str) -> bool {
 /// computed in O(1) per step ([`SuffixHasher`]), finds every such pair; equal strings
 /// are found by key. Keys combine a 61-bit hash with the length, so a false match
 /// needs a collision of random-base polynomial hashes: about 2⁻⁵⁰ per review.
-pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> impl Iterator<Item = Found<'_>> {
+pub fn overlapping_hosts<'a>(hosts: impl Names<'a>) -> impl Iterator<Item = Found<'a>> {
     // Indices are `u32`, a quarter of the memory per host of `Option<usize>`: no body
     // within any limit holds 4 billion hosts, and past that many the rest would go
     // unchecked rather than wrap.
     const NONE: u32 = u32::MAX;
-    let hosts = hosts
-        .get(..hosts.len().min(NONE as usize))
-        .unwrap_or_default();
+    let count = hosts.count().min(NONE as usize);
+    let all = move || (0..count).map_while(move |i| hosts.name(i));
     let hasher = SuffixHasher::random();
     // First index of each exact host and of each wildcard's suffix, by key.
     let mut first_exact: IntMap<u64, u32> = IntMap::default();
     let mut first_wild: IntMap<u64, u32> = IntMap::default();
     // For each host, the lowest index of a host it overlaps, or `NONE`.
-    let mut partner: Vec<u32> = vec![NONE; hosts.len()];
-    for ((j, h), slot) in (0u32..).zip(hosts).zip(partner.iter_mut()) {
-        let h = h.as_ref();
+    let mut partner: Vec<u32> = vec![NONE; count];
+    for ((j, h), slot) in (0u32..).zip(all()).zip(partner.iter_mut()) {
         let (wild, b) = match h.strip_prefix('*') {
             Some(x) => (true, x),
             None => (false, h),
@@ -427,8 +425,7 @@ pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> impl Iterator<Item = Fou
         }
     };
     let empty = hasher.empty();
-    for (j, h) in (0u32..).zip(hosts) {
-        let h = h.as_ref();
+    for (j, h) in (0u32..).zip(all()) {
         let b = h.strip_prefix('*').unwrap_or(h);
         // `*` alone (empty suffix) matches everything.
         if let Some(&k) = first_wild.get(&empty)
@@ -450,7 +447,7 @@ pub fn overlapping_hosts<S: AsRef<str>>(hosts: &[S]) -> impl Iterator<Item = Fou
         Some(Found {
             index: j,
             code: Code::OverlappingHosts,
-            why: Why::Duplicate(hosts.get(i)?.as_ref(), hosts.get(j)?.as_ref()),
+            why: Why::Duplicate(hosts.name(i)?, hosts.name(j)?),
         })
     })
 }
@@ -470,12 +467,12 @@ pub struct HostSubsets<'a> {
 
 impl<'a> HostSubsets<'a> {
     /// Indexes the VirtualService's hosts.
-    pub fn new<S: AsRef<str>>(hosts: &'a [S]) -> Self {
+    pub fn new(hosts: impl Names<'a>) -> Self {
         let hasher = SuffixHasher::random();
         let mut exact = Set::default();
         let mut wild = IntMap::default();
-        for h in hosts {
-            let h = h.as_ref();
+        let all = || (0..hosts.count()).map_while(|i| hosts.name(i));
+        for h in all() {
             match h.strip_prefix('*') {
                 Some(x) => {
                     wild.entry(hasher.hash(x)).or_insert(x);
@@ -489,8 +486,8 @@ impl<'a> HostSubsets<'a> {
             hasher,
             exact,
             wild,
-            shown: hosts.iter().take(5).map(AsRef::as_ref).collect(),
-            count: hosts.len(),
+            shown: all().take(5).collect(),
+            count: hosts.count(),
         }
     }
 
@@ -760,13 +757,13 @@ pub fn egress_proxy_host(raw: &str) -> Result<(), Failure> {
 /// parts, or a name without `/` that must be an FQDN (`mesh`, `my-gw`, legacy
 /// `name.namespace`). Istio stops at the first name without `/`, so later names are not
 /// checked at all (`[mesh, "*/gw"]` is accepted).
-pub fn gateway_names<S: AsRef<str>>(names: &[S]) -> impl Iterator<Item = Found<'_>> {
+pub fn gateway_names<'a>(names: impl Names<'a>) -> impl Iterator<Item = Found<'a>> {
     let mut stopped = false;
-    names.iter().enumerate().filter_map(move |(i, name)| {
+    let all = (0..names.count()).map_while(move |i| names.name(i));
+    all.enumerate().filter_map(move |(i, name)| {
         if stopped {
             return None;
         }
-        let name = name.as_ref();
         let why = match name.split_once('/') {
             None => {
                 stopped = true;
@@ -783,6 +780,33 @@ pub fn gateway_names<S: AsRef<str>>(names: &[S]) -> impl Iterator<Item = Found<'
             why,
         })
     })
+}
+
+/// A list of hosts or names read by index: a slice of strings, or a kind module's
+/// compact list.
+pub trait Names<'a>: Copy {
+    /// Number of names.
+    fn count(&self) -> usize;
+    /// Name `i`.
+    fn name(&self, i: usize) -> Option<&'a str>;
+}
+
+impl<'a, S: AsRef<str>> Names<'a> for &'a [S] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn name(&self, i: usize) -> Option<&'a str> {
+        self.get(i).map(AsRef::as_ref)
+    }
+}
+
+impl<'a, S: AsRef<str>> Names<'a> for &'a Vec<S> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn name(&self, i: usize) -> Option<&'a str> {
+        self.get(i).map(AsRef::as_ref)
+    }
 }
 
 /// One finding of a check over a list, whose message is written only when it is

@@ -30,6 +30,7 @@ mod proxy_config;
 mod service;
 mod service_entry;
 mod sidecar;
+mod str_list;
 mod streamed;
 mod url;
 mod virtual_service;
@@ -41,6 +42,7 @@ pub use findings::{
     is_ip_literal, kube_ip, target,
 };
 pub use meta::{Meta, Pairs};
+pub use str_list::{StrList, StrView};
 pub use streamed::Streamed;
 pub use virtual_service::HttpRouteInfo;
 
@@ -405,7 +407,7 @@ pub fn inspect<'b>(
                 .annotations
                 .get(timeouts::ANNOTATION)
                 .map(str::to_owned);
-            virtual_service::inspect(&x.spec, cx, o)
+            virtual_service::inspect(&x.spec, object.get(), cx, o)
         }),
         Kind::DestinationRule => with(object, o, |x: &Object<destination_rule::Spec<'_>>, o| {
             destination_rule::inspect(&x.spec, cx, o)

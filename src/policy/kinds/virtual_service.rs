@@ -6,17 +6,19 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Context, Destination, Findings, HostEgress, Str, Streamed, export_to, null_default};
+use super::{
+    Context, Destination, Findings, HostEgress, Str, StrList, StrView, Streamed, export_to,
+    null_default,
+};
 use crate::policy::decision::Code;
 use crate::policy::istio::{self, VirtualServiceBinding};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct Spec<'a> {
-    #[serde(borrow, deserialize_with = "null_default")]
-    hosts: Vec<Str<'a>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    gateways: Vec<Str<'a>>,
+    // Lists a tenant can make as long as the body allows: 8 bytes per element.
+    hosts: StrList,
+    gateways: StrList,
     // Routes are the lists a tenant can make as long as the body allows: judged one at
     // a time (see `Streamed`).
     #[serde(borrow)]
@@ -32,8 +34,8 @@ pub(super) struct Spec<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct HttpRoute<'a> {
-    #[serde(rename = "match", borrow, deserialize_with = "null_default")]
-    matches: Vec<RouteMatch<'a>>,
+    #[serde(rename = "match", deserialize_with = "null_default")]
+    matches: Vec<RouteMatch>,
     #[serde(borrow, deserialize_with = "null_default")]
     route: Vec<RouteDestination<'a>>,
     redirect: Option<IgnoredAny>,
@@ -56,16 +58,15 @@ struct HttpRoute<'a> {
 /// The part of an HTTP or TCP match that names gateways.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct RouteMatch<'a> {
-    #[serde(borrow, deserialize_with = "null_default")]
-    gateways: Vec<Str<'a>>,
+struct RouteMatch {
+    gateways: StrList,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct TcpRoute<'a> {
-    #[serde(rename = "match", borrow, deserialize_with = "null_default")]
-    matches: Vec<RouteMatch<'a>>,
+    #[serde(rename = "match", deserialize_with = "null_default")]
+    matches: Vec<RouteMatch>,
     #[serde(borrow, deserialize_with = "null_default")]
     route: Vec<RouteDestination<'a>>,
 }
@@ -84,8 +85,7 @@ struct TlsRoute<'a> {
 struct TlsMatch<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     sni_hosts: Vec<Str<'a>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    gateways: Vec<Str<'a>>,
+    gateways: StrList,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,7 +129,10 @@ pub struct HttpRouteInfo {
     pub external: bool,
 }
 
-pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+/// Judges `spec`, decoded from the object's JSON `text`.
+pub(super) fn inspect(spec: &Spec<'_>, text: &str, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let hosts = spec.hosts.view(text);
+    let gateways = spec.gateways.view(text);
     export_to(&spec.export_to, cx, false, false, out);
     // No hosts means a delegate, which only makes sense as plain HTTP routes.
     let delegate = spec.hosts.is_empty();
@@ -151,9 +154,8 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
             }
         }
     }
-    gateway_names(&spec.gateways, &|| "spec.gateways".to_owned(), out);
-    let applies_to_gateway =
-        !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| *g == "mesh");
+    gateway_names(gateways, &|| "spec.gateways".to_owned(), out);
+    let applies_to_gateway = !gateways.is_empty() && !gateways.iter().any(|g| g == "mesh");
     let mut sni = false;
     // A bad element is reported once, by this first walk.
     let tls_decodes = spec.tls.each("spec.tls", out, |_, t, _| {
@@ -164,7 +166,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
         applies_to_mesh: !applies_to_gateway,
         sni,
     };
-    check_hosts(spec, binding, cx, out);
+    check_hosts(hosts, binding, cx, out);
     if spec.http.is_empty() && spec.tcp.is_empty() && spec.tls.is_empty() {
         out.violation(
             Code::MissingField,
@@ -175,14 +177,14 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
     }
 
     spec.http.each("spec.http", out, |i, route, out| {
-        http_route(i, &route, delegate, cx, out);
+        http_route(i, &route, delegate, text, cx, out);
     });
     spec.tcp.each("spec.tcp", out, |i, route, out| {
         out.charge(1);
         let base = || format!("spec.tcp[{i}]");
         for (k, m) in route.matches.iter().enumerate() {
             gateway_names(
-                &m.gateways,
+                m.gateways.view(text),
                 &|| format!("{}.match[{k}].gateways", base()),
                 out,
             );
@@ -190,17 +192,24 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
         routes(&base, &route.route, "TCP route is required", cx, out);
     });
     if tls_decodes {
-        tls_routes(spec, cx, out);
+        tls_routes(spec, hosts, gateways, text, cx, out);
     }
 }
 
 /// `tls[]`: SNI hosts (valid, and each a subset of some VirtualService host) and their
 /// destinations.
-fn tls_routes(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+fn tls_routes(
+    spec: &Spec<'_>,
+    hosts: StrView<'_>,
+    gateways: StrView<'_>,
+    text: &str,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
     // Istio validates SNI hosts as gateway-bound unless `mesh` is listed, even with no
     // gateways at all (`isGateway`).
-    let sni_gateway = !spec.gateways.iter().any(|g| *g == "mesh");
-    let subsets = istio::HostSubsets::new(&spec.hosts);
+    let sni_gateway = !gateways.iter().any(|g| g == "mesh");
+    let subsets = istio::HostSubsets::new(hosts);
     spec.tls.each("spec.tls", out, |i, route, out| {
         out.charge(1);
         let base = || format!("spec.tls[{i}]");
@@ -235,7 +244,11 @@ fn tls_routes(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
                     None => {}
                 }
             }
-            gateway_names(&m.gateways, &|| format!("{}.gateways", mbase()), out);
+            gateway_names(
+                m.gateways.view(text),
+                &|| format!("{}.gateways", mbase()),
+                out,
+            );
         }
         routes(&base, &route.route, "TLS route is required", cx, out);
     });
@@ -244,14 +257,14 @@ fn tls_routes(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
 /// `spec.hosts`: validity, overlaps, the partial-wildcard policy, and egress when the
 /// VirtualService applies to the mesh.
 fn check_hosts(
-    spec: &Spec<'_>,
+    hosts: StrView<'_>,
     binding: VirtualServiceBinding,
     cx: &Context<'_>,
     out: &mut Findings<'_>,
 ) {
     let mut all_valid = true;
     let egress = binding.applies_to_mesh.then_some(HostEgress::default());
-    for (i, raw) in spec.hosts.iter().enumerate() {
+    for (i, raw) in hosts.iter().enumerate() {
         if !out.charge(raw.len()) {
             return;
         }
@@ -262,9 +275,9 @@ fn check_hosts(
     }
     // Istio only looks for overlaps when every host is valid.
     if all_valid {
-        for found in istio::overlapping_hosts(&spec.hosts) {
+        for found in istio::overlapping_hosts(hosts) {
             let j = found.index;
-            let value = spec.hosts.get(j).map_or("", |h| &**h);
+            let value = hosts.get(j).unwrap_or_default();
             out.found(|| format!("spec.hosts[{j}]"), value, &found);
         }
     }
@@ -275,6 +288,7 @@ fn http_route(
     i: usize,
     route: &HttpRoute<'_>,
     delegate: bool,
+    text: &str,
     cx: &Context<'_>,
     out: &mut Findings<'_>,
 ) {
@@ -282,7 +296,7 @@ fn http_route(
     let base = || format!("spec.http[{i}]");
     for (k, m) in route.matches.iter().enumerate() {
         gateway_names(
-            &m.gateways,
+            m.gateways.view(text),
             &|| format!("{}.match[{k}].gateways", base()),
             out,
         );
@@ -375,13 +389,13 @@ fn routes(
 }
 
 /// Gateway references (`validateGatewayNames`) at `path[i]`.
-fn gateway_names(names: &[Str<'_>], path: &dyn Fn() -> String, out: &mut Findings<'_>) {
+fn gateway_names(names: StrView<'_>, path: &dyn Fn() -> String, out: &mut Findings<'_>) {
     if names.is_empty() || !out.charge(names.len()) {
         return;
     }
     for found in istio::gateway_names(names) {
         let i = found.index;
-        let value = names.get(i).map_or("", |n| &**n);
+        let value = names.get(i).unwrap_or_default();
         out.found(|| format!("{}[{i}]", path()), value, &found);
     }
 }
