@@ -2,7 +2,7 @@
 //! lookup indexes the engine uses. Parsing is pure: callers pass the text in, and the
 //! clock ("now", for entries that expire) is passed to each lookup.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -11,6 +11,7 @@ use super::decision::Mode;
 use super::duration::Duration;
 use super::host::{self, HostPattern};
 use super::matcher::{CidrIndex, Granted, HostIndex, HostMatch, PortSet, Rule};
+use super::review_hash::{Map, Set};
 
 mod model;
 
@@ -121,7 +122,7 @@ pub struct Allowlist {
     /// Treat Istio's outage-prone warnings as denials.
     pub strict: bool,
     /// Namespaces allowed without checks.
-    pub exempt_namespaces: HashSet<String>,
+    pub exempt_namespaces: Set<String>,
     /// Domains inside the mesh, never checked against the allowlist.
     pub internal_domains: Vec<Box<str>>,
     /// The cluster's own pod, service and node networks: addresses inside them are
@@ -129,7 +130,7 @@ pub struct Allowlist {
     pub cluster_networks: CidrIndex,
     /// Users whose writes of EndpointSlices, Endpoints and WorkloadEntries are the
     /// control plane's own (endpoint controllers, istiod auto-registration).
-    pub trusted_writers: HashSet<String>,
+    pub trusted_writers: Set<String>,
     /// The cluster DNS addresses pods may name as nameservers.
     pub cluster_dns: Vec<std::net::IpAddr>,
     /// Image prefixes the injected proxy containers of a pod must use (empty: any).
@@ -146,7 +147,7 @@ pub struct Allowlist {
     /// Grants for every namespace.
     pub global: Grants,
     /// Per-namespace grants and overrides.
-    pub namespaces: HashMap<String, NamespacePolicy>,
+    pub namespaces: Map<String, NamespacePolicy>,
     /// Owners, reasons and expiries of the entries that have them.
     pub notes: Vec<Note>,
     /// Things worth logging at load time (e.g. a `*` entry).
