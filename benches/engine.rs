@@ -313,6 +313,7 @@ fn log_line(c: &mut Criterion) {
         "egress_guard",
         builder()
             .fmt_fields(egress_guard::logging::LineFields)
+            .with_timer(egress_guard::logging::UtcMicros)
             .finish()
             .into(),
     );
