@@ -314,7 +314,9 @@ impl fmt::Display for Clean<'_> {
 mod tests {
     use super::*;
     use std::io;
+    use std::sync::{Arc, Mutex};
     use std::time::UNIX_EPOCH;
+    use tracing_subscriber::fmt::MakeWriter;
 
     #[test]
     fn timestamps_are_those_of_the_default_timer() {
@@ -354,8 +356,6 @@ mod tests {
         });
         assert!(same_second);
     }
-    use std::sync::{Arc, Mutex};
-    use tracing_subscriber::fmt::MakeWriter;
 
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);

@@ -90,15 +90,17 @@ impl StrList {
     fn push_borrowed(&mut self, s: &str) -> Result<(), &'static str> {
         let addr = s.as_ptr() as usize;
         let base = *self.base.get_or_insert(addr);
-        let start = addr
-            .checked_sub(base)
-            .and_then(|o| u32::try_from(o).ok())
-            .filter(|o| o.checked_add(s.len() as u32).is_some());
-        match (start, u32::try_from(s.len())) {
-            (Some(start), Ok(len)) if len < OWNED => self.push(Span { start, len }),
-            // Not after the first element (the decoder did not read in order): kept as
-            // an owned copy, which is always right.
-            _ => self.push_owned(s),
+        let span = (|| {
+            Some(Span {
+                start: u32::try_from(addr.checked_sub(base)?).ok()?,
+                len: u32::try_from(s.len()).ok().filter(|l| *l < OWNED)?,
+            })
+        })();
+        match span {
+            Some(span) => self.push(span),
+            // Before the first element (a decoder that did not read in order) or too
+            // far from it: an owned copy is always right.
+            None => self.push_owned(s),
         }
     }
 
