@@ -473,6 +473,19 @@ fn shapes() -> Vec<Shape> {
             extra: &[],
         },
         Shape {
+            name: "vs-route-empty-matches",
+            endpoints: "validate",
+            fixture: VS,
+            what: "one http route with n empty matches {} (a route is decoded whole, its matches with it)",
+            build: |d, n| {
+                let matches = d.raw(repeated(n, "{}"));
+                *d.spec() = json!({"hosts": ["api.github.com"], "http": [{"match": matches,
+                    "route": [{"destination": {"host": "api.github.com"}}]}]});
+            },
+            fixed: None,
+            extra: &[],
+        },
+        Shape {
             name: "se-empty-ports",
             endpoints: "validate",
             fixture: SE,

@@ -28,9 +28,13 @@ struct Span {
     len: u32,
 }
 
-/// A JSON list of strings; `null` is empty.
+/// A JSON list of strings; `null` is empty. An empty list is one null pointer: a route
+/// can hold a million empty matches, each with its list of gateways.
 #[derive(Debug, Default)]
-pub struct StrList {
+pub struct StrList(Option<Box<Elements>>);
+
+#[derive(Debug)]
+struct Elements {
     /// Address of the first borrowed element: the others follow it in the same text.
     base: Option<usize>,
     /// Full chunks of [`CHUNK`] spans, and the last one.
@@ -42,30 +46,47 @@ pub struct StrList {
 impl StrList {
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.len
+        self.0.as_ref().map_or(0, |e| e.len)
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.is_none()
     }
 
     /// The list read against `text`, the JSON it was decoded from (or any part of it
     /// that contains the list).
     pub fn view<'s>(&'s self, text: &'s str) -> StrView<'s> {
+        let Some(e) = self.0.as_deref() else {
+            return StrView {
+                list: None,
+                text: "",
+            };
+        };
         // Where the first borrowed element lies in `text`; a text that does not contain
         // it is a caller's bug, and reads as empty strings rather than as other bytes.
-        let offset = self
+        let offset = e
             .base
             .and_then(|b| b.checked_sub(text.as_ptr() as usize))
             .filter(|o| *o <= text.len());
         debug_assert!(
-            self.base.is_none() || offset.is_some(),
+            e.base.is_none() || offset.is_some(),
             "a StrList viewed against text it was not decoded from"
         );
         StrView {
-            list: self,
+            list: Some(e),
             text: offset.and_then(|o| text.get(o..)).unwrap_or_default(),
+        }
+    }
+}
+
+impl Elements {
+    fn new() -> Self {
+        Self {
+            base: None,
+            chunks: Vec::new(),
+            len: 0,
+            owned: String::new(),
         }
     }
 
@@ -121,7 +142,7 @@ impl StrList {
 /// A [`StrList`] with the text its elements are read from.
 #[derive(Clone, Copy)]
 pub struct StrView<'s> {
-    list: &'s StrList,
+    list: Option<&'s Elements>,
     /// The text from the list's first borrowed element on.
     text: &'s str,
 }
@@ -129,33 +150,33 @@ pub struct StrView<'s> {
 impl<'s> StrView<'s> {
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.list.len
+        self.list.map_or(0, |e| e.len)
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.list.len == 0
+        self.len() == 0
     }
 
     /// Element `i`.
     pub fn get(&self, i: usize) -> Option<&'s str> {
-        let span = self.list.chunks.get(i / CHUNK)?.get(i % CHUNK)?;
+        let span = self.list?.chunks.get(i / CHUNK)?.get(i % CHUNK)?;
         Some(self.read(*span))
     }
 
     /// The elements in order.
     pub fn iter(&self) -> impl Iterator<Item = &'s str> + Clone + use<'s> {
         let this = *self;
-        self.list
-            .chunks
-            .iter()
-            .flatten()
-            .map(move |s| this.read(*s))
+        let chunks = self.list.map_or(&[][..], |e| e.chunks.as_slice());
+        chunks.iter().flatten().map(move |s| this.read(*s))
     }
 
     fn read(&self, span: Span) -> &'s str {
         let (text, len) = if span.len & OWNED != 0 {
-            (self.list.owned.as_str(), span.len & !OWNED)
+            (
+                self.list.map_or("", |e| e.owned.as_str()),
+                span.len & !OWNED,
+            )
         } else {
             (self.text, span.len)
         };
@@ -197,7 +218,7 @@ impl<'de> Deserialize<'de> for StrList {
                 d.deserialize_seq(self)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrList, A::Error> {
-                let mut list = StrList::default();
+                let mut list = Elements::new();
                 while let Some(e) = seq.next_element::<Element<'de>>()? {
                     match e {
                         Element::Borrowed(s) => list.push_borrowed(s),
@@ -205,7 +226,7 @@ impl<'de> Deserialize<'de> for StrList {
                     }
                     .map_err(de::Error::custom)?;
                 }
-                Ok(list)
+                Ok(StrList((list.len > 0).then(|| Box::new(list))))
             }
         }
         d.deserialize_option(V)
@@ -261,6 +282,9 @@ mod tests {
         );
         assert!(decoded("null").is_empty());
         assert!(decoded("[]").is_empty());
+        // An empty list allocates nothing and is a pointer wide.
+        assert!(serde_json::from_str::<StrList>("[]").unwrap().0.is_none());
+        assert_eq!(std::mem::size_of::<StrList>(), 8);
         // Escaped first: the base is the first borrowed element, wherever it is.
         assert_eq!(decoded(r#"["\n", "x", "\t", "y"]"#), ["\n", "x", "\t", "y"]);
     }
@@ -290,7 +314,7 @@ mod tests {
         assert_eq!(view.get(n), None);
         assert!(view.iter().enumerate().all(|(i, h)| h == format!("h{i}")));
         // Memory: a chunk per CHUNK elements, no buffer of the whole list's size.
-        assert_eq!(o.hosts.chunks.len(), 4);
+        assert_eq!(o.hosts.0.as_ref().map(|e| e.chunks.len()), Some(4));
     }
 
     #[test]

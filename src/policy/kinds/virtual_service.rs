@@ -16,7 +16,7 @@ use crate::policy::istio::{self, VirtualServiceBinding};
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct Spec<'a> {
-    // Lists a tenant can make as long as the body allows: 8 bytes per element.
+    // Kept as spans of the object's text (`StrList`): 8 bytes per host or name.
     hosts: StrList,
     gateways: StrList,
     // Routes are the lists a tenant can make as long as the body allows: judged one at
