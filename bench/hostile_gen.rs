@@ -486,6 +486,20 @@ fn shapes() -> Vec<Shape> {
             extra: &[],
         },
         Shape {
+            name: "vs-route-empty-destinations",
+            endpoints: "validate",
+            fixture: VS,
+            what: "one http route with n empty destinations {} and n empty mirrors",
+            build: |d, n| {
+                let route = d.raw(repeated(n / 2, "{}"));
+                let mirrors = d.raw(repeated(n / 2, "{}"));
+                *d.spec() = json!({"hosts": ["api.github.com"],
+                    "http": [{"route": route, "mirrors": mirrors}]});
+            },
+            fixed: None,
+            extra: &[],
+        },
+        Shape {
             name: "se-empty-ports",
             endpoints: "validate",
             fixture: SE,

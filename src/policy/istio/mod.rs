@@ -1016,8 +1016,8 @@ pub struct HttpRouteShape {
     pub in_delegate: bool,
     /// The route sets `delegate`: in a VirtualService with hosts, a root route.
     pub delegate: bool,
-    /// Number of `route` destinations.
-    pub routes: usize,
+    /// `route` has destinations.
+    pub route: bool,
     /// `redirect` is set.
     pub redirect: bool,
     /// `directResponse` is set.
@@ -1028,8 +1028,8 @@ pub struct HttpRouteShape {
     pub rewrite: bool,
     /// `mirror` is set.
     pub mirror: bool,
-    /// Number of `mirrors`.
-    pub mirrors: usize,
+    /// `mirrors` has destinations.
+    pub mirrors: bool,
 }
 
 /// An HTTP route forwards one way and mirrors one way (`validateHTTPRouteConflict`). A
@@ -1051,7 +1051,7 @@ pub fn http_route_conflict(s: &HttpRouteShape, report: &mut dyn FnMut(Failure)) 
                 "root HTTP route must not specify redirect".into(),
             ));
         }
-        if s.routes > 0 {
+        if s.route {
             report((
                 Code::RouteConflict,
                 "root HTTP route must not specify route".into(),
@@ -1066,7 +1066,7 @@ pub fn http_route_conflict(s: &HttpRouteShape, report: &mut dyn FnMut(Failure)) 
         ));
     }
     if s.redirect {
-        if s.routes > 0 {
+        if s.route {
             report(conflict("route and redirect"));
         }
         if s.fault {
@@ -1079,7 +1079,7 @@ pub fn http_route_conflict(s: &HttpRouteShape, report: &mut dyn FnMut(Failure)) 
             report(conflict("directResponse and redirect"));
         }
     } else if s.direct_response {
-        if s.routes > 0 {
+        if s.route {
             report(conflict("route and directResponse"));
         }
         if s.fault {
@@ -1088,13 +1088,13 @@ pub fn http_route_conflict(s: &HttpRouteShape, report: &mut dyn FnMut(Failure)) 
         if s.rewrite {
             report(conflict("rewrite and directResponse"));
         }
-    } else if s.routes == 0 {
+    } else if !s.route {
         report((
             Code::MissingField,
             "HTTP route needs route, redirect or directResponse".into(),
         ));
     }
-    if s.mirror && s.mirrors > 0 {
+    if s.mirror && s.mirrors {
         report((
             Code::MirrorConflict,
             "HTTP route cannot contain both mirror and mirrors".into(),

@@ -478,7 +478,7 @@ fn retries_and_routes() {
         codes
     };
     let route = HttpRouteShape {
-        routes: 1,
+        route: true,
         ..HttpRouteShape::default()
     };
     assert_eq!(codes(route), []);
@@ -491,14 +491,14 @@ fn retries_and_routes() {
     let root = HttpRouteShape {
         delegate: true,
         mirror: true,
-        mirrors: 1,
+        mirrors: true,
         ..HttpRouteShape::default()
     };
     assert_eq!(codes(root), []);
     // A root route may not also route or redirect; a delegate's route may not delegate.
     let root_with_route = HttpRouteShape {
         delegate: true,
-        routes: 1,
+        route: true,
         redirect: true,
         ..HttpRouteShape::default()
     };
@@ -534,7 +534,7 @@ fn retries_and_routes() {
     assert_eq!(codes(direct), [Code::RouteConflict]);
     let both = HttpRouteShape {
         mirror: true,
-        mirrors: 1,
+        mirrors: true,
         ..route
     };
     assert_eq!(codes(both), [Code::MirrorConflict]);

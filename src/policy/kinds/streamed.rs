@@ -109,6 +109,16 @@ impl<'a, T: Deserialize<'a> + Default> Streamed<'a, T> {
         &self,
         at: &str,
         out: &mut Findings<'_>,
+        judge: impl FnMut(usize, T, &mut Findings<'_>),
+    ) -> bool {
+        self.each_at(&|| at.to_owned(), out, judge)
+    }
+
+    /// [`Streamed::each`] with the path written only if an element does not decode.
+    pub fn each_at(
+        &self,
+        at: &dyn Fn() -> String,
+        out: &mut Findings<'_>,
         mut judge: impl FnMut(usize, T, &mut Findings<'_>),
     ) -> bool {
         let Some(raw) = self.raw else { return true };
@@ -131,14 +141,14 @@ impl<'a, T: Deserialize<'a> + Default> Streamed<'a, T> {
             // the path, to name the field.
             (Err(_), Some(i)) => {
                 if let Some(text) = nth_element(raw.get(), i) {
-                    let at = format!("{at}[{i}]");
+                    let at = format!("{}[{i}]", at());
                     if decode_at::<T>(text, &at, out).is_some() {
                         // Cannot happen: the same text failed a moment ago.
                         out.invalid_spec(&at, "element does not decode");
                     }
                 }
             }
-            (Err(e), None) => out.invalid_spec(at, &e.to_string()),
+            (Err(e), None) => out.invalid_spec(&at(), &e.to_string()),
         }
         false
     }

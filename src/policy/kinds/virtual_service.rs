@@ -36,8 +36,9 @@ pub(super) struct Spec<'a> {
 struct HttpRoute<'a> {
     #[serde(rename = "match", deserialize_with = "null_default")]
     matches: Vec<RouteMatch>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    route: Vec<RouteDestination<'a>>,
+    // One route's destinations and mirrors can fill the body too: judged one at a time.
+    #[serde(borrow)]
+    route: Streamed<'a, RouteDestination<'a>>,
     redirect: Option<IgnoredAny>,
     direct_response: Option<IgnoredAny>,
     delegate: Option<IgnoredAny>,
@@ -47,8 +48,8 @@ struct HttpRoute<'a> {
     // million empty ones were a third memcpy.
     #[serde(borrow)]
     mirror: Option<Box<Destination<'a>>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    mirrors: Vec<Mirror<'a>>,
+    #[serde(borrow)]
+    mirrors: Streamed<'a, Mirror<'a>>,
     #[serde(borrow)]
     timeout: Option<Str<'a>>,
     #[serde(borrow)]
@@ -67,8 +68,8 @@ struct RouteMatch {
 struct TcpRoute<'a> {
     #[serde(rename = "match", deserialize_with = "null_default")]
     matches: Vec<RouteMatch>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    route: Vec<RouteDestination<'a>>,
+    #[serde(borrow)]
+    route: Streamed<'a, RouteDestination<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,8 +77,8 @@ struct TcpRoute<'a> {
 struct TlsRoute<'a> {
     #[serde(rename = "match", borrow, deserialize_with = "null_default")]
     matches: Vec<TlsMatch<'a>>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    route: Vec<RouteDestination<'a>>,
+    #[serde(borrow)]
+    route: Streamed<'a, RouteDestination<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,30 +305,32 @@ fn http_route(
     let shape = istio::HttpRouteShape {
         in_delegate: delegate,
         delegate: route.delegate.is_some(),
-        routes: route.route.len(),
+        route: !route.route.is_empty(),
         redirect: route.redirect.is_some(),
         direct_response: route.direct_response.is_some(),
         fault: route.fault.is_some(),
         rewrite: route.rewrite.is_some(),
         mirror: route.mirror.is_some(),
-        mirrors: route.mirrors.len(),
+        mirrors: !route.mirrors.is_empty(),
     };
     istio::http_route_conflict(&shape, &mut |(code, message)| {
         out.record(code, base, "", &message);
     });
 
     let mut external = false;
-    for (j, rd) in route.route.iter().enumerate() {
+    let at = || format!("{}.route", base());
+    route.route.each_at(&at, out, |j, rd, out| {
         let path = || format!("{}.route[{j}].destination", base());
         external |= destination(rd.destination.as_ref(), &path, cx, out);
-    }
+    });
     if let Some(m) = &route.mirror {
         destination(Some(m), &|| format!("{}.mirror", base()), cx, out);
     }
-    for (j, m) in route.mirrors.iter().enumerate() {
+    let at = || format!("{}.mirrors", base());
+    route.mirrors.each_at(&at, out, |j, m, out| {
         let path = || format!("{}.mirrors[{j}].destination", base());
         destination(m.destination.as_ref(), &path, cx, out);
-    }
+    });
     if let Some(t) = &route.timeout {
         out.rule(|| format!("{}.timeout", base()), t, istio::duration(t));
     }
@@ -369,23 +372,19 @@ fn retries(base: &dyn Fn() -> String, r: &Retries<'_>, out: &mut Findings<'_>) {
 /// A TCP or TLS route's destinations, which are required.
 fn routes(
     base: &dyn Fn() -> String,
-    route: &[RouteDestination<'_>],
+    route: &Streamed<'_, RouteDestination<'_>>,
     required: &str,
     cx: &Context<'_>,
     out: &mut Findings<'_>,
 ) {
+    let at = || format!("{}.route", base());
     if route.is_empty() {
-        out.record(
-            Code::MissingField,
-            || format!("{}.route", base()),
-            "",
-            required,
-        );
+        out.record(Code::MissingField, at, "", required);
     }
-    for (j, rd) in route.iter().enumerate() {
+    route.each_at(&at, out, |j, rd, out| {
         let path = || format!("{}.route[{j}].destination", base());
         destination(rd.destination.as_ref(), &path, cx, out);
-    }
+    });
 }
 
 /// Gateway references (`validateGatewayNames`) at `path[i]`.
