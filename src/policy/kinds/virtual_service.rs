@@ -75,17 +75,16 @@ struct TcpRoute<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct TlsRoute<'a> {
-    #[serde(rename = "match", borrow, deserialize_with = "null_default")]
-    matches: Vec<TlsMatch<'a>>,
+    #[serde(rename = "match", deserialize_with = "null_default")]
+    matches: Vec<TlsMatch>,
     #[serde(borrow)]
     route: Streamed<'a, RouteDestination<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-struct TlsMatch<'a> {
-    #[serde(borrow, deserialize_with = "null_default")]
-    sni_hosts: Vec<Str<'a>>,
+struct TlsMatch {
+    sni_hosts: StrList,
     gateways: StrList,
 }
 
@@ -232,7 +231,7 @@ fn tls_routes(
                     "TLS match must have at least one SNI host",
                 );
             }
-            for (j, sni) in m.sni_hosts.iter().enumerate() {
+            for (j, sni) in m.sni_hosts.view(text).iter().enumerate() {
                 if !out.charge(sni.len()) {
                     return;
                 }
