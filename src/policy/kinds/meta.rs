@@ -3,11 +3,12 @@
 //! object), `managedFields`, any other key — is skipped without allocating, so a map of
 //! a million keys costs the time to read it and at most one string per known key.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+
+use super::Str;
 
 /// Every label and annotation key a kind module reads. [`Pairs::get`] of any other key
 /// is a bug (and panics in debug builds): the value would never have been kept.
@@ -66,31 +67,6 @@ impl Pairs {
     }
 }
 
-/// A map key, borrowed from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 impl<'de> Deserialize<'de> for Pairs {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -101,7 +77,7 @@ impl<'de> Deserialize<'de> for Pairs {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
                 let mut kept: Vec<(&'static str, String)> = Vec::new();
-                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
                     let Some(known) = KEYS.iter().find(|k| **k == key) else {
                         map.next_value::<IgnoredAny>()?;
                         continue;

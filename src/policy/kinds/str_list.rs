@@ -8,11 +8,13 @@
 //! Elements with escapes (rare: the apiserver escapes only characters no host or
 //! name may contain) are unescaped into one string of their own.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, SeqAccess, Visitor};
 
+use super::Str;
 use crate::policy::istio::Names;
 
 /// Spans per chunk after the first (32 KiB).
@@ -219,10 +221,10 @@ impl<'de> Deserialize<'de> for StrList {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrList, A::Error> {
                 let mut list = Elements::new();
-                while let Some(e) = seq.next_element::<Element<'de>>()? {
+                while let Some(Str(e)) = seq.next_element::<Str<'de>>()? {
                     match e {
-                        Element::Borrowed(s) => list.push_borrowed(s),
-                        Element::Owned(s) => list.push_owned(&s),
+                        Cow::Borrowed(s) => list.push_borrowed(s),
+                        Cow::Owned(s) => list.push_owned(&s),
                     }
                     .map_err(de::Error::custom)?;
                 }
@@ -230,34 +232,6 @@ impl<'de> Deserialize<'de> for StrList {
             }
         }
         d.deserialize_option(V)
-    }
-}
-
-/// One element as the decoder hands it over.
-enum Element<'de> {
-    Borrowed(&'de str),
-    Owned(String),
-}
-
-impl<'de> Deserialize<'de> for Element<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Element<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Element<'de>, E> {
-                Ok(Element::Borrowed(s))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Element<'de>, E> {
-                Ok(Element::Owned(s.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Element<'de>, E> {
-                Ok(Element::Owned(s))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 
@@ -287,6 +261,9 @@ mod tests {
         assert_eq!(std::mem::size_of::<StrList>(), 8);
         // Escaped first: the base is the first borrowed element, wherever it is.
         assert_eq!(decoded(r#"["\n", "x", "\t", "y"]"#), ["\n", "x", "\t", "y"]);
+        // Only the escaped elements are copied.
+        let list: StrList = serde_json::from_str(r#"["a\"b", "plain", "c"]"#).unwrap();
+        assert_eq!(list.0.as_ref().map(|e| e.owned.as_str()), Some("a\"b"));
     }
 
     #[test]
@@ -315,6 +292,8 @@ mod tests {
         assert!(view.iter().enumerate().all(|(i, h)| h == format!("h{i}")));
         // Memory: a chunk per CHUNK elements, no buffer of the whole list's size.
         assert_eq!(o.hosts.0.as_ref().map(|e| e.chunks.len()), Some(4));
+        // Nothing copied: every element is a span of the text.
+        assert_eq!(o.hosts.0.as_ref().map(|e| e.owned.len()), Some(0));
     }
 
     #[test]
