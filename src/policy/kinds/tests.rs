@@ -204,6 +204,34 @@ tls:
 }
 
 #[test]
+fn a_route_of_many_destinations_is_judged_one_at_a_time() {
+    // A tenant's one route can hold as many destinations as the body allows: each is
+    // judged and counted, a bad one is named by its path, and what follows is judged.
+    let empties = vec!["{}"; 1_000].join(", ");
+    let spec = format!(
+        "{{\"hosts\": [\"api.github.com\"], \"http\": [{{\"route\": [{empties}, \
+         {{\"destination\": {{\"host\": \"leak.example.net\"}}}}], \
+         \"mirrors\": [{{\"destination\": {{\"host\": \"mirror.example.net\"}}}}]}}]}}"
+    );
+    let d = eval(Kind::VirtualService, "default", &spec);
+    assert_eq!(d.violation_count(), 1_002, "{:?}", codes(&d));
+    assert_eq!(d.violations[0].path, "spec.http[0].route[0].destination");
+    let bad = eval(
+        Kind::VirtualService,
+        "default",
+        r#"{"hosts": ["api.github.com"], "http": [{"route": [{"destination": {"host": "api.github.com"}}, {"destination": {"port": {"number": "x"}}}]}]}"#,
+    );
+    let found = codes(&bad);
+    assert!(
+        found.contains(&cp(
+            "EG219",
+            "spec.http[0].route[1].destination.port.number"
+        )),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn virtual_service_hosts_only_count_when_bound_to_the_mesh() {
     let gw_only = eval(
         Kind::VirtualService,
