@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod apiserver;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,6 +63,9 @@ pub struct Options {
     pub review_deadline: Duration,
     /// The allowlist ConfigMap validated as an allowlist (as deployed).
     pub allowlist_source: Option<egress_guard::policy::AllowlistSource>,
+    /// Serve this certificate and key instead of a fresh localhost one (the one a real
+    /// apiserver trusts, see [`apiserver::Kube::webhook_cert`]).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for Options {
@@ -78,6 +83,7 @@ impl Default for Options {
                 configmap: "egress-guard/egress-guard-allowlist".parse().unwrap(),
                 key: "allowlist.yaml".to_owned(),
             }),
+            tls: None,
         }
     }
 }
@@ -122,9 +128,12 @@ impl TestServer {
                 egress_guard::source::file::Hangups::install(),
             ));
         }
+        let (cert, key) = opts
+            .tls
+            .unwrap_or_else(|| (dir.path().join("tls.crt"), dir.path().join("tls.key")));
         let mut cfg = ServeConfig::new(TlsPaths {
-            cert: dir.path().join("tls.crt"),
-            key: dir.path().join("tls.key"),
+            cert,
+            key,
             client_ca: opts.client_ca,
         });
         cfg.request_timeout = opts.request_timeout;
