@@ -10,10 +10,10 @@
 //! the milliseconds and the peak heap of each: the engine's share of `bench/hostile.sh`
 //! without TLS, the body read or RSS sampling.
 //!
-//! Phases: the whole `evaluate`; `kinds::inspect` (spec decode, Istio rules, egress
+//! Phases: the whole `evaluate`; `policy::inspect` (spec decode, Istio rules, egress
 //! references judged against the allowlist as they are found); `timeouts::plan`; and, as
 //! floors, a plain JSON scan of the spec and a typed decode of a VirtualService-shaped
-//! struct with and without `serde_path_to_error` (which `kinds::decode` uses).
+//! struct with and without `serde_path_to_error` (which `spec::decode` uses).
 //! Counts come from a counting wrapper around jemalloc (the binary's allocator), which
 //! also tracks live bytes: the first lines give the heap a compiled allowlist keeps and
 //! the peak while it is parsed and compiled.
@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use egress_guard::policy::budget::Budget;
-use egress_guard::policy::kinds::{self, Context};
+use egress_guard::policy::judge::Context;
 use egress_guard::policy::{self, Allowlist, Kind, Operation, Request, timeouts};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -102,7 +102,7 @@ fn row(object: &str, phase: &str, (ns, a, b): (f64, f64, f64)) {
     );
 }
 
-/// Mirrors the fields `kinds::virtual_service` decodes, to price the decode alone.
+/// Mirrors the fields the VirtualService judge decodes, to price the decode alone.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 #[allow(dead_code)]
@@ -189,14 +189,7 @@ fn main() {
             user: "",
             subresource: "",
         };
-        let cx = Context {
-            allowlist: &a,
-            namespace: "default",
-            ephemeral_only: false,
-            now: None,
-            explain: false,
-            trusted_writer: false,
-        };
+        let cx = Context::new(&a, "default");
         row(
             name,
             "evaluate (total)",
@@ -205,20 +198,19 @@ fn main() {
         let budget = || Budget::for_object(spec.get().len(), None);
         row(
             name,
-            "kinds::inspect (decode + rules + allowlist lookups)",
-            measure(n, || kinds::inspect(kind, &spec, &cx, budget())),
+            "policy::inspect (decode + rules + allowlist lookups)",
+            measure(n, || policy::inspect(kind, &spec, &cx, budget())),
         );
-        let findings = kinds::inspect(kind, &spec, &cx, budget());
+        let findings = policy::inspect(kind, &spec, &cx, budget());
         if kind == Kind::VirtualService {
             let t = a
                 .default_timeout_for("default")
                 .expect("default timeout set");
+            let routes = findings.timeouts.clone().unwrap_or_default();
             row(
                 name,
                 "timeouts::plan (10 ops)",
-                measure(n, || {
-                    timeouts::plan(&findings.http_routes, t, a.timeout_scope)
-                }),
+                measure(n, || timeouts::plan(&routes.http, t, a.timeout_scope)),
             );
         }
         row(

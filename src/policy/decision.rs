@@ -312,6 +312,26 @@ impl Violation {
             message: truncated(message, MAX_TEXT),
         }
     }
+
+    /// `EG901`: the object could not be judged within `limit`.
+    pub fn too_complex(limit: Limit) -> Self {
+        let message = match limit {
+            Limit::Budget => {
+                "object too complex to evaluate within the work budget; nothing after this point was checked"
+            }
+            Limit::Deadline => "object too complex to evaluate within the deadline",
+        };
+        Self::new(Code::TooComplex, "", "", message)
+    }
+}
+
+/// What ended an evaluation early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The engine's work budget was spent.
+    Budget,
+    /// The caller's deadline passed (the server answers without a decision).
+    Deadline,
 }
 
 impl fmt::Display for Violation {
@@ -375,7 +395,7 @@ pub struct Decision {
     pub skipped: Option<Skip>,
     /// Set on an UPDATE whose spec did not change: violations become warnings.
     pub spec_unchanged: bool,
-    /// What is wrong with the object: the first [`MAX_VIOLATIONS`](crate::policy::kinds::MAX_VIOLATIONS).
+    /// What is wrong with the object: the first [`MAX_VIOLATIONS`](crate::policy::judge::MAX_VIOLATIONS).
     pub violations: Vec<Violation>,
     /// Violations found beyond those kept.
     pub omitted: usize,

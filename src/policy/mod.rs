@@ -10,25 +10,30 @@ pub mod decision;
 pub mod duration;
 pub mod host;
 pub mod istio;
-pub mod kinds;
+pub mod judge;
+pub mod kind;
+mod kinds;
 pub mod matcher;
 pub mod object_ref;
 pub mod review_hash;
+pub mod spec;
 pub mod suffix_hash;
 pub mod timeouts;
+pub mod url;
 pub mod yaml;
 
 use serde_json::value::RawValue;
 
 pub use allowlist::{Allowlist, AllowlistError};
-pub use decision::{Code, Decision, Mode, Skip, Verdict, Violation};
-pub use kinds::Kind;
+pub use decision::{Code, Decision, Limit, Mode, Skip, Verdict, Violation};
+pub use kind::{KINDS, Kind, KindRow};
+pub use kinds::configmap::MAX_CONFIGMAP_DATA;
 pub use object_ref::ObjectRef;
 
 use std::sync::atomic::AtomicBool;
 
 use budget::Budget;
-use kinds::{Context, Export};
+use judge::{Context, Export, Findings};
 
 /// The admission operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,13 +118,30 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
     let Some(kind) = req.kind else {
         return Decision::skip(Skip::NotIstio);
     };
+    let object = req.object.unwrap_or(empty_object());
     if kind == Kind::ConfigMap {
         // Before the exempt namespaces: the allowlist lives in a platform namespace.
         return match env.allowlist_source {
             Some(src)
                 if src.configmap.namespace == req.namespace && src.configmap.name == req.name =>
             {
-                allowlist_configmap(req.object.unwrap_or(empty_object()), src)
+                let cx = Context {
+                    allowlist_key: Some(&src.key),
+                    ..Context::new(allowlist, req.namespace)
+                };
+                let findings = inspect(
+                    kind,
+                    object,
+                    &cx,
+                    Budget::for_object(object.get().len(), env.cancel),
+                );
+                Decision {
+                    mode: Mode::Enforce,
+                    violations: findings.violations,
+                    omitted: findings.omitted,
+                    warnings: findings.warnings,
+                    ..Decision::default()
+                }
             }
             _ => Decision::skip(Skip::NotIstio),
         };
@@ -127,13 +149,11 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
     if allowlist.exempt_namespaces.contains(req.namespace) {
         return Decision::skip(Skip::ExemptNamespace);
     }
+    let row = kind.row();
+    let trusted_writer = allowlist.trusted_writers.contains(req.user);
     // The endpoint controllers copy pod addresses, and istiod registers the workloads
     // that connect to it: their writes are the control plane's own.
-    if matches!(
-        kind,
-        Kind::Endpoints | Kind::EndpointSlice | Kind::WorkloadEntry
-    ) && allowlist.trusted_writers.contains(req.user)
-    {
+    if row.trusted_writers && trusted_writer {
         return Decision::skip(Skip::TrustedWriter);
     }
     // Capture is set up when a pod starts; changing a running pod's labels or
@@ -143,20 +163,18 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         return Decision::skip(Skip::NoEffect);
     }
 
-    let object = req.object.unwrap_or(empty_object());
     let cx = Context {
-        allowlist,
-        namespace: req.namespace,
         ephemeral_only,
         now: env.now,
         explain: env.explain,
-        trusted_writer: allowlist.trusted_writers.contains(req.user),
+        trusted_writer,
+        ..Context::new(allowlist, req.namespace)
     };
     let budget = match env.work {
         Some(units) => Budget::new(units, env.cancel),
         None => Budget::for_object(object.get().len(), env.cancel),
     };
-    let findings = kinds::inspect(kind, object, &cx, budget);
+    let findings = inspect(kind, object, &cx, budget);
 
     let mut decision = Decision {
         mode: allowlist.mode_for(req.namespace),
@@ -174,7 +192,7 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         decision.mode = Mode::Enforce;
         decision.violations.push(Violation::new(
             Code::AuditExported,
-            export_field(kind),
+            row.export_field,
             "",
             &format!(
                 "namespace {} is in audit mode, but this object is visible to namespaces in enforce mode; export it to its own namespace only",
@@ -187,71 +205,43 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         && !decision.violations.is_empty()
         && req
             .old_object
-            .is_some_and(|old| same_content(kind, old, object))
+            .is_some_and(|old| same_content(row.compared, old, object))
     {
         decision.spec_unchanged = true;
     }
 
-    if kind == Kind::VirtualService && !env.judge_only {
+    if row.webhook.mutate && !env.judge_only {
         plan_timeouts(
             req.namespace,
-            findings.timeout_annotation.as_deref(),
+            &findings.timeouts.unwrap_or_default(),
             allowlist,
-            &findings.http_routes,
             &mut decision,
         );
     }
     decision
 }
 
-/// The most data (keys and values) Kubernetes keeps in one ConfigMap (`MaxSecretSize`).
-pub const MAX_CONFIGMAP_DATA: usize = 1024 * 1024;
+/// Runs `kind`'s judge over one object, within `budget`.
+pub fn inspect<'b>(
+    kind: Kind,
+    object: &RawValue,
+    cx: &Context<'_>,
+    budget: Budget<'b>,
+) -> Findings<'b> {
+    let mut out = Findings::new(budget);
+    out.charge(object.get().len());
+    (kind.row().judge)(object, cx, &mut out);
+    out.finish()
+}
 
-/// An edit of the allowlist's ConfigMap: denied exactly when the server would refuse to
-/// load it (the same parser), so a bad allowlist never reaches the cluster and a good
-/// one is never refused. Its load-time warnings come back as admission warnings.
-fn allowlist_configmap(object: &RawValue, src: &AllowlistSource) -> Decision {
-    #[derive(serde::Deserialize, Default)]
-    #[serde(default)]
-    struct Data<'a> {
-        #[serde(borrow)]
-        data: Option<std::collections::BTreeMap<kinds::Str<'a>, kinds::Str<'a>>>,
-    }
-    let path = format!("data[{}]", src.key);
-    let invalid = |message: &str| Decision {
-        mode: Mode::Enforce,
-        violations: vec![Violation::new(Code::InvalidAllowlist, &path, "", message)],
+/// The decision for a review that could not be judged within the caller's deadline:
+/// `EG901`, which denies in enforce mode and is reported in audit mode, like any
+/// violation.
+pub fn too_complex(namespace: &str, allowlist: &Allowlist) -> Decision {
+    Decision {
+        mode: allowlist.mode_for(namespace),
+        violations: vec![Violation::too_complex(Limit::Deadline)],
         ..Decision::default()
-    };
-    let data = match serde_json::from_str::<Data>(object.get()) {
-        Ok(d) => d.data.unwrap_or_default(),
-        Err(e) => return invalid(&format!("the ConfigMap does not decode: {e}")),
-    };
-    // Kubernetes stores no ConfigMap whose data is larger than this, so a larger one is
-    // denied as the apiserver would deny it, before its YAML costs a parse.
-    let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if size > MAX_CONFIGMAP_DATA {
-        return invalid(&format!(
-            "the ConfigMap's data is {size} bytes; Kubernetes stores at most \
-             {MAX_CONFIGMAP_DATA}"
-        ));
-    }
-    let Some(text) = data.get(src.key.as_str()) else {
-        return invalid(
-            "the allowlist key is missing: the server would keep its last good allowlist",
-        );
-    };
-    match Allowlist::from_yaml(text) {
-        Ok(a) => Decision {
-            mode: Mode::Enforce,
-            warnings: a
-                .warnings
-                .iter()
-                .map(|w| format!("allowlist: {w}"))
-                .collect(),
-            ..Decision::default()
-        },
-        Err(e) => invalid(&e.to_string()),
     }
 }
 
@@ -264,25 +254,15 @@ fn exported_to_enforcement(export: &Export, allowlist: &Allowlist) -> bool {
     }
 }
 
-/// Where a kind says who sees it.
-fn export_field(kind: Kind) -> &'static str {
-    match kind {
-        Kind::ServiceEntry | Kind::VirtualService | Kind::DestinationRule => "spec.exportTo",
-        Kind::Service => "metadata.annotations[networking.istio.io/exportTo]",
-        _ => "metadata.namespace",
-    }
-}
-
 /// Adds the default-timeout patch for a VirtualService, honouring the annotation.
 fn plan_timeouts(
     namespace: &str,
-    annotation: Option<&str>,
+    routes: &timeouts::Routes,
     allowlist: &Allowlist,
-    routes: &[kinds::HttpRouteInfo],
     decision: &mut Decision,
 ) {
     let default = allowlist.default_timeout_for(namespace);
-    let timeout = match annotation.map(timeouts::parse_override) {
+    let timeout = match routes.annotation.as_deref().map(timeouts::parse_override) {
         None => default,
         Some(Ok(timeouts::Override::OptOut)) => None,
         Some(Ok(timeouts::Override::Timeout(d))) => Some(d),
@@ -295,23 +275,18 @@ fn plan_timeouts(
         }
     };
     if let Some(t) = timeout {
-        let (patch, paths) = timeouts::plan(routes, t, allowlist.timeout_scope);
+        let (patch, paths) = timeouts::plan(&routes.http, t, allowlist.timeout_scope);
         decision.patch = patch;
         decision.patched_routes = paths;
         decision.default_timeout = Some(t);
     }
 }
 
-/// "UPDATE left what is judged unchanged": the `spec`, or the top-level fields that
-/// play its part (Endpoints' `subsets`, an EndpointSlice's addresses and ports).
-/// Byte-equal JSON is the fast path (the apiserver encodes both the same way),
-/// structural equality the fallback.
-fn same_content(kind: Kind, old: &RawValue, new: &RawValue) -> bool {
-    let fields: &[&str] = match kind {
-        Kind::Endpoints => &["subsets"],
-        Kind::EndpointSlice => &["addressType", "endpoints", "ports"],
-        _ => &["spec"],
-    };
+/// "UPDATE left what is judged unchanged": the kind's compared top-level fields (the
+/// `spec`, or the fields that play its part: Endpoints' `subsets`, an EndpointSlice's
+/// addresses and ports). Byte-equal JSON is the fast path (the apiserver encodes both
+/// the same way), structural equality the fallback.
+fn same_content(fields: &[&str], old: &RawValue, new: &RawValue) -> bool {
     let (Some(a), Some(b)) = (top_level(old), top_level(new)) else {
         return false;
     };

@@ -1,6 +1,7 @@
-//! Default timeouts for VirtualService http routes (SPEC §4), as RFC 6902 operations.
-//! Only routes without a `timeout` are touched, so applying the patch and evaluating
-//! again yields no patch.
+//! Default timeouts for VirtualService http routes, as RFC 6902 operations. The
+//! VirtualService's judge summarises its routes ([`Routes`]); this module owns that
+//! summary, the opt-out annotation and the patch. Only routes without a `timeout` are
+//! touched, so applying the patch and evaluating again yields no patch.
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
@@ -8,10 +9,32 @@ use serde_json::Value;
 
 use super::allowlist::TimeoutScope;
 use super::duration::Duration;
-use super::kinds::HttpRouteInfo;
 
 /// The annotation that overrides the default timeout on one VirtualService.
 pub const ANNOTATION: &str = "egress-guard.io/default-timeout";
+
+/// What the mutation needs to know about one VirtualService.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// The value of [`ANNOTATION`], if set.
+    pub annotation: Option<String>,
+    /// The http routes that may get a timeout (forwarding, without one).
+    pub http: Vec<HttpRouteInfo>,
+}
+
+/// What the timeout mutation needs to know about one `http[]` route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRouteInfo {
+    /// Index in `spec.http`.
+    pub index: usize,
+    /// The route already sets `timeout` (any value, even an invalid one).
+    pub has_timeout: bool,
+    /// The route forwards somewhere (has `route` destinations); redirects, direct
+    /// responses and delegates have nothing to time out.
+    pub forwards: bool,
+    /// At least one destination leaves the mesh.
+    pub external: bool,
+}
 
 /// What the annotation asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,13 +4,15 @@
 //! ServiceEntry host, on its port, as exported everywhere.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::{Context, Findings, Str, null_default};
+use crate::policy::judge::{Context, EgressRef, Findings, Reach};
 use crate::policy::matcher::PortSet;
+use crate::policy::spec::{Object, Str, null_default};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec<'a> {
+struct Spec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     external_hostname: ExternalHostname<'a>,
     #[serde(deserialize_with = "null_default")]
@@ -30,7 +32,10 @@ struct BackendPort {
     port: i64,
 }
 
-pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(Object { spec, .. }) = out.decoded::<Object<Spec<'_>>>(object.get()) else {
+        return;
+    };
     let host = &spec.external_hostname.hostname;
     if host.is_empty() {
         return;
@@ -38,5 +43,10 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
     let ports: Vec<u16> = u16::try_from(spec.port.port).into_iter().collect();
     let ports = PortSet::new(ports);
     let path = || "spec.externalHostname.hostname".to_owned();
-    out.host_ref(cx, path, host, Some(&ports), true);
+    out.egress(
+        cx,
+        EgressRef::new(&path, host, Reach::Dialled)
+            .on(Some(&ports))
+            .exported(true),
+    );
 }

@@ -5,16 +5,18 @@
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
-use super::{Context, Findings, HostEgress, Str, Streamed, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
+use crate::policy::judge::{Context, EgressRef, ExportOf, Findings, HostEgress, Reach};
 use crate::policy::matcher::PortSet;
 use crate::policy::review_hash::Set;
+use crate::policy::spec::{Object, Str, Streamed, null_default};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec<'a> {
+struct Spec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     host: Str<'a>,
     #[serde(borrow)]
@@ -70,14 +72,15 @@ struct Subset<'a> {
     traffic_policy: Option<TrafficPolicy<'a>>,
 }
 
-pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
-    export_to(
-        &spec.export_to,
-        cx,
-        false,
-        spec.workload_selector.is_some(),
-        out,
-    );
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(Object { spec, .. }) = out.decoded::<Object<Spec<'_>>>(object.get()) else {
+        return;
+    };
+    let of = ExportOf {
+        service_entry: false,
+        workload_selector: spec.workload_selector.is_some(),
+    };
+    out.export_to(&spec.export_to, of, cx);
     let syntax = istio::destination_rule_host(&spec.host);
     out.host_field(
         cx,
@@ -85,7 +88,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
         &spec.host,
         syntax,
         true,
-        Some(HostEgress::default()),
+        Some(HostEgress::DIALLED),
     );
     if let Some(tp) = &spec.traffic_policy {
         traffic_policy(tp, &|| "spec.trafficPolicy".to_owned(), cx, out);
@@ -142,7 +145,7 @@ fn traffic_policy(
 /// unparsable one is not a validity error; it is matched verbatim (only `*` covers it).
 fn sni_ref(sni: &str, path: &dyn Fn() -> String, cx: &Context<'_>, out: &mut Findings<'_>) {
     if !sni.is_empty() && out.charge(sni.len()) {
-        out.name_ref(cx, path, sni);
+        out.egress(cx, EgressRef::new(path, sni, Reach::Sni));
     }
 }
 
@@ -161,7 +164,7 @@ fn tunnel(t: &Tunnel<'_>, base: &dyn Fn() -> String, cx: &Context<'_>, out: &mut
     };
     let egress = HostEgress {
         ports: port.as_ref(),
-        exported: false,
+        ..HostEgress::DIALLED
     };
     out.host_field(cx, path, raw, syntax, false, Some(egress));
 }

@@ -5,18 +5,17 @@
 //! or allowed.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::Context;
-use super::{Export, Findings, Meta, Str, null_default};
 use crate::policy::istio;
+use crate::policy::judge::{Context, EgressRef, Export, Findings, Reach};
 use crate::policy::matcher::PortSet;
+use crate::policy::spec::{Str, null_default};
 
 /// A core `Endpoints` object (its fields are at the top level, not under `spec`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(super) struct EndpointsObject<'a> {
-    #[serde(deserialize_with = "null_default")]
-    pub(super) metadata: Meta,
+struct EndpointsObject<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     subsets: Vec<Subset<'a>>,
 }
@@ -48,9 +47,7 @@ struct EndpointPort {
 /// A `discovery.k8s.io` EndpointSlice (fields at the top level too).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct SliceObject<'a> {
-    #[serde(deserialize_with = "null_default")]
-    pub(super) metadata: Meta,
+struct SliceObject<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     address_type: Str<'a>,
     #[serde(borrow, deserialize_with = "null_default")]
@@ -76,7 +73,10 @@ fn port_set(ports: &[EndpointPort]) -> PortSet {
 }
 
 /// Core Endpoints: every ready and not-ready address.
-pub(super) fn inspect(o: &EndpointsObject<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(o) = out.decoded::<EndpointsObject<'_>>(object.get()) else {
+        return;
+    };
     // They back a Service, which the mesh sees everywhere unless it says otherwise.
     out.export = Export::Everywhere;
     for (i, subset) in o.subsets.iter().enumerate() {
@@ -97,7 +97,10 @@ pub(super) fn inspect(o: &EndpointsObject<'_>, cx: &Context<'_>, out: &mut Findi
 }
 
 /// An EndpointSlice: IP addresses, or names for `addressType: FQDN`.
-pub(super) fn inspect_slice(o: &SliceObject<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+pub(crate) fn judge_slice(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(o) = out.decoded::<SliceObject<'_>>(object.get()) else {
+        return;
+    };
     out.export = Export::Everywhere;
     let ports = port_set(&o.ports);
     let fqdn = o.address_type == "FQDN";
@@ -108,7 +111,10 @@ pub(super) fn inspect_slice(o: &SliceObject<'_>, cx: &Context<'_>, out: &mut Fin
             }
             let path = || format!("endpoints[{i}].addresses[{j}]");
             if fqdn {
-                out.host_ref(cx, path, a, Some(&ports), false);
+                out.egress(
+                    cx,
+                    EgressRef::new(&path, a, Reach::Dialled).on(Some(&ports)),
+                );
             } else {
                 address(a, &ports, path, cx, out);
             }
@@ -125,6 +131,9 @@ fn address(
     out: &mut Findings<'_>,
 ) {
     if istio::parse_ip(raw).is_some() {
-        out.host_ref(cx, path, raw, Some(ports), false);
+        out.egress(
+            cx,
+            EgressRef::new(&path, raw, Reach::Dialled).on(Some(ports)),
+        );
     }
 }

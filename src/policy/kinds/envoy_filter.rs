@@ -3,10 +3,12 @@
 //! unless the namespace is granted `allowEnvoyFilter`. (EnvoyFilters in the mesh's root
 //! namespace apply everywhere; that namespace belongs in `exemptNamespaces`.)
 
-use super::{Context, Findings};
-use crate::policy::decision::Code;
+use serde_json::value::RawValue;
 
-pub(super) fn inspect(cx: &Context<'_>, out: &mut Findings<'_>) {
+use crate::policy::decision::Code;
+use crate::policy::judge::{Context, Findings};
+
+pub(crate) fn judge(_object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
     if !cx.allowlist.may_envoy_filter(cx.namespace) {
         out.violation(
             Code::EnvoyFilter,

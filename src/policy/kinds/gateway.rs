@@ -6,15 +6,17 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::{Context, Findings, HostEgress, Port, Str, Streamed, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
+use crate::policy::judge::{Context, EgressRef, Findings, Reach, is_ip_literal};
 use crate::policy::review_hash::Set;
+use crate::policy::spec::{Object, Port, Str, Streamed, null_default};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(super) struct Spec<'a> {
+struct Spec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     selector: BTreeMap<Str<'a>, Str<'a>>,
     // Judged one at a time (see `Streamed`): a server list is as long as the body allows.
@@ -33,7 +35,10 @@ struct Server<'a> {
     bind: Str<'a>,
 }
 
-pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(Object { spec, .. }) = out.decoded::<Object<Spec<'_>>>(object.get()) else {
+        return;
+    };
     let selector = spec.selector.iter().map(|(k, v)| (&**k, &**v));
     let egress = cx.allowlist.is_egress_selector(selector);
     if spec.servers.is_empty() {
@@ -45,7 +50,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
         );
     }
     let mut port_names: Set<Cow<'_, str>> = Set::default();
-    spec.servers.each("spec.servers", out, |i, server, out| {
+    out.each(&spec.servers, "spec.servers", |i, server, out| {
         if !out.charge(1 + server.bind.len()) {
             return;
         }
@@ -89,8 +94,8 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
             out.rule(path, raw, checked);
             // Egress is the host part, without the `namespace/` prefix.
             let name = raw.split_once('/').map_or(&**raw, |(_, h)| h);
-            if egress && (referable || super::is_ip_literal(name)) {
-                out.host_ref(cx, path, name, HostEgress::default().ports, false);
+            if egress && (referable || is_ip_literal(name)) {
+                out.egress(cx, EgressRef::new(&path, name, Reach::Dialled));
             }
         }
     });

@@ -7,17 +7,19 @@
 
 use ipnet::IpNet;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::{Context, Findings, Str, Streamed, null_default};
 use crate::policy::decision::Code;
+use crate::policy::judge::{Context, EgressRef, Findings, Reach};
+use crate::policy::spec::{Object, Str, Streamed, null_default};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec<'a> {
+struct Spec<'a> {
     #[serde(borrow)]
     policy_types: Option<Vec<Str<'a>>>,
-    // Rules and peers are judged one at a time (a million empty rules were 12× the
-    // body decoded whole).
+    // Rules and peers are judged one at a time: a list as long as the body allows is
+    // not a struct per element.
     #[serde(borrow)]
     egress: Streamed<'a, EgressRule<'a>>,
 }
@@ -50,7 +52,10 @@ type Repeat = (Vec<(Code, String, String)>, usize);
 /// Every address, as a rule without `to` allows.
 const EVERYWHERE: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
-pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(Object { spec, .. }) = out.decoded::<Object<Spec<'_>>>(object.get()) else {
+        return;
+    };
     // Listed policy types decide; without them, egress rules make it an egress policy.
     if let Some(types) = &spec.policy_types
         && !types.iter().any(|t| &**t == "Egress")
@@ -64,7 +69,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
     // A rule without `to` gets the same verdict each time: judged for the first, then
     // repeated (its violations, or the count of those past the kept hundred).
     let mut open: Option<Repeat> = None;
-    spec.egress.each("spec.egress", out, |i, rule, out| {
+    out.each(&spec.egress, "spec.egress", |i, rule, out| {
         if !out.charge(1) {
             return;
         }
@@ -80,7 +85,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
                 None => {
                     let before = (out.violations.len(), out.omitted);
                     for (text, net) in &everywhere {
-                        out.net_ref(cx, at, text, *net, false);
+                        out.egress(cx, EgressRef::new(&at, text, Reach::Net(*net)));
                     }
                     let kept = out.violations.get(before.0..).unwrap_or_default();
                     let kept = kept
@@ -93,7 +98,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
             return;
         }
         let to = format!("spec.egress[{i}].to");
-        rule.to.each(&to, out, |j, peer, out| {
+        out.each(&rule.to, &to, |j, peer, out| {
             if !out.charge(1) {
                 return;
             }
@@ -105,7 +110,9 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
             }
             let path = || format!("{to}[{j}].ipBlock.cidr");
             match block.cidr.parse::<IpNet>() {
-                Ok(net) => out.net_ref(cx, path, &block.cidr, net, false),
+                Ok(net) => {
+                    out.egress(cx, EgressRef::new(&path, &block.cidr, Reach::Net(net)));
+                }
                 Err(_) => out.record(
                     Code::InvalidSpec,
                     path,

@@ -20,12 +20,17 @@
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
 use super::proxy_config;
-use super::{Context, Findings, Meta, Str, Streamed, kube_ip, null_default};
 use crate::policy::allowlist::Disposition;
 use crate::policy::decision::Code;
+use crate::policy::judge::{Context, EgressRef, Findings, Reach, kube_ip};
 use crate::policy::matcher::PortSet;
+use crate::policy::spec::{self, Keys, Str, Streamed, null_default};
+
+/// Pod metadata as the pod checks read it.
+type Meta = spec::Meta<Read>;
 
 /// The UID and GID Istio's capture rules exempt (`--uid-owner` / `--gid-owner`).
 pub const PROXY_UID: i64 = 1337;
@@ -41,12 +46,12 @@ const DNS_PORT: u16 = 53;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct PodSpec<'a> {
+pub(crate) struct PodSpec<'a> {
     host_network: bool,
     #[serde(deserialize_with = "null_default")]
     security_context: Identity,
     // Judged one at a time: a list as long as the body allows is not a struct per
-    // element (a million `{}` took 155 MiB decoded whole).
+    // element.
     #[serde(borrow)]
     containers: Streamed<'a, Container<'a>>,
     #[serde(borrow)]
@@ -112,7 +117,7 @@ struct Container<'a> {
     readiness_probe: Option<Probe>,
     startup_probe: Option<Probe>,
     // Boxed: a container is moved while it is decoded and judged, and this is most of
-    // its size (a million empty containers: 110 -> 72 ms).
+    // its size.
     #[serde(borrow)]
     security_context: Option<Box<SecurityContext<'a>>>,
 }
@@ -151,76 +156,71 @@ struct Capabilities<'a> {
 /// A pod template: `spec.template` of the workload kinds.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(super) struct Template<'a> {
+pub(crate) struct Template<'a> {
     #[serde(deserialize_with = "null_default")]
     metadata: Meta,
     #[serde(borrow, deserialize_with = "null_default")]
     spec: PodSpec<'a>,
 }
 
-/// The `spec` of Deployment, StatefulSet, DaemonSet, ReplicaSet and Job.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct WorkloadSpec<'a> {
-    #[serde(borrow, deserialize_with = "null_default")]
-    template: Template<'a>,
-}
-
-/// The `spec` of a CronJob.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub(super) struct CronJobSpec<'a> {
-    #[serde(borrow, deserialize_with = "null_default")]
-    job_template: JobTemplate<'a>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct JobTemplate<'a> {
-    #[serde(borrow, deserialize_with = "null_default")]
-    spec: WorkloadSpec<'a>,
-}
-
-impl<'a> CronJobSpec<'a> {
-    pub(super) fn template(&self) -> &Template<'a> {
-        &self.job_template.spec.template
-    }
-}
-
-impl<'a> WorkloadSpec<'a> {
-    pub(super) fn template(&self) -> &Template<'a> {
-        &self.template
-    }
-}
-
 /// Where the pod being judged comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Source {
+enum Source {
     /// A pod as the apiserver is about to store it: after injection.
     Pod,
     /// A workload's template: before injection, which happens per pod.
     Template,
 }
 
+/// The labels and annotations the pod checks read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Read;
+
+impl Keys for Read {
+    const KEYS: &'static [&'static str] = &[
+        INJECT,
+        DATAPLANE_MODE,
+        STATUS,
+        EXCLUDE_RANGES,
+        EXCLUDE_PORTS,
+        EXCLUDE_INTERFACES,
+        INCLUDE_RANGES,
+        INTERCEPTION_MODE,
+        TEMPLATES,
+        PROXY_IMAGE,
+        BOOTSTRAP_OVERRIDE,
+        OVERRIDES,
+        USER_VOLUME_MOUNT,
+        NATIVE_SIDECAR,
+        GATEWAY_MANAGED,
+        proxy_config::ANNOTATION,
+    ];
+}
+
 /// A pod.
-pub(super) fn inspect_pod(
-    meta: &Meta,
-    spec: &PodSpec<'_>,
-    cx: &Context<'_>,
-    out: &mut Findings<'_>,
-) {
-    judge(meta, spec, Source::Pod, &|| String::new(), cx, out);
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(o) = out.decoded::<spec::Object<PodSpec<'_>, Read>>(object.get()) else {
+        return;
+    };
+    judge_pod_spec(
+        &o.metadata,
+        &o.spec,
+        Source::Pod,
+        &|| String::new(),
+        cx,
+        out,
+    );
 }
 
 /// A workload's pod template at `base` (`spec.template.` or
 /// `spec.jobTemplate.spec.template.`).
-pub(super) fn inspect_template(
+pub(crate) fn judge_template(
     t: &Template<'_>,
     base: &str,
     cx: &Context<'_>,
     out: &mut Findings<'_>,
 ) {
-    judge(
+    judge_pod_spec(
         &t.metadata,
         &t.spec,
         Source::Template,
@@ -230,7 +230,7 @@ pub(super) fn inspect_template(
     );
 }
 
-fn judge(
+fn judge_pod_spec(
     meta: &Meta,
     spec: &PodSpec<'_>,
     source: Source,
@@ -239,7 +239,7 @@ fn judge(
     out: &mut Findings<'_>,
 ) {
     // Telemetry and control-plane addresses are egress wherever the pod runs.
-    proxy_config::inspect(&meta.annotations, base, cx, out);
+    proxy_config::judge_annotation(&meta.annotations, base, cx, out);
     let may_opt_out = cx.allowlist.may_opt_out(cx.namespace);
     if !cx.ephemeral_only {
         resolver(spec, base, cx, out);
@@ -358,15 +358,12 @@ impl<'m> PodView<'m> {
             Source::Pod if injected.contains(&INIT) => {
                 let at = format!("{}spec.initContainers", base());
                 let mut init_at = None;
-                let decoded =
-                    spec.init_containers
-                        .retyped()
-                        .each(&at, out, |i, c: Named<'_>, out| {
-                            if out.charge(1 + c.name.len()) && init_at.is_none() && &*c.name == INIT
-                            {
-                                init_at = Some(i);
-                            }
-                        });
+                let names = spec.init_containers.retyped::<Named<'_>>();
+                let decoded = out.each(&names, &at, |i, c, out| {
+                    if out.charge(1 + c.name.len()) && init_at.is_none() && &*c.name == INIT {
+                        init_at = Some(i);
+                    }
+                });
                 if !decoded {
                     return None;
                 }
@@ -420,7 +417,7 @@ impl<'m> PodView<'m> {
     ) -> bool {
         let decoded = lists.iter().all(|&(field, list)| {
             let at = format!("{}spec.{}", base(), field.as_str());
-            list.retyped().each(&at, out, |i, c: Named<'_>, out| {
+            out.each(&list.retyped::<Named<'_>>(), &at, |i, c, out| {
                 if out.charge(1 + c.name.len()) && &*c.name == PROXY {
                     let ids = c.security_context.unwrap_or_default();
                     self.saw_proxy((field, i), (ids.run_as_user, ids.run_as_group));
@@ -458,7 +455,7 @@ impl<'m> PodView<'m> {
         for &(field, list) in lists {
             let at = format!("{}spec.{}", base(), field.as_str());
             // Every list decoded on the first walk, so this one reports nothing new.
-            list.retyped().each(&at, out, |i, c: Named<'_>, out| {
+            out.each(&list.retyped::<Named<'_>>(), &at, |i, c, out| {
                 let before = field != proxy_field || i < proxy_index;
                 if !before || !out.charge(1 + c.name.len()) || self.is_proxy(&c.name) {
                     return;
@@ -521,9 +518,11 @@ fn resolver(
                 ns,
                 "an in-cluster nameserver other than the cluster DNS (clusterDns) may be any pod's resolver, and answers the proxy's lookups",
             ),
-            Some(ip) => out.net_ref(cx, path, ns, ip.into(), false),
+            Some(ip) => {
+                out.egress(cx, EgressRef::new(&path, ns, Reach::Net(ip.into())));
+            }
             None => {
-                out.host_ref(cx, path, ns, Some(&dns), false);
+                out.egress(cx, EgressRef::new(&path, ns, Reach::Dialled).on(Some(&dns)));
             }
         }
     }
@@ -536,15 +535,18 @@ fn resolver(
             continue;
         }
         let path = || format!("{}spec.dnsConfig.searches[{i}]", base());
-        out.host_ref(cx, path, &format!("*.{domain}"), None, false);
+        let wildcard = format!("*.{domain}");
+        out.egress(cx, EgressRef::new(&path, &wildcard, Reach::Dialled));
     }
     for (i, alias) in spec.host_aliases.iter().enumerate() {
         let path = || format!("{}spec.hostAliases[{i}].ip", base());
         match kube_ip(&alias.ip) {
             Some(ip) if ip.is_loopback() => {}
-            Some(ip) => out.net_ref(cx, path, &alias.ip, ip.into(), false),
+            Some(ip) => {
+                out.egress(cx, EgressRef::new(&path, &alias.ip, Reach::Net(ip.into())));
+            }
             None => {
-                out.host_ref(cx, path, &alias.ip, None, false);
+                out.egress(cx, EgressRef::new(&path, &alias.ip, Reach::Dialled));
             }
         }
     }
@@ -791,7 +793,7 @@ fn containers(
     out: &mut Findings<'_>,
 ) -> bool {
     let at = format!("{}spec.{}", base(), field.as_str());
-    list.each(&at, out, |i, c, out| {
+    out.each(list, &at, |i, c, out| {
         if !out.charge(1 + c.name.len()) {
             return;
         }
@@ -941,25 +943,6 @@ fn proxy_image(
     }
 }
 
-/// The labels and annotations this module reads (kept by [`super::meta`]).
-#[cfg(test)]
-pub(super) const KEYS_READ: &[&str] = &[
-    INJECT,
-    DATAPLANE_MODE,
-    STATUS,
-    EXCLUDE_RANGES,
-    EXCLUDE_PORTS,
-    EXCLUDE_INTERFACES,
-    INCLUDE_RANGES,
-    INTERCEPTION_MODE,
-    TEMPLATES,
-    PROXY_IMAGE,
-    BOOTSTRAP_OVERRIDE,
-    OVERRIDES,
-    USER_VOLUME_MOUNT,
-    NATIVE_SIDECAR,
-    GATEWAY_MANAGED,
-];
 const INJECT: &str = "sidecar.istio.io/inject";
 const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
 const STATUS: &str = "sidecar.istio.io/status";

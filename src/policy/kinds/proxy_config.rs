@@ -9,19 +9,20 @@
 //! The ProxyConfig resource (`networking.istio.io`) reaches the injector the same way:
 //! its `environmentVariables` become `proxyMetadata` of the pods it selects.
 
-use serde_json::{Map, Value};
-
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
-use super::{Context, Findings, Pairs, Str, null_default};
 use crate::policy::decision::Code;
+use crate::policy::judge::{Context, EgressRef, Findings, Reach};
 use crate::policy::matcher::PortSet;
+use crate::policy::spec::{Keys, Object, Pairs, Str, null_default};
 use crate::policy::yaml;
 
 /// The annotation.
-pub const ANNOTATION: &str = "proxy.istio.io/config";
+pub(crate) const ANNOTATION: &str = "proxy.istio.io/config";
 /// A ProxyConfig larger than this is not read (real ones are a few lines).
 const MAX_LEN: usize = 64 * 1024;
 
@@ -87,8 +88,8 @@ fn field<'m>(
 }
 
 /// Judges the annotation if the object carries one; `base` prefixes the path.
-pub(super) fn inspect(
-    annotations: &Pairs,
+pub(crate) fn judge_annotation<K: Keys>(
+    annotations: &Pairs<K>,
     base: &dyn Fn() -> String,
     cx: &Context<'_>,
     out: &mut Findings<'_>,
@@ -140,14 +141,17 @@ pub(super) fn inspect(
         let (host, port) = split_host_port(address);
         let ports = PortSet::new(port.into_iter().collect());
         let at = || format!("{}.{}", path(), written.join("."));
-        out.resolved_ref(cx, at, host, Some(&ports), false);
+        out.egress(
+            cx,
+            EgressRef::new(&at, host, Reach::ClusterDns).on(Some(&ports)),
+        );
     }
 }
 
 /// The `spec` of a ProxyConfig resource.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct ResourceSpec<'a> {
+struct ResourceSpec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     environment_variables: BTreeMap<Str<'a>, IgnoredValue>,
 }
@@ -157,7 +161,10 @@ pub(super) struct ResourceSpec<'a> {
 struct IgnoredValue(serde::de::IgnoredAny);
 
 /// A ProxyConfig resource: its environment reaches `istio-init` of the pods it selects.
-pub(super) fn inspect_resource(spec: &ResourceSpec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(Object { spec, .. }) = out.decoded::<Object<ResourceSpec<'_>>>(object.get()) else {
+        return;
+    };
     if cx.allowlist.may_opt_out(cx.namespace) {
         return;
     }
@@ -211,7 +218,7 @@ fn capture_fields(config: &Map<String, Value>, path: &dyn Fn() -> String, out: &
 /// Environment given to the proxy and `istio-init`: `istio-iptables` reads its capture
 /// settings (excluded ports and groups, skipping the rules) from the environment, so
 /// only node metadata (`ISTIO_META_*`) is left to workloads.
-pub(super) fn capture_environment<'k>(
+pub(crate) fn capture_environment<'k>(
     keys: impl Iterator<Item = &'k str>,
     path: &dyn Fn(&str) -> String,
     out: &mut Findings<'_>,

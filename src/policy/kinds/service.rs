@@ -5,17 +5,27 @@
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
-use super::{Context, Export, Findings, Meta, Str, export_scope, kube_ip, null_default};
 use crate::policy::istio;
+use crate::policy::judge::{Context, EgressRef, Export, Findings, Reach, export_scope, kube_ip};
 use crate::policy::matcher::PortSet;
+use crate::policy::spec::{Keys, Object, Str, null_default};
 
 /// Istio's annotation that limits which namespaces see a Service.
-pub(super) const EXPORT_TO: &str = "networking.istio.io/exportTo";
+pub(crate) const EXPORT_TO: &str = "networking.istio.io/exportTo";
+
+/// The metadata a Service's judge reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Read;
+
+impl Keys for Read {
+    const KEYS: &'static [&'static str] = &[EXPORT_TO];
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec<'a> {
+struct Spec<'a> {
     #[serde(rename = "type", borrow, deserialize_with = "null_default")]
     kind: Str<'a>,
     #[serde(borrow, deserialize_with = "null_default")]
@@ -34,8 +44,12 @@ struct ServicePort {
     _target_port: Option<IgnoredAny>,
 }
 
-pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut Findings<'_>) {
-    out.export = match meta.annotations.get(EXPORT_TO) {
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(Object { spec, metadata }) = out.decoded::<Object<Spec<'_>, Read>>(object.get())
+    else {
+        return;
+    };
+    out.export = match metadata.annotations.get(EXPORT_TO) {
         None => Export::Everywhere,
         Some(list) => export_scope(list.split(',').map(str::trim), cx),
     };
@@ -48,26 +62,18 @@ pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut 
     );
     out.charge(spec.ports.len() + spec.external_name.len());
     if spec.kind == "ExternalName" && !spec.external_name.is_empty() {
-        out.resolved_ref(
-            cx,
-            || "spec.externalName".to_owned(),
-            &spec.external_name,
-            Some(&ports),
-            exported,
-        );
+        let path = || "spec.externalName".to_owned();
+        let r = EgressRef::new(&path, &spec.external_name, Reach::ClusterDns);
+        out.egress(cx, r.on(Some(&ports)).exported(exported));
     }
     for (i, raw) in spec.external_ips.iter().enumerate() {
         if !out.charge(raw.len()) {
             return;
         }
         if let Some(ip) = kube_ip(raw) {
-            out.net_ref(
-                cx,
-                || format!("spec.externalIPs[{i}]"),
-                raw,
-                ip.into(),
-                exported,
-            );
+            let path = || format!("spec.externalIPs[{i}]");
+            let r = EgressRef::new(&path, raw, Reach::Net(ip.into()));
+            out.egress(cx, r.exported(exported));
         }
     }
 }

@@ -8,17 +8,19 @@ use ipnet::IpNet;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
-use super::{Context, Findings, HostEgress, Meta, Port, Str, Streamed, export_to, null_default};
 use crate::policy::decision::Code;
 use crate::policy::host::HostPattern;
 use crate::policy::istio::{self, Resolution};
+use crate::policy::judge::{Context, EgressRef, ExportOf, Findings, HostEgress, Reach};
 use crate::policy::matcher::PortSet;
 use crate::policy::review_hash::{Map, Set};
+use crate::policy::spec::{Keys, Object, Port, Str, Streamed, null_default};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec<'a> {
+struct Spec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     hosts: Vec<Str<'a>>,
     #[serde(borrow, deserialize_with = "null_default")]
@@ -49,8 +51,28 @@ struct Endpoint<'a> {
     ports: BTreeMap<Str<'a>, i64>,
 }
 
-pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut Findings<'_>) {
-    let exported = export_to(&spec.export_to, cx, true, false, out);
+/// The metadata a ServiceEntry's judge reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Read;
+
+impl Keys for Read {
+    const KEYS: &'static [&'static str] = &[USE_WAYPOINT];
+}
+
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(Object {
+        spec,
+        metadata: meta,
+    }) = out.decoded::<Object<Spec<'_>, Read>>(object.get())
+    else {
+        return;
+    };
+    let spec = &spec;
+    let of = ExportOf {
+        service_entry: true,
+        workload_selector: false,
+    };
+    let exported = out.export_to(&spec.export_to, of, cx);
     out.rule(
         || "spec.location".to_owned(),
         &spec.location,
@@ -90,7 +112,10 @@ pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut 
         if let Some(res) = resolution {
             out.rule(path, raw, istio::address_for(res, raw.contains('/')));
         }
-        out.net_ref(cx, path, raw, net, exported);
+        out.egress(
+            cx,
+            EgressRef::new(&path, raw, Reach::Net(net)).exported(exported),
+        );
     }
 
     if let Some(res) = resolution {
@@ -115,7 +140,7 @@ pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut 
                 .to_owned()
         });
     }
-    spec.endpoints.each("spec.endpoints", out, |i, ep, out| {
+    out.each(&spec.endpoints, "spec.endpoints", |i, ep, out| {
         if out.charge(ep.address.len() + ep.ports.len()) {
             check_endpoint(i, &ep, resolution, &ports, exported, cx, out);
         }
@@ -123,7 +148,7 @@ pub(super) fn inspect(spec: &Spec<'_>, meta: &Meta, cx: &Context<'_>, out: &mut 
 }
 
 /// The label that puts a ServiceEntry behind a waypoint.
-pub(super) const USE_WAYPOINT: &str = "istio.io/use-waypoint";
+pub(crate) const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 
 /// What the hosts and endpoints need to know about the ports.
 struct Ports<'a> {
@@ -188,7 +213,7 @@ fn check_ports<'a>(
     let mut seen_numbers = Set::default();
     let mut seen_names = Set::default();
     let mut multi_host_reported = false;
-    spec.ports.each("spec.ports", out, |i, port, out| {
+    out.each(&spec.ports, "spec.ports", |i, port, out| {
         if !out.charge(1 + port.name.len() + port.protocol.len()) {
             return;
         }
@@ -284,15 +309,21 @@ fn check_hosts(
         Some(Resolution::Dns | Resolution::DnsRoundRobin)
     ) && spec.endpoints.is_empty();
     let dynamic = resolution == Some(Resolution::DynamicDns);
-    // Resolved hosts are where the proxy connects, on the target ports; otherwise hosts
+    // Resolved hosts are where the proxy connects (through cluster DNS, so a Service
+    // name of another namespace is not trusted), on the target ports; otherwise hosts
     // are names clients use, on the declared ports.
-    let egress = HostEgress {
-        ports: Some(if dns_without_endpoints {
-            &ports.targets
-        } else {
-            &ports.numbers
-        }),
-        exported,
+    let egress = if dns_without_endpoints {
+        HostEgress {
+            reach: Reach::ClusterDns,
+            ports: Some(&ports.targets),
+            exported,
+        }
+    } else {
+        HostEgress {
+            reach: Reach::Dialled,
+            ports: Some(&ports.numbers),
+            exported,
+        }
     };
     for (i, raw) in spec.hosts.iter().enumerate() {
         if !out.charge(raw.len()) {
@@ -328,8 +359,6 @@ fn check_hosts(
         }
         if dns_without_endpoints {
             out.rule(path, raw, istio::dns_host_without_endpoints(raw));
-            // Resolved by the proxy: a Service name of another namespace is not trusted.
-            out.foreign_service_ref(cx, path, raw, egress.ports, exported);
         }
     }
 }
@@ -418,7 +447,10 @@ fn endpoint_ref(
     out: &mut Findings<'_>,
 ) {
     if let Ok(net) = istio::ip_subnet(raw) {
-        out.net_ref(cx, path, raw, net, exported);
+        out.egress(
+            cx,
+            EgressRef::new(&path, raw, Reach::Net(net)).exported(exported),
+        );
     } else if istio::fqdn(raw).is_ok() {
         let own;
         let effective = match ep {
@@ -428,6 +460,7 @@ fn endpoint_ref(
             }
             _ => &ports.targets,
         };
-        out.resolved_ref(cx, path, raw, Some(effective), exported);
+        let r = EgressRef::new(&path, raw, Reach::ClusterDns);
+        out.egress(cx, r.on(Some(effective)).exported(exported));
     }
 }

@@ -5,15 +5,17 @@
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
-use super::{Context, Destination, Findings, HostEgress, Port, Str, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
+use crate::policy::judge::{Context, EgressRef, Findings, Reach, is_ip_literal};
 use crate::policy::review_hash::Set;
+use crate::policy::spec::{Destination, Object, Port, Str, null_default};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec<'a> {
+struct Spec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     egress: Vec<EgressListener<'a>>,
     #[serde(deserialize_with = "null_default")]
@@ -45,7 +47,10 @@ struct OutboundTrafficPolicy<'a> {
     egress_proxy: Option<Destination<'a>>,
 }
 
-pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(Object { spec, .. }) = out.decoded::<Object<Spec<'_>>>(object.get()) else {
+        return;
+    };
     let any_set = !spec.egress.is_empty()
         || !spec.ingress.is_empty()
         || spec.outbound_traffic_policy.is_some()
@@ -57,7 +62,7 @@ pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>)
     {
         return;
     }
-    egress_listeners(spec, cx, out);
+    egress_listeners(&spec, cx, out);
     if let Some(otp) = &spec.outbound_traffic_policy {
         outbound_traffic_policy(otp, cx, out);
     }
@@ -222,13 +227,7 @@ fn outbound_traffic_policy(
             }
         }
     }
-    if istio::egress_proxy_host(&proxy.host).is_ok() || super::is_ip_literal(&proxy.host) {
-        out.host_ref(
-            cx,
-            host_path,
-            &proxy.host,
-            HostEgress::default().ports,
-            false,
-        );
+    if istio::egress_proxy_host(&proxy.host).is_ok() || is_ip_literal(&proxy.host) {
+        out.egress(cx, EgressRef::new(&host_path, &proxy.host, Reach::Dialled));
     }
 }

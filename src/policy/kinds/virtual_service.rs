@@ -5,17 +5,27 @@
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
-use super::{
-    Context, Destination, Findings, HostEgress, Str, StrList, StrView, Streamed, export_to,
-    null_default,
-};
 use crate::policy::decision::Code;
 use crate::policy::istio::{self, VirtualServiceBinding};
+use crate::policy::judge::{Context, ExportOf, Findings, HostEgress};
+use crate::policy::spec::{
+    Destination, Keys, Object, Str, StrList, StrView, Streamed, null_default,
+};
+use crate::policy::timeouts::{self, HttpRouteInfo, Routes};
+
+/// The metadata a VirtualService's judge reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Read;
+
+impl Keys for Read {
+    const KEYS: &'static [&'static str] = &[timeouts::ANNOTATION];
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(super) struct Spec<'a> {
+struct Spec<'a> {
     // Kept as spans of the object's text (`StrList`): 8 bytes per host or name.
     hosts: StrList,
     gateways: StrList,
@@ -44,8 +54,8 @@ struct HttpRoute<'a> {
     delegate: Option<IgnoredAny>,
     fault: Option<IgnoredAny>,
     rewrite: Option<IgnoredAny>,
-    // Boxed, as `retries`: a route is moved while it is decoded and judged, and a
-    // million empty ones were a third memcpy.
+    // Boxed, as `retries`: a route is moved while it is decoded and judged, and this
+    // keeps it small.
     #[serde(borrow)]
     mirror: Option<Box<Destination<'a>>>,
     #[serde(borrow)]
@@ -115,25 +125,38 @@ struct Retries<'a> {
     backoff: Option<Str<'a>>,
 }
 
-/// What the timeout mutation needs to know about one `http[]` route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRouteInfo {
-    /// Index in `spec.http`.
-    pub index: usize,
-    /// The route already sets `timeout` (any value, even an invalid one).
-    pub has_timeout: bool,
-    /// The route forwards somewhere (has `route` destinations); redirects, direct
-    /// responses and delegates have nothing to time out.
-    pub forwards: bool,
-    /// At least one destination leaves the mesh.
-    pub external: bool,
+/// Judges a VirtualService and summarises its http routes for the timeout mutation.
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let text = object.get();
+    let Some(Object { spec, metadata }) = out.decoded::<Object<Spec<'_>, Read>>(text) else {
+        return;
+    };
+    let mut routes = Routes {
+        annotation: metadata
+            .annotations
+            .get(timeouts::ANNOTATION)
+            .map(str::to_owned),
+        http: Vec::new(),
+    };
+    judge_spec(&spec, text, &mut routes, cx, out);
+    out.timeouts = Some(routes);
 }
 
 /// Judges `spec`, decoded from the object's JSON `text`.
-pub(super) fn inspect(spec: &Spec<'_>, text: &str, cx: &Context<'_>, out: &mut Findings<'_>) {
+fn judge_spec(
+    spec: &Spec<'_>,
+    text: &str,
+    summary: &mut Routes,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
     let hosts = spec.hosts.view(text);
     let gateways = spec.gateways.view(text);
-    export_to(&spec.export_to, cx, false, false, out);
+    let of = ExportOf {
+        service_entry: false,
+        workload_selector: false,
+    };
+    out.export_to(&spec.export_to, of, cx);
     // No hosts means a delegate, which only makes sense as plain HTTP routes.
     let delegate = spec.hosts.is_empty();
     if delegate {
@@ -158,7 +181,7 @@ pub(super) fn inspect(spec: &Spec<'_>, text: &str, cx: &Context<'_>, out: &mut F
     let applies_to_gateway = !gateways.is_empty() && !gateways.iter().any(|g| g == "mesh");
     let mut sni = false;
     // A bad element is reported once, by this first walk.
-    let tls_decodes = spec.tls.each("spec.tls", out, |_, t, _| {
+    let tls_decodes = out.each(&spec.tls, "spec.tls", |_, t, _| {
         sni |= t.matches.iter().any(|m| !m.sni_hosts.is_empty());
     });
     let binding = VirtualServiceBinding {
@@ -176,10 +199,10 @@ pub(super) fn inspect(spec: &Spec<'_>, text: &str, cx: &Context<'_>, out: &mut F
         );
     }
 
-    spec.http.each("spec.http", out, |i, route, out| {
-        http_route(i, &route, delegate, text, cx, out);
+    out.each(&spec.http, "spec.http", |i, route, out| {
+        http_route(i, &route, delegate, text, summary, cx, out);
     });
-    spec.tcp.each("spec.tcp", out, |i, route, out| {
+    out.each(&spec.tcp, "spec.tcp", |i, route, out| {
         out.charge(1);
         let base = || format!("spec.tcp[{i}]");
         for (k, m) in route.matches.iter().enumerate() {
@@ -210,7 +233,7 @@ fn tls_routes(
     // gateways at all (`isGateway`).
     let sni_gateway = !gateways.iter().any(|g| g == "mesh");
     let subsets = istio::HostSubsets::new(hosts);
-    spec.tls.each("spec.tls", out, |i, route, out| {
+    out.each(&spec.tls, "spec.tls", |i, route, out| {
         out.charge(1);
         let base = || format!("spec.tls[{i}]");
         if route.matches.is_empty() {
@@ -263,7 +286,7 @@ fn check_hosts(
     out: &mut Findings<'_>,
 ) {
     let mut all_valid = true;
-    let egress = binding.applies_to_mesh.then_some(HostEgress::default());
+    let egress = binding.applies_to_mesh.then_some(HostEgress::DIALLED);
     for (i, raw) in hosts.iter().enumerate() {
         if !out.charge(raw.len()) {
             return;
@@ -289,6 +312,7 @@ fn http_route(
     route: &HttpRoute<'_>,
     delegate: bool,
     text: &str,
+    summary: &mut Routes,
     cx: &Context<'_>,
     out: &mut Findings<'_>,
 ) {
@@ -318,7 +342,7 @@ fn http_route(
 
     let mut external = false;
     let at = || format!("{}.route", base());
-    route.route.each_at(&at, out, |j, rd, out| {
+    out.each_at(&route.route, &at, |j, rd, out| {
         let path = || format!("{}.route[{j}].destination", base());
         external |= destination(rd.destination.as_ref(), &path, cx, out);
     });
@@ -326,7 +350,7 @@ fn http_route(
         destination(Some(m), &|| format!("{}.mirror", base()), cx, out);
     }
     let at = || format!("{}.mirrors", base());
-    route.mirrors.each_at(&at, out, |j, m, out| {
+    out.each_at(&route.mirrors, &at, |j, m, out| {
         let path = || format!("{}.mirrors[{j}].destination", base());
         destination(m.destination.as_ref(), &path, cx, out);
     });
@@ -344,7 +368,7 @@ fn http_route(
     };
     // Only a route the mutation may patch is kept: a million empty routes keep nothing.
     if info.forwards && !info.has_timeout {
-        out.http_routes.push(info);
+        summary.http.push(info);
     }
 }
 
@@ -380,7 +404,7 @@ fn routes(
     if route.is_empty() {
         out.record(Code::MissingField, at, "", required);
     }
-    route.each_at(&at, out, |j, rd, out| {
+    out.each_at(route, &at, |j, rd, out| {
         let path = || format!("{}.route[{j}].destination", base());
         destination(rd.destination.as_ref(), &path, cx, out);
     });
@@ -431,7 +455,7 @@ fn destination(
         raw,
         syntax,
         false,
-        Some(HostEgress::default()),
+        Some(HostEgress::DIALLED),
     )
     .external
 }

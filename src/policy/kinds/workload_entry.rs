@@ -6,15 +6,17 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::{Context, Export, Findings, Str, null_default};
 use crate::policy::decision::Code;
 use crate::policy::istio;
+use crate::policy::judge::{Context, EgressRef, Export, Findings, Reach};
 use crate::policy::matcher::PortSet;
+use crate::policy::spec::{Object, Str, null_default};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(super) struct Spec<'a> {
+struct Spec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
     address: Str<'a>,
     #[serde(borrow, deserialize_with = "null_default")]
@@ -25,21 +27,27 @@ pub(super) struct Spec<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(super) struct GroupSpec<'a> {
+struct GroupSpec<'a> {
     #[serde(borrow)]
     template: Option<Spec<'a>>,
 }
 
 /// A WorkloadEntry.
-pub(super) fn inspect(spec: &Spec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(Object { spec, .. }) = out.decoded::<Object<Spec<'_>>>(object.get()) else {
+        return;
+    };
     // Entries back Services, which the mesh sees everywhere unless they say otherwise.
     out.export = Export::Everywhere;
-    entry(spec, "spec", true, cx, out);
+    entry(&spec, "spec", true, cx, out);
 }
 
 /// A WorkloadGroup: the template has no address of its own (istiod fills in the
 /// registering workload's), but one written there is judged all the same.
-pub(super) fn inspect_group(spec: &GroupSpec<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
+pub(crate) fn judge_group(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    let Some(Object { spec, .. }) = out.decoded::<Object<GroupSpec<'_>>>(object.get()) else {
+        return;
+    };
     out.export = Export::Everywhere;
     match &spec.template {
         None => out.violation(
@@ -101,7 +109,10 @@ fn entry(
                 )
                 .is_some();
         if valid {
-            out.resolved_ref(cx, path, addr, Some(&ports), false);
+            out.egress(
+                cx,
+                EgressRef::new(&path, addr, Reach::ClusterDns).on(Some(&ports)),
+            );
         }
     }
 }

@@ -1,20 +1,19 @@
 //! Lists judged one element at a time. While its object decodes, such a list is kept as
 //! its JSON text; each element is decoded when it is judged and dropped after. A list a
 //! tenant can make as long as the body allows (a VirtualService's routes) then costs
-//! the time to read it, not one struct per element: a 3 MiB body of a million empty
-//! routes took 280 MiB decoded whole.
+//! the time to read it, not one struct per element.
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::ControlFlow;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::Findings;
-use super::decode_at;
+use super::{SpecError, decode_at};
 
-/// A list field decoded element by element by [`Streamed::each`].
+/// A list field decoded element by element by [`Streamed::walk`].
 pub struct Streamed<'a, T> {
     raw: Option<&'a RawValue>,
     element: PhantomData<fn() -> T>,
@@ -90,7 +89,7 @@ impl<'a, T: Deserialize<'a>> Streamed<'a, T> {
 
 impl<'a, T: Deserialize<'a> + Default> Streamed<'a, T> {
     /// True when the list is absent, `null` or `[]`. Any other value is not empty: a
-    /// value that is not a list is reported by [`Streamed::each`].
+    /// value that is not a list is reported by [`Streamed::walk`].
     pub fn is_empty(&self) -> bool {
         self.raw.is_none_or(|r| {
             r.get()
@@ -100,72 +99,60 @@ impl<'a, T: Deserialize<'a> + Default> Streamed<'a, T> {
         })
     }
 
-    /// Decodes the elements in order and hands each to `judge` with its index, until
-    /// the end or a spent budget. An element that does not decode (or a value that is
-    /// not a list) is an `EG219` violation at its path under `at` and ends the walk, as
-    /// it would have ended the decode of the whole object. Returns false when that
-    /// happened, so that a second walk over the same list need not report it again.
-    pub fn each(
-        &self,
-        at: &str,
-        out: &mut Findings<'_>,
-        judge: impl FnMut(usize, T, &mut Findings<'_>),
-    ) -> bool {
-        self.each_at(&|| at.to_owned(), out, judge)
-    }
-
-    /// [`Streamed::each`] with the path written only if an element does not decode.
-    pub fn each_at(
+    /// Decodes the elements in order and hands each to `visit` with its index, until
+    /// the end or until `visit` breaks. An element that does not decode (or a value that
+    /// is not a list) ends the walk, as it would have ended the decode of the whole
+    /// object, and comes back as the error, named by its path under `at`.
+    pub fn walk(
         &self,
         at: &dyn Fn() -> String,
-        out: &mut Findings<'_>,
-        mut judge: impl FnMut(usize, T, &mut Findings<'_>),
-    ) -> bool {
-        let Some(raw) = self.raw else { return true };
+        mut visit: impl FnMut(usize, T) -> ControlFlow<()>,
+    ) -> Result<(), SpecError> {
+        let Some(raw) = self.raw else { return Ok(()) };
         let mut failed = None;
+        let mut stopped = false;
         let walk = Walk {
-            out: &mut *out,
-            judge: &mut judge,
+            visit: &mut visit,
             failed: &mut failed,
+            stopped: &mut stopped,
             element: PhantomData,
         };
         let mut de = serde_json::Deserializer::from_str(raw.get());
         let result = de.deserialize_seq(walk);
-        if out.exhausted() {
-            // The walk stopped early; the rest of the list was never read.
-            return failed.is_none();
-        }
         match (result, failed) {
-            (Ok(()), _) => return true,
+            (Ok(()), _) => Ok(()),
+            // Stopped by the visitor: the rest of the list was never read.
+            (Err(_), None) if stopped => Ok(()),
             // The element at `i` did not decode: decode it again on its own, tracking
             // the path, to name the field.
-            (Err(_), Some(i)) => {
-                if let Some(text) = nth_element(raw.get(), i) {
-                    let at = format!("{}[{i}]", at());
-                    if decode_at::<T>(text, &at, out).is_some() {
+            (Err(e), Some(i)) => {
+                let at = format!("{}[{i}]", at());
+                Err(match nth_element(raw.get(), i) {
+                    Some(text) => match decode_at::<T>(text, &at) {
+                        Err(named) => named,
                         // Cannot happen: the same text failed a moment ago.
-                        out.invalid_spec(&at, "element does not decode");
-                    }
-                }
+                        Ok(_) => SpecError::new(at, "element does not decode"),
+                    },
+                    None => SpecError::new(at, e.to_string()),
+                })
             }
-            (Err(e), None) => out.invalid_spec(&at(), &e.to_string()),
+            (Err(e), None) => Err(SpecError::new(at(), e.to_string())),
         }
-        false
     }
 }
 
 /// The visitor of one walk over a list.
-struct Walk<'w, 'o, T, F> {
-    out: &'w mut Findings<'o>,
-    judge: &'w mut F,
+struct Walk<'w, T, F> {
+    visit: &'w mut F,
     failed: &'w mut Option<usize>,
+    stopped: &'w mut bool,
     element: PhantomData<fn() -> T>,
 }
 
-impl<'de, T, F> Visitor<'de> for Walk<'_, '_, T, F>
+impl<'de, T, F> Visitor<'de> for Walk<'_, T, F>
 where
     T: Deserialize<'de>,
-    F: FnMut(usize, T, &mut Findings<'_>),
+    F: FnMut(usize, T) -> ControlFlow<()>,
 {
     type Value = ();
 
@@ -175,9 +162,14 @@ where
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0;
-        while !self.out.exhausted() {
+        loop {
             match seq.next_element::<T>() {
-                Ok(Some(element)) => (self.judge)(i, element, self.out),
+                Ok(Some(element)) => {
+                    if (self.visit)(i, element).is_break() {
+                        *self.stopped = true;
+                        return Err(de::Error::custom("walk stopped"));
+                    }
+                }
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     *self.failed = Some(i);
@@ -186,7 +178,6 @@ where
             }
             i += 1;
         }
-        Err(de::Error::custom("budget spent"))
     }
 }
 
@@ -217,8 +208,6 @@ fn nth_element(list: &str, n: usize) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::budget::Budget;
-    use crate::policy::decision::Code;
 
     #[derive(Debug, Default, Deserialize, PartialEq)]
     #[serde(default)]
@@ -235,35 +224,29 @@ mod tests {
         http: Streamed<'a, Route<'a>>,
     }
 
-    /// Whether the list was empty, the elements seen, and the violations.
-    type Walked = (bool, Vec<(usize, String, u32)>, Vec<(Code, String)>);
+    /// Whether the list was empty, the elements seen, and the error's path.
+    type Walked = (bool, Vec<(usize, String, u32)>, Option<String>);
 
     fn walk(json: &str) -> Walked {
         let spec: Spec<'_> = serde_json::from_str(json).unwrap();
-        let mut out = Findings::new(Budget::new(u64::MAX, None));
         let mut seen = Vec::new();
-        let decoded = spec.http.each("spec.http", &mut out, |i, r, _| {
+        let result = spec.http.walk(&|| "spec.http".to_owned(), |i, r| {
             seen.push((i, r.name.to_owned(), r.weight));
+            ControlFlow::Continue(())
         });
-        assert_eq!(decoded, out.violations.is_empty(), "{json}");
-        let violations = out
-            .violations
-            .iter()
-            .map(|v| (v.code, v.path.to_string()))
-            .collect();
-        (spec.http.is_empty(), seen, violations)
+        (spec.http.is_empty(), seen, result.err().map(|e| e.path))
     }
 
     #[test]
     fn walks_every_element_in_order() {
-        let (empty, seen, violations) =
+        let (empty, seen, error) =
             walk(r#"{"http": [{"name": "a", "weight": 1}, {}, {"name": "c"}]}"#);
         assert!(!empty);
         assert_eq!(
             seen,
             [(0, "a".into(), 1), (1, "".into(), 0), (2, "c".into(), 0)]
         );
-        assert!(violations.is_empty());
+        assert_eq!(error, None);
     }
 
     #[test]
@@ -274,22 +257,19 @@ mod tests {
             r#"{"http": []}"#,
             r#"{"http": [ ]}"#,
         ] {
-            let (empty, seen, violations) = walk(json);
+            let (empty, seen, error) = walk(json);
             assert!(empty, "{json}");
-            assert!(seen.is_empty() && violations.is_empty(), "{json}");
+            assert!(seen.is_empty() && error.is_none(), "{json}");
         }
         assert!(!walk(r#"{"http": [{}]}"#).0);
     }
 
     #[test]
     fn a_bad_element_is_named_by_its_path_and_ends_the_walk() {
-        let (_, seen, violations) =
+        let (_, seen, error) =
             walk(r#"{"http": [{"name": "a"}, {"weight": "heavy"}, {"name": "c"}]}"#);
         assert_eq!(seen, [(0, "a".into(), 0)]);
-        assert_eq!(
-            violations,
-            [(Code::InvalidSpec, "spec.http[1].weight".into())]
-        );
+        assert_eq!(error.as_deref(), Some("spec.http[1].weight"));
     }
 
     #[test]
@@ -299,30 +279,32 @@ mod tests {
             r#"{"http": {"name": "a"}}"#,
             r#"{"http": [3]}"#,
         ] {
-            let (_, seen, violations) = walk(json);
+            let (_, seen, error) = walk(json);
             assert!(seen.is_empty(), "{json}");
             let want = if json.contains("[3]") {
                 "spec.http[0]"
             } else {
                 "spec.http"
             };
-            assert_eq!(violations, [(Code::InvalidSpec, want.into())], "{json}");
+            assert_eq!(error.as_deref(), Some(want), "{json}");
         }
     }
 
     #[test]
-    fn a_spent_budget_stops_the_walk_quietly() {
+    fn a_visitor_that_breaks_stops_the_walk_quietly() {
         let spec: Spec<'_> =
-            serde_json::from_str(r#"{"http": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}"#)
+            serde_json::from_str(r#"{"http": [{"name": "a"}, {"name": "b"}, {"weight": "x"}]}"#)
                 .unwrap();
-        let mut out = Findings::new(Budget::new(1_000, None));
         let mut seen = 0;
-        spec.http.each("spec.http", &mut out, |_, _, out| {
+        let result = spec.http.walk(&|| "spec.http".to_owned(), |_, _| {
             seen += 1;
-            out.charge(10_000);
+            ControlFlow::Break(())
         });
         assert_eq!(seen, 1);
-        assert!(out.violations.is_empty());
+        assert!(
+            result.is_ok(),
+            "the bad element after the stop is never read"
+        );
     }
 
     #[test]
