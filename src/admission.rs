@@ -141,6 +141,8 @@ pub struct Judgement {
     pub operation: Operation,
     /// `request.dryRun`.
     pub dry_run: bool,
+    /// The distinct violation codes, sorted, comma-separated.
+    pub codes: String,
     /// What was answered.
     pub answer: Answer,
     /// The engine's decision.
@@ -220,9 +222,14 @@ pub fn review(
         judge_only: endpoint == Endpoint::Validate,
         ..*env
     };
-    let decision = policy::evaluate(&to_policy_request(&req), allowlist, &env);
-    let name = object_name(&req).to_owned();
-    answer(endpoint, req, name, decision)
+    let request = to_policy_request(&req);
+    let decision = policy::evaluate(&request, allowlist, &env);
+    let subject = Subject {
+        kind: request.kind,
+        operation: request.operation,
+        name: request.name.to_owned(),
+    };
+    answer(endpoint, req, subject, decision)
 }
 
 /// The answer when a review could not be evaluated within the deadline: `EG901`, which
@@ -236,30 +243,33 @@ pub fn too_complex(endpoint: Endpoint, body: &[u8], allowlist: Option<&Allowlist
     let Some(allowlist) = allowlist else {
         return not_ready(&req);
     };
-    let namespace = req.namespace.as_deref().unwrap_or_default();
-    let decision = Decision {
-        mode: allowlist.mode_for(namespace),
-        violations: vec![Violation::new(
-            policy::Code::TooComplex,
-            "",
-            "",
-            "object too complex to evaluate within the deadline",
-        )],
-        ..Decision::default()
+    let decision = policy::too_complex(req.namespace.as_deref().unwrap_or_default(), allowlist);
+    let subject = Subject {
+        kind: Kind::from_group_kind(&req.kind.group, &req.kind.kind),
+        operation: operation(&req.operation),
+        name: req.name.clone(),
     };
-    let name = req.name.clone();
-    answer(endpoint, req, name, decision)
+    answer(endpoint, req, subject, decision)
+}
+
+/// What a review is about, worked out once from the request.
+struct Subject {
+    kind: Option<Kind>,
+    operation: Operation,
+    /// The object's name, or its `generateName` prefix.
+    name: String,
 }
 
 /// Encodes the endpoint's answer to a judged request.
 fn answer<T: Resource>(
     endpoint: Endpoint,
     req: AdmissionRequest<T>,
-    name: String,
+    subject: Subject,
     mut decision: Decision,
 ) -> Reviewed {
     let answer = Answer::of(endpoint, &decision);
-    let response = respond(endpoint, &req, &name, &mut decision).into_review();
+    let codes = decision.codes();
+    let response = respond(endpoint, &req, &subject.name, &codes, &mut decision).into_review();
     let body = match encode(response) {
         Ok(b) => b,
         // Serialising strings and numbers cannot fail; if it ever did, fail closed.
@@ -268,21 +278,20 @@ fn answer<T: Resource>(
             return error_answer(500, &req.uid, &req.types.api_version, "encode", msg);
         }
     };
-    let kind_label =
-        Kind::from_group_kind(&req.kind.group, &req.kind.kind).map_or("other", Kind::as_str);
     Reviewed {
         status: 200,
         body,
         json: true,
         outcome: Outcome::Judged(Box::new(Judgement {
-            operation: operation(&req.operation),
+            operation: subject.operation,
             answer,
             uid: req.uid,
             kind: req.kind.kind,
-            kind_label,
+            kind_label: subject.kind.map_or("other", Kind::as_str),
             namespace: req.namespace.unwrap_or_default(),
-            name,
+            name: subject.name,
             dry_run: req.dry_run,
+            codes,
             decision,
         })),
     }
@@ -578,11 +587,12 @@ pub fn respond<T: Resource>(
     endpoint: Endpoint,
     req: &AdmissionRequest<T>,
     name: &str,
+    codes: &str,
     d: &mut Decision,
 ) -> AdmissionResponse {
     let resp = AdmissionResponse::from(req);
     match endpoint {
-        Endpoint::Validate => validate_response(resp, req, name, d),
+        Endpoint::Validate => validate_response(resp, req, name, codes, d),
         Endpoint::Mutate => mutate_response(resp, d),
     }
 }
@@ -591,6 +601,7 @@ fn validate_response<T: Resource>(
     mut resp: AdmissionResponse,
     req: &AdmissionRequest<T>,
     name: &str,
+    codes: &str,
     d: &Decision,
 ) -> AdmissionResponse {
     let mut warnings = Warnings::default();
@@ -631,7 +642,7 @@ fn validate_response<T: Resource>(
     for w in &d.warnings {
         warnings.push(|| w.clone());
     }
-    resp.audit_annotations = audit_annotations(d);
+    resp.audit_annotations = audit_annotations(codes, d);
     warnings.apply(resp)
 }
 
@@ -719,10 +730,7 @@ pub fn denial_message(subject: &str, d: &Decision) -> String {
 
 /// Annotations for the audit log: the distinct codes, and the violations (as many as
 /// fit in 1 KiB), and the mode.
-fn audit_annotations(d: &Decision) -> HashMap<String, String> {
-    let mut codes: Vec<&str> = d.violations.iter().map(|v| v.code.as_str()).collect();
-    codes.sort_unstable();
-    codes.dedup();
+fn audit_annotations(codes: &str, d: &Decision) -> HashMap<String, String> {
     let mut listed = String::new();
     for v in &d.violations {
         let item = format!(
@@ -741,7 +749,7 @@ fn audit_annotations(d: &Decision) -> HashMap<String, String> {
         listed.push_str(&item);
     }
     HashMap::from([
-        ("codes".to_owned(), codes.join(",")),
+        ("codes".to_owned(), codes.to_owned()),
         ("violations".to_owned(), listed),
         ("mode".to_owned(), d.mode.as_str().to_owned()),
     ])
@@ -934,7 +942,8 @@ mod tests {
         let body = fixture("validate-update-serviceentry-v1-github-api");
         let req = decode(&body).unwrap();
         let mut d = policy::evaluate(&to_policy_request(&req), &a, &policy::Env::default());
-        let resp = respond(Endpoint::Validate, &req, "github-api", &mut d);
+        let codes = d.codes();
+        let resp = respond(Endpoint::Validate, &req, "github-api", &codes, &mut d);
         assert!(resp.allowed);
         let w = resp.warnings.unwrap();
         assert!(

@@ -231,9 +231,6 @@ impl Visit for LineVisitor<'_> {
 /// so a crafted uid or kind cannot forge or flood log lines.
 pub fn decision(endpoint: Endpoint, j: &Judgement, revision: &str, elapsed: Duration) {
     let d = &j.decision;
-    let mut codes: Vec<&str> = d.violations.iter().map(|v| v.code.as_str()).collect();
-    codes.sort_unstable();
-    codes.dedup();
     // The message as a `str` field (not `format_args!`) takes the fast path.
     tracing::info!(
         message = "admission decision",
@@ -246,7 +243,7 @@ pub fn decision(endpoint: Endpoint, j: &Judgement, revision: &str, elapsed: Dura
         dry_run = j.dry_run,
         decision = j.answer.as_str(),
         mode = d.mode.as_str(),
-        codes = %codes.join(","),
+        codes = j.codes.as_str(),
         violations = d.violation_count(),
         patched = d.patched_routes.len(),
         allowlist_revision = revision,

@@ -369,6 +369,7 @@ mod tests {
             name: "n".into(),
             operation: Operation::Create,
             dry_run: false,
+            codes: String::new(),
             answer: if violations > 0 {
                 Answer::Deny
             } else {

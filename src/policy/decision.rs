@@ -421,6 +421,14 @@ impl Decision {
         }
     }
 
+    /// The distinct violation codes, sorted, comma-separated (`EG101,EG305`).
+    pub fn codes(&self) -> String {
+        let mut codes: Vec<&str> = self.violations.iter().map(|v| v.code.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        codes.join(",")
+    }
+
     /// True when the request may proceed: no violations, or they are only reported.
     pub fn allowed(&self) -> bool {
         self.violations.is_empty() || self.mode == Mode::Audit || self.spec_unchanged
