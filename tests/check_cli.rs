@@ -201,3 +201,31 @@ fn input_errors_exit_two() {
     let out = run(&["check"]);
     assert_eq!(out.status.code(), Some(2), "missing PATH is a usage error");
 }
+
+#[test]
+fn a_yaml_alias_bomb_in_a_manifest_is_an_input_error_not_a_hang() {
+    // Nine levels of ten aliases each would expand to a billion nodes.
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n",
+    );
+    for i in 1..9 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "  a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let out = run_stdin(&["check", "-"], &bomb);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Documents that are fine still parse as several, with their line on error.
+    let two = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {type: ExternalName, externalName: x.evil.example}\n";
+    let out = run_stdin(&["check", "-o", "json", "-"], two);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["objects"].as_array().unwrap().len(), 2);
+}

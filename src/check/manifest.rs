@@ -4,9 +4,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+use crate::policy::yaml;
 
 /// A manifest that could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
@@ -120,11 +121,9 @@ pub fn parse_manifests(
     let docs: Vec<Value> = if text.trim_start().starts_with(['{', '[']) {
         vec![serde_json::from_str(text).map_err(|e| parse_err(e.to_string()))?]
     } else {
-        let mut docs = Vec::new();
-        for doc in serde_norway::Deserializer::from_str(text) {
-            docs.push(Value::deserialize(doc).map_err(|e| parse_err(e.to_string()))?);
-        }
-        docs
+        // The same parser and budgets as the allowlist: a manifest `check` reads in CI
+        // may come from a tenant too.
+        yaml::documents(text, yaml::manifest_limits(text.len())).map_err(parse_err)?
     };
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {

@@ -1,6 +1,7 @@
 //! YAML parsing for text that tenants and platform teams write (the allowlist, the
-//! `proxy.istio.io/config` annotation): a streaming parser under budgets, so that
-//! neither size nor aliases nor nesting can make a small document expensive.
+//! `proxy.istio.io/config` annotation, the manifests `check` reads): one streaming
+//! parser under budgets, so that neither size nor aliases nor nesting can make a small
+//! document expensive.
 
 use serde::de::DeserializeOwned;
 
@@ -19,20 +20,7 @@ pub struct Limits {
 /// applied and duplicate keys refused, as Istio's YAML reader does. The error names the
 /// field path (when known) and the line.
 pub fn from_str<T: DeserializeOwned>(text: &str, limits: Limits) -> Result<T, String> {
-    let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_depth: limits.depth,
-            max_nodes: limits.nodes,
-            max_events: limits.nodes.saturating_mul(2),
-            max_aliases: limits.replayed,
-            max_anchors: limits.replayed,
-            max_recorded_anchor_events: limits.replayed,
-        },
-        alias_limits: serde_saphyr::alias_limits! {
-            max_total_replayed_events: limits.replayed,
-        },
-        with_snippet: false,
-    };
+    let options = options(limits);
     // Plain first: tracking the path costs a tenth of the parse, and is only needed to
     // name the field of a document that does not parse. A failed document is parsed a
     // second time to name it, under the same limits.
@@ -51,16 +39,54 @@ pub fn from_str<T: DeserializeOwned>(text: &str, limits: Limits) -> Result<T, St
         })
     })
     .map_err(|e| {
-        // The message ends with the line and column when the parser knows them.
-        let message = e.without_snippet().to_string();
-        // Advice meant for the program, not for whoever wrote the YAML.
-        let message = message.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+        let message = message(&e);
         if matches!(path.as_str(), "" | "." | "?") {
             message
         } else {
             format!("{path}: {message}")
         }
     })
+}
+
+/// Parses every document of a multi-document stream (`---`), skipping empty ones,
+/// within `limits` for the whole stream.
+pub fn documents<T: DeserializeOwned>(text: &str, limits: Limits) -> Result<Vec<T>, String> {
+    serde_saphyr::from_multiple_with_options(text, options(limits)).map_err(|e| message(&e))
+}
+
+/// The limits for a manifest file of `len` bytes: a node takes at least a byte or two,
+/// so its size bounds the nodes; aliases and nesting stay those of hand-written YAML.
+pub fn manifest_limits(len: usize) -> Limits {
+    Limits {
+        depth: 128,
+        nodes: len.max(10_000),
+        replayed: 100_000,
+    }
+}
+
+/// The parser's message, without advice meant for the program rather than for whoever
+/// wrote the YAML. It ends with the line and column when the parser knows them.
+fn message(e: &serde_saphyr::Error) -> String {
+    e.without_snippet()
+        .to_string()
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+}
+
+fn options(limits: Limits) -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: limits.depth,
+            max_nodes: limits.nodes,
+            max_events: limits.nodes.saturating_mul(2),
+            max_aliases: limits.replayed,
+            max_anchors: limits.replayed,
+            max_recorded_anchor_events: limits.replayed,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: limits.replayed,
+        },
+        with_snippet: false,
+    }
 }
 
 #[cfg(test)]
