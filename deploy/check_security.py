@@ -45,6 +45,7 @@ TRUSTED_WRITERS = [
     "system:serviceaccount:kube-system:endpointslice-controller",
     "system:serviceaccount:kube-system:endpointslicemirroring-controller",
     "system:kube-controller-manager",
+    "system:apiserver",
 ]
 # Writers that must still reach the webhook: tenants, admins, and control-plane
 # identities that are not endpoint writers (or only look like one).

@@ -198,8 +198,9 @@ async fn expired_entries_stop_granting_and_expiring_ones_warn() {
     .await;
 }
 
-/// A ServiceEntry for api.github.com and one for an address in 10.0.0.0/8.
-const MANIFESTS: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: gh, namespace: team-a}\nspec: {hosts: [api.github.com], resolution: DNS, ports: [{number: 443, name: https, protocol: TLS}]}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: team-a}\nspec: {hosts: [db.corp.example], addresses: [10.1.2.3], resolution: STATIC, ports: [{number: 5432, name: pg, protocol: TCP}], endpoints: [{address: 10.1.2.3}]}\n";
+/// A ServiceEntry for api.github.com, one whose endpoint is an address in 10.0.0.0/8
+/// (its host only a match key), and one that resolves db.corp.example itself.
+const MANIFESTS: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: gh, namespace: team-a}\nspec: {hosts: [api.github.com], resolution: DNS, ports: [{number: 443, name: https, protocol: TLS}]}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: team-a}\nspec: {hosts: [db.corp.example], addresses: [10.1.2.3], resolution: STATIC, ports: [{number: 5432, name: pg, protocol: TCP}], endpoints: [{address: 10.1.2.3}]}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db-dns, namespace: team-a}\nspec: {hosts: [db.corp.example], resolution: DNS, ports: [{number: 5432, name: pg, protocol: TCP}]}\n";
 
 fn check_json(args: &[&str]) -> (Option<i32>, Value) {
     let out = bin().args(args).output().unwrap();

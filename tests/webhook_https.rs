@@ -149,11 +149,12 @@ async fn unchanged_spec_updates_are_allowed_with_a_warning() {
             .unwrap()
             .contains("spec unchanged")
     );
+    // A VirtualService's hosts and destinations get no allowlist verdict: the change
+    // that is enforced here is an invalid timeout.
+    let mut update = common::fixture_json("validate-update-virtualservice-v1-github-api");
+    update["request"]["object"]["spec"]["http"][0]["timeout"] = "soon".into();
     let changed = s
-        .review(
-            "/validate",
-            fixture("validate-update-virtualservice-v1-github-api"),
-        )
+        .review("/validate", serde_json::to_vec(&update).unwrap())
         .await;
     assert_eq!(
         response(&changed)["allowed"],

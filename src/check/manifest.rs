@@ -209,7 +209,8 @@ mod tests {
                 ("Deployment", "default", "c")
             ]
         );
-        assert_eq!(ms[1].source, "t.yaml#2.items[0]");
+        // Documents are numbered as they hold content: the empty one between counts not.
+        assert_eq!(ms[1].source, "t.yaml#1.items[0]");
     }
 
     #[test]

@@ -537,16 +537,18 @@ pub fn schema_json() -> String {
 }
 
 /// The control plane's own writers: kube-controller-manager's endpoint controllers (with
-/// per-controller credentials, as kubeadm runs it, or its own identity), istiod (its
-/// WorkloadEntry auto-registration and Gateway API gateway Deployments), and the
-/// controllers that turn those Deployments into ReplicaSets and pods.
-pub const DEFAULT_TRUSTED_WRITERS: [&str; 7] = [
+/// per-controller credentials, as kubeadm runs it, or its own identity), the apiserver
+/// (it keeps `default/kubernetes`'s Endpoints and EndpointSlice at its own addresses),
+/// istiod (its WorkloadEntry auto-registration and Gateway API gateway Deployments), and
+/// the controllers that turn those Deployments into ReplicaSets and pods.
+pub const DEFAULT_TRUSTED_WRITERS: [&str; 8] = [
     "system:serviceaccount:kube-system:endpoint-controller",
     "system:serviceaccount:kube-system:endpointslice-controller",
     "system:serviceaccount:kube-system:endpointslicemirroring-controller",
     "system:serviceaccount:kube-system:deployment-controller",
     "system:serviceaccount:kube-system:replicaset-controller",
     "system:kube-controller-manager",
+    "system:apiserver",
     "system:serviceaccount:istio-system:istiod",
 ];
 

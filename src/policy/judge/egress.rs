@@ -93,6 +93,12 @@ impl HostEgress<'_> {
         ports: None,
         exported: false,
     };
+    /// A match key: validity only, no egress verdict.
+    pub const MATCH_KEY: HostEgress<'static> = HostEgress {
+        reach: Reach::MatchKey,
+        ports: None,
+        exported: false,
+    };
 }
 
 /// What [`Findings::host_field`] found.
@@ -178,6 +184,9 @@ impl Findings<'_> {
         let lookup = match &target {
             Target::Host(h) => allowlist.lookup_host(ns, h, ports.unwrap_or(&none), cx.now),
             Target::Net(n) if allowlist.in_cluster(n) => return false,
+            // Loopback never leaves the pod that dials it (a local ext-authz or telemetry
+            // agent beside the app).
+            Target::Net(n) if is_loopback(n) => return false,
             Target::Net(n) => allowlist.lookup_net(ns, &unmap_v4(n), cx.now),
         };
         let violates = match &lookup {
@@ -290,6 +299,24 @@ impl Findings<'_> {
                 MAX_TEXT,
             ));
         }
+    }
+}
+
+/// True when a host as written leaves the mesh: not an internal name, not a cluster or
+/// loopback address. What a registry selector (a route destination) points at when it
+/// is not judged as egress itself, e.g. for the timeout mutation's scope.
+pub fn is_external(raw: &str, allowlist: &Allowlist) -> bool {
+    match target(raw, allowlist) {
+        Target::Host(h) => !allowlist.is_internal(&h),
+        Target::Net(n) => !(allowlist.in_cluster(&n) || is_loopback(&n)),
+    }
+}
+
+/// True for a network inside 127.0.0.0/8 or ::1 (IPv4-mapped included).
+pub fn is_loopback(net: &IpNet) -> bool {
+    match unmap_v4(net) {
+        IpNet::V4(n) => n.prefix_len() >= 8 && n.network().is_loopback(),
+        IpNet::V6(n) => n.prefix_len() == 128 && n.network().is_loopback(),
     }
 }
 

@@ -26,7 +26,10 @@ mod egress;
 mod export;
 mod fetch;
 
-pub use egress::{EgressRef, HostEgress, HostField, Reach, Target, is_ip_literal, kube_ip, target};
+pub use egress::{
+    EgressRef, HostEgress, HostField, Reach, Target, is_external, is_ip_literal, is_loopback,
+    kube_ip, target,
+};
 pub use export::{Export, ExportOf, export_scope};
 
 /// Violations kept per object; more are counted in [`Findings::omitted`].
@@ -52,6 +55,20 @@ pub struct Context<'a> {
     pub trusted_writer: bool,
     /// The object is the allowlist's own ConfigMap, holding the allowlist under this key.
     pub allowlist_key: Option<&'a str>,
+}
+
+impl Context<'_> {
+    /// True when the namespace may reach every address (both address families), as a
+    /// construct that forwards to any destination the client picks needs.
+    pub fn may_reach_any_address(&self) -> bool {
+        let everything = [
+            ipnet::IpNet::V4(ipnet::Ipv4Net::default()),
+            ipnet::IpNet::V6(ipnet::Ipv6Net::default()),
+        ];
+        everything
+            .iter()
+            .all(|n| self.allowlist.net_allowed(self.namespace, n, self.now))
+    }
 }
 
 impl<'a> Context<'a> {

@@ -33,6 +33,8 @@ struct Spec<'a> {
 struct TrafficPolicy<'a> {
     #[serde(borrow)]
     tls: Option<Tls<'a>>,
+    #[serde(borrow)]
+    load_balancer: Option<LoadBalancer<'a>>,
     #[serde(borrow, deserialize_with = "null_default")]
     port_level_settings: Vec<PortPolicy<'a>>,
     #[serde(borrow)]
@@ -41,9 +43,20 @@ struct TrafficPolicy<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
+#[serde(rename_all = "camelCase")]
 struct PortPolicy<'a> {
     #[serde(borrow)]
     tls: Option<Tls<'a>>,
+    #[serde(borrow)]
+    load_balancer: Option<LoadBalancer<'a>>,
+}
+
+/// `loadBalancer`: only `simple` matters here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct LoadBalancer<'a> {
+    #[serde(borrow, deserialize_with = "null_default")]
+    simple: Str<'a>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,7 +101,8 @@ pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>)
         &spec.host,
         syntax,
         true,
-        Some(HostEgress::DIALLED),
+        // The host selects the registry entry the rule applies to: a match key.
+        Some(HostEgress::MATCH_KEY),
     );
     if let Some(tp) = &spec.traffic_policy {
         traffic_policy(tp, &|| "spec.trafficPolicy".to_owned(), cx, out);
@@ -127,6 +141,12 @@ fn traffic_policy(
     if let Some(sni) = tp.tls.as_ref().and_then(|t| t.sni.as_ref()) {
         sni_ref(sni, &|| format!("{}.tls.sni", base()), cx, out);
     }
+    passthrough(
+        tp.load_balancer.as_ref(),
+        &|| format!("{}.loadBalancer.simple", base()),
+        cx,
+        out,
+    );
     for (i, pl) in tp.port_level_settings.iter().enumerate() {
         if !out.charge(1) {
             return;
@@ -135,9 +155,31 @@ fn traffic_policy(
             let path = || format!("{}.portLevelSettings[{i}].tls.sni", base());
             sni_ref(sni, &path, cx, out);
         }
+        let path = || format!("{}.portLevelSettings[{i}].loadBalancer.simple", base());
+        passthrough(pl.load_balancer.as_ref(), &path, cx, out);
     }
     if let Some(t) = &tp.tunnel {
         tunnel(t, &|| format!("{}.tunnel", base()), cx, out);
+    }
+}
+
+/// `simple: PASSTHROUGH` makes the host's cluster an original-destination cluster: the
+/// proxy connects to whatever address the client dialled, whichever host its request
+/// names (`ClusterDiscoveryType_ORIGINAL_DST`, pilot/pkg/networking/core/cluster.go), as
+/// a ServiceEntry with resolution NONE and no addresses does.
+fn passthrough(
+    lb: Option<&LoadBalancer<'_>>,
+    path: &dyn Fn() -> String,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
+    if lb.is_some_and(|lb| lb.simple == "PASSTHROUGH") && !cx.may_reach_any_address() {
+        out.record(
+            Code::AnyAddress,
+            path,
+            "PASSTHROUGH",
+            "PASSTHROUGH load balancing forwards to whatever address the client dials: any IP; use a load balancer that picks the host's own endpoints",
+        );
     }
 }
 

@@ -4,8 +4,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use ipnet::IpNet;
-
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
@@ -89,7 +87,8 @@ pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>)
         istio::selector_or_endpoints(spec.workload_selector.is_some(), !spec.endpoints.is_empty()),
     );
     let ports = check_ports(spec, resolution, out);
-    check_hosts(spec, resolution, &ports, exported, cx, out);
+    let dialled = Dialled::of(spec, resolution);
+    check_hosts(spec, resolution, dialled, &ports, exported, cx, out);
     if resolution == Some(Resolution::DynamicDns) {
         out.rule(
             || "spec.location".to_owned(),
@@ -112,10 +111,19 @@ pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>)
         if let Some(res) = resolution {
             out.rule(path, raw, istio::address_for(res, raw.contains('/')));
         }
-        out.egress(
-            cx,
-            EgressRef::new(&path, raw, Reach::Net(net)).exported(exported),
-        );
+        // A VIP: clients connect to it, the proxy to the endpoints or the resolved hosts.
+        // Only NONE forwards to the address the client dialled, which lies in these.
+        let vip = dialled == Dialled::Endpoints
+            || matches!(
+                resolution,
+                Some(Resolution::Dns | Resolution::DnsRoundRobin)
+            );
+        let reach = if vip {
+            Reach::MatchKey
+        } else {
+            Reach::Net(net)
+        };
+        out.egress(cx, EgressRef::new(&path, raw, reach).exported(exported));
     }
 
     if let Some(res) = resolution {
@@ -147,6 +155,33 @@ pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>)
     });
 }
 
+/// What the proxy connects to for this entry. The hosts and addresses are what a client
+/// matches (Host, SNI, VIP); they are dialled only where nothing else says where to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialled {
+    /// The hosts (DNS without endpoints: resolved; DYNAMIC_DNS: resolved per request;
+    /// NONE: the address the client resolved them to) and the addresses.
+    Hosts,
+    /// The endpoints, or the workloads a selector picks (STATIC; DNS or DNS_ROUND_ROBIN
+    /// with endpoints: `ClientSideLB` clusters of the endpoints, pilot's
+    /// serviceentry conversion). The hosts and addresses are match keys only, and the
+    /// endpoints are judged each.
+    Endpoints,
+}
+
+impl Dialled {
+    fn of(spec: &Spec<'_>, resolution: Option<Resolution>) -> Self {
+        match resolution {
+            Some(Resolution::Static) => Dialled::Endpoints,
+            Some(Resolution::Dns | Resolution::DnsRoundRobin) if !spec.endpoints.is_empty() => {
+                Dialled::Endpoints
+            }
+            // An unknown resolution is denied already; its hosts are judged all the same.
+            _ => Dialled::Hosts,
+        }
+    }
+}
+
 /// The label that puts a ServiceEntry behind a waypoint.
 pub(crate) const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 
@@ -167,14 +202,7 @@ struct Ports<'a> {
 /// keys (chosen by the client's Host or SNI) and the entry opens these ports to every
 /// address. Allowed only where the namespace may reach every address anyway.
 fn any_address(spec: &Spec<'_>, ports: &Ports<'_>, cx: &Context<'_>, out: &mut Findings<'_>) {
-    let everything: [IpNet; 2] = [
-        IpNet::V4(ipnet::Ipv4Net::default()),
-        IpNet::V6(ipnet::Ipv6Net::default()),
-    ];
-    if everything
-        .iter()
-        .all(|n| cx.allowlist.net_allowed(cx.namespace, n, cx.now))
-    {
+    if cx.may_reach_any_address() {
         return;
     }
     let shown: Vec<String> = ports
@@ -290,6 +318,7 @@ fn check_ports<'a>(
 fn check_hosts(
     spec: &Spec<'_>,
     resolution: Option<Resolution>,
+    dialled: Dialled,
     ports: &Ports<'_>,
     exported: bool,
     cx: &Context<'_>,
@@ -312,7 +341,13 @@ fn check_hosts(
     // Resolved hosts are where the proxy connects (through cluster DNS, so a Service
     // name of another namespace is not trusted), on the target ports; otherwise hosts
     // are names clients use, on the declared ports.
-    let egress = if dns_without_endpoints {
+    let egress = if dialled == Dialled::Endpoints {
+        HostEgress {
+            reach: Reach::MatchKey,
+            ports: None,
+            exported,
+        }
+    } else if dns_without_endpoints {
         HostEgress {
             reach: Reach::ClusterDns,
             ports: Some(&ports.targets),

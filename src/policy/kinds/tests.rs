@@ -70,30 +70,64 @@ fn cp(code: &'static str, path: &str) -> (&'static str, String) {
 }
 
 #[test]
-fn service_entry_checks_hosts_addresses_and_endpoints() {
+fn service_entry_hosts_are_dialled_when_resolved() {
+    // DNS without endpoints: the proxy resolves the hosts and connects to them.
     let d = eval(
         Kind::ServiceEntry,
         "default",
         r#"
 hosts: [api.github.com, upload.evil.example.org, "*.github.com", "*.storage.googleapis.com", API.GitHub.com.]
-addresses: [203.0.113.7, 203.0.112.0/23, "2001:db8:1::/48"]
 ports: [{number: 443, name: https, protocol: TLS}]
 location: MESH_INTERNAL
-resolution: STATIC
-endpoints: [{address: 203.0.113.9}, {address: 192.0.2.1}]
+resolution: DNS
 "#,
     );
-    assert_eq!(
-        codes(&d),
-        [
-            cp("EG101", "spec.hosts[1]"),
-            cp("EG102", "spec.hosts[2]"),
-            cp("EG103", "spec.addresses[1]"),
-            cp("EG103", "spec.endpoints[1].address"),
-        ]
+    let codes_found = codes(&d);
+    assert!(
+        codes_found.contains(&cp("EG101", "spec.hosts[1]")),
+        "{codes_found:?}"
     );
     assert!(!d.allowed());
     assert_eq!(d.violations[0].value, "upload.evil.example.org");
+    // NONE: the addresses are where the original destination lies.
+    let none = eval(
+        Kind::ServiceEntry,
+        "default",
+        "hosts: [api.github.com]\naddresses: [203.0.113.7, 203.0.112.0/23, \"2001:db8:1::/48\"]\nports: [{number: 443, name: https, protocol: TLS}]\nresolution: NONE\n",
+    );
+    assert_eq!(codes(&none), [cp("EG103", "spec.addresses[1]")]);
+}
+
+#[test]
+fn static_service_entries_dial_their_endpoints_and_match_their_hosts() {
+    // STATIC: hosts and addresses are what clients match; the endpoints are dialled.
+    let d = eval(
+        Kind::ServiceEntry,
+        "default",
+        r#"
+hosts: [api.github.com, upload.evil.example.org, "*.github.com", "*.storage.googleapis.com", API.GitHub.com.]
+addresses: [203.0.113.7, 203.0.112.0/23, "2001:db8:1::/48", 240.0.0.1]
+ports: [{number: 443, name: https, protocol: TLS}]
+location: MESH_INTERNAL
+resolution: STATIC
+endpoints: [{address: 203.0.113.9}, {address: 192.0.2.1}, {address: 127.0.0.1}, {address: "unix:///var/run/authz.sock"}]
+"#,
+    );
+    assert_eq!(codes(&d), [cp("EG103", "spec.endpoints[1].address")]);
+    // DNS with endpoints: the endpoints are resolved and dialled, the hosts matched.
+    let multicluster = eval(
+        Kind::ServiceEntry,
+        "default",
+        "hosts: [\"*.global\"]\naddresses: [240.0.0.2]\nports: [{number: 443, name: https, protocol: TLS}]\nresolution: DNS\nendpoints: [{address: 203.0.113.20}]\n",
+    );
+    assert!(multicluster.allowed(), "{:?}", multicluster.violations);
+    // Validity still applies to match keys.
+    let bad = eval(
+        Kind::ServiceEntry,
+        "default",
+        "hosts: [\"-bad.example.org\"]\nports: [{number: 443, name: https, protocol: TLS}]\nresolution: STATIC\nendpoints: [{address: 203.0.113.9}]\n",
+    );
+    assert_eq!(codes(&bad), [cp("EG201", "spec.hosts[0]")]);
 }
 
 #[test]
@@ -159,11 +193,23 @@ fn namespace_grants_stay_in_their_namespace() {
         "payments",
         "hosts: [pay.internal.example]\naddresses: [198.51.100.4]\nresolution: STATIC\nendpoints: [{address: 198.51.100.4}]\nexportTo: [\".\"]\n",
     );
-    assert_eq!(codes(&cidr), [cp("EG101", "spec.hosts[0]")]);
+    // STATIC: the host is a match key; the endpoint is inside the namespace's CIDR.
+    assert_eq!(codes(&cidr), []);
+    let cidr_exported = eval_with(
+        &a,
+        Kind::ServiceEntry,
+        "payments",
+        "hosts: [pay.internal.example]\nresolution: STATIC\nendpoints: [{address: 198.51.100.4}]\nexportTo: [\"*\"]\n",
+    );
+    assert!(
+        codes(&cidr_exported).contains(&cp("EG105", "spec.endpoints[0].address")),
+        "{:?}",
+        codes(&cidr_exported)
+    );
 }
 
 #[test]
-fn virtual_service_paths_cover_every_destination_and_mirror() {
+fn virtual_service_destinations_and_mirrors_are_validated_not_judged() {
     let d = eval(
         Kind::VirtualService,
         "default",
@@ -188,18 +234,11 @@ tls:
     route: [{destination: {host: tls.example.net}}]
 "#,
     );
-    // Istio rejects an IP destination (EG204), but it is still checked as an address.
+    // A destination selects a registry entry, judged where that entry is created:
+    // only Istio's rules apply here (an IP destination is EG204).
     assert_eq!(
         codes(&d),
-        [
-            cp("EG101", "spec.hosts[1]"),
-            cp("EG101", "spec.http[1].mirror.host"),
-            cp("EG101", "spec.http[1].route[1].destination.host"),
-            cp("EG101", "spec.http[2].mirrors[0].destination.host"),
-            cp("EG101", "spec.tls[0].route[0].destination.host"),
-            cp("EG103", "spec.tcp[0].route[0].destination.host"),
-            cp("EG204", "spec.tcp[0].route[0].destination.host"),
-        ]
+        [cp("EG204", "spec.tcp[0].route[0].destination.host")]
     );
 }
 
@@ -210,8 +249,8 @@ fn a_route_of_many_destinations_is_judged_one_at_a_time() {
     let empties = vec!["{}"; 1_000].join(", ");
     let spec = format!(
         "{{\"hosts\": [\"api.github.com\"], \"http\": [{{\"route\": [{empties}, \
-         {{\"destination\": {{\"host\": \"leak.example.net\"}}}}], \
-         \"mirrors\": [{{\"destination\": {{\"host\": \"mirror.example.net\"}}}}]}}]}}"
+         {{\"destination\": {{\"host\": \"*\"}}}}], \
+         \"mirrors\": [{{\"destination\": {{\"host\": \"-bad.example.net\"}}}}]}}]}}"
     );
     let d = eval(Kind::VirtualService, "default", &spec);
     assert_eq!(d.violation_count(), 1_002, "{:?}", codes(&d));
@@ -232,7 +271,7 @@ fn a_route_of_many_destinations_is_judged_one_at_a_time() {
 }
 
 #[test]
-fn virtual_service_hosts_only_count_when_bound_to_the_mesh() {
+fn virtual_service_hosts_are_match_keys_wherever_bound() {
     let gw_only = eval(
         Kind::VirtualService,
         "default",
@@ -244,7 +283,7 @@ fn virtual_service_hosts_only_count_when_bound_to_the_mesh() {
         "default",
         "hosts: [evil.example.org]\ngateways: [mesh, istio-system/ingress]\nhttp: [{route: [{destination: {host: web}}]}]\n",
     );
-    assert_eq!(codes(&with_mesh), [cp("EG101", "spec.hosts[0]")]);
+    assert_eq!(codes(&with_mesh), []);
 }
 
 #[test]
@@ -320,7 +359,7 @@ fn sidecar_allow_any_and_egress_proxy_are_bypasses_unless_granted() {
 }
 
 #[test]
-fn ip_hosts_stay_egress_references_when_istio_rejects_them() {
+fn ip_hosts_are_addresses_where_dialled_even_when_istio_rejects_them() {
     let cases = [
         (
             Kind::ServiceEntry,
@@ -348,12 +387,15 @@ fn ip_hosts_stay_egress_references_when_istio_rejects_them() {
         ),
     ];
     for (kind, spec, path, invalid) in cases {
-        let mut want = vec![cp("EG103", path)];
+        let mut want = vec![];
         if invalid {
             want.push(cp("EG204", path));
         }
-        // A ServiceEntry with resolution NONE and no addresses reaches any address.
+        // A ServiceEntry with resolution NONE and no addresses reaches any address, and
+        // its hosts are where the client connects; DestinationRule and VirtualService
+        // hosts are match keys.
         if kind == Kind::ServiceEntry {
+            want.push(cp("EG103", path));
             want.push(cp("EG106", "spec.resolution"));
         }
         want.sort();
@@ -392,7 +434,7 @@ fn partial_wildcards_warn_unless_strict_and_always_deny_in_gateways() {
 }
 
 #[test]
-fn wildcard_destinations_are_valid_and_need_a_covering_entry() {
+fn wildcard_destinations_are_valid_match_keys() {
     let spec = |host: &str| {
         format!("hosts: [reviews]\ntcp: [{{route: [{{destination: {{host: \"{host}\"}}}}]}}]\n")
     };
@@ -406,13 +448,14 @@ fn wildcard_destinations_are_valid_and_need_a_covering_entry() {
         .violations
         .is_empty()
     );
+    // A wildcard destination selects registry entries: no allowlist verdict here.
     assert_eq!(
         codes(&eval(
             Kind::VirtualService,
             "default",
             &spec("*.example.org")
         )),
-        [cp("EG102", path)]
+        []
     );
     assert_eq!(
         codes(&eval(Kind::VirtualService, "default", &spec("*"))),
@@ -747,7 +790,58 @@ fn entries_grant_until_they_expire_and_warn_two_weeks_before() {
     );
     let at_noon = eval_at(&a, net, noon, false);
     assert!(
-        codes(&at_noon).contains(&cp("EG103", "spec.addresses[0]")),
+        codes(&at_noon).contains(&cp("EG103", "spec.endpoints[0].address")),
         "{at_noon:?}"
     );
+}
+
+#[test]
+fn passthrough_load_balancing_reaches_any_address() {
+    let dr = |tp: &str| format!("host: api.github.com\n{tp}");
+    for (tp, path) in [
+        (
+            "trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}\n",
+            "spec.trafficPolicy.loadBalancer.simple",
+        ),
+        (
+            "trafficPolicy: {portLevelSettings: [{port: {number: 443}, loadBalancer: {simple: PASSTHROUGH}}]}\n",
+            "spec.trafficPolicy.portLevelSettings[0].loadBalancer.simple",
+        ),
+        (
+            "subsets: [{name: v1, trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}}]\n",
+            "spec.subsets[0].trafficPolicy.loadBalancer.simple",
+        ),
+    ] {
+        let d = eval(Kind::DestinationRule, "default", &dr(tp));
+        assert_eq!(codes(&d), [cp("EG106", path)], "{tp}");
+    }
+    let round_robin = eval(
+        Kind::DestinationRule,
+        "default",
+        &dr("trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"),
+    );
+    assert!(round_robin.violations.is_empty());
+    // A namespace that may reach every address anyway is not denied.
+    let open = Allowlist::from_yaml("cidrs: [0.0.0.0/0, \"::/0\"]\n").unwrap();
+    let d = eval_with(
+        &open,
+        Kind::DestinationRule,
+        "default",
+        &dr("trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}\n"),
+    );
+    assert!(d.violations.is_empty(), "{:?}", d.violations);
+}
+
+#[test]
+fn loopback_stays_in_the_pod() {
+    let we = eval(Kind::WorkloadEntry, "default", "address: 127.0.0.1\n");
+    assert!(we.violations.is_empty(), "{:?}", we.violations);
+    let dr = eval(
+        Kind::DestinationRule,
+        "default",
+        "host: authz\ntrafficPolicy: {tunnel: {targetHost: \"::1\", targetPort: 8080}}\n",
+    );
+    assert!(dr.violations.is_empty(), "{:?}", dr.violations);
+    let outside = eval(Kind::WorkloadEntry, "default", "address: 128.0.0.1\n");
+    assert_eq!(codes(&outside), [cp("EG103", "spec.address")]);
 }

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::policy::decision::Code;
 use crate::policy::istio::{self, VirtualServiceBinding};
-use crate::policy::judge::{Context, ExportOf, Findings, HostEgress};
+use crate::policy::judge::{Context, ExportOf, Findings, HostEgress, is_external};
 use crate::policy::spec::{
     Destination, Keys, Object, Str, StrList, StrView, Streamed, null_default,
 };
@@ -286,7 +286,9 @@ fn check_hosts(
     out: &mut Findings<'_>,
 ) {
     let mut all_valid = true;
-    let egress = binding.applies_to_mesh.then_some(HostEgress::DIALLED);
+    // Hosts are what a client's Host or SNI is matched against; where traffic goes is
+    // the destinations' registry entries. No egress verdict, only validity.
+    let egress = Some(HostEgress::MATCH_KEY);
     for (i, raw) in hosts.iter().enumerate() {
         if !out.charge(raw.len()) {
             return;
@@ -422,8 +424,8 @@ fn gateway_names(names: StrView<'_>, path: &dyn Fn() -> String, out: &mut Findin
     }
 }
 
-/// Checks one destination (`validateDestination`) and judges it as egress; returns
-/// true when it leaves the mesh. An IP host is invalid but still judged as an address.
+/// Checks one destination (`validateDestination`); returns true when it leaves the
+/// mesh.
 fn destination(
     d: Option<&Destination<'_>>,
     path: &dyn Fn() -> String,
@@ -447,15 +449,11 @@ fn destination(
     if let Some(p) = &d.port {
         out.port(|| format!("{}.port.number", path()), p.number);
     }
+    // A destination selects a registry entry (a ServiceEntry or Service, judged where
+    // it is created) and cannot add one: without it the proxy has no cluster to send to.
+    // Only its validity counts, and whether it leaves the mesh (the timeout's scope).
     let raw = &*d.host;
     let syntax = istio::destination_host(raw);
-    out.host_field(
-        cx,
-        || format!("{}.host", path()),
-        raw,
-        syntax,
-        false,
-        Some(HostEgress::DIALLED),
-    )
-    .external
+    out.rule(|| format!("{}.host", path()), raw, syntax);
+    is_external(raw, cx.allowlist)
 }
