@@ -16,7 +16,7 @@ use super::review_hash::{Map, Set};
 mod model;
 
 use model::{CidrList, Doc, HostList};
-pub use model::{Disposition, EntryInfo, Expiry, NamespaceName, schema};
+pub use model::{Disposition, EntryInfo, Expiry, Mesh, NamespaceName, NativeSidecars, schema};
 
 /// The example allowlist shipped in the binary, used when no source is configured.
 pub const EXAMPLE: &str = include_str!("../../../examples/allowlist.yaml");
@@ -139,6 +139,8 @@ pub struct Allowlist {
     pub injection_templates: Vec<Box<str>>,
     /// Init containers that run before capture: denied or warned about.
     pub init_containers_before_capture: Disposition,
+    /// How the mesh installs capture.
+    pub mesh: Mesh,
     /// Gateway selectors that mark a Gateway as an egress gateway (selector ⊇ one).
     pub egress_gateway_selectors: Vec<BTreeMap<String, String>>,
     /// Label sets of the egress gateway pods: a Gateway whose selector selects them
@@ -245,6 +247,7 @@ impl Allowlist {
                 .map(String::into_boxed_str)
                 .collect(),
             init_containers_before_capture: doc.init_containers_before_capture,
+            mesh: doc.mesh,
             cluster_dns: doc.cluster_dns.map_or_else(
                 || vec![std::net::IpAddr::from([10, 96, 0, 10])],
                 |ips| ips.into_iter().map(|ip| ip.0).collect(),

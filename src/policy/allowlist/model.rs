@@ -68,6 +68,9 @@ pub(super) struct Doc {
     /// Init containers that run before the proxy captures traffic (a mesh without Istio CNI or native sidecars): `deny` (default) or `warn`.
     #[serde(default)]
     pub init_containers_before_capture: Disposition,
+    /// How the mesh sets up capture, so that a pod template gets the verdict its pods will get.
+    #[serde(default)]
+    pub mesh: Mesh,
     /// Hosts allowed for every namespace.
     #[serde(default)]
     pub hosts: HostList,
@@ -104,6 +107,31 @@ pub(super) struct NamespaceDoc {
     /// May workloads here skip the sidecar's capture or replace the proxy.
     #[serde(default)]
     pub allow_capture_opt_out: bool,
+}
+
+/// How the mesh installs capture: what the injector will do to the pods of a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Mesh {
+    /// Istio CNI installs the capture rules before any container runs (default false: `istio-init` does).
+    #[serde(default)]
+    pub cni: bool,
+    /// The proxy runs as a native sidecar (an init container that keeps running), so `istio-init` runs first: `auto` (Istio's own rule: Kubernetes 1.33 or newer), `true` or `false`.
+    #[serde(default)]
+    pub native_sidecars: NativeSidecars,
+}
+
+/// Whether injected proxies are native sidecars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NativeSidecars {
+    /// Istio's default: on from Kubernetes 1.33 (`ENABLE_NATIVE_SIDECARS` unset).
+    #[default]
+    Auto,
+    /// Always.
+    True,
+    /// Never.
+    False,
 }
 
 /// What to do about a risk some meshes accept.

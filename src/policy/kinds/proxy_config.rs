@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::pod::injected;
 use crate::policy::decision::Code;
 use crate::policy::judge::{Context, EgressRef, Findings, Reach};
 use crate::policy::matcher::PortSet;
@@ -118,7 +119,7 @@ pub(crate) fn judge_annotation<K: Keys>(
     };
     let opt_out_granted = cx.allowlist.may_opt_out(cx.namespace);
     if !opt_out_granted {
-        capture_fields(&config, &path, out);
+        capture_fields(&config, &path, cx, out);
     }
     for steps in ADDRESSES {
         let mut at = &config;
@@ -153,12 +154,8 @@ pub(crate) fn judge_annotation<K: Keys>(
 #[serde(default, rename_all = "camelCase")]
 struct ResourceSpec<'a> {
     #[serde(borrow, deserialize_with = "null_default")]
-    environment_variables: BTreeMap<Str<'a>, IgnoredValue>,
+    environment_variables: BTreeMap<Str<'a>, Option<Str<'a>>>,
 }
-
-/// A value whose content does not matter, only its key.
-#[derive(Debug, Default, Deserialize)]
-struct IgnoredValue(serde::de::IgnoredAny);
 
 /// A ProxyConfig resource: its environment reaches `istio-init` of the pods it selects.
 pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
@@ -168,16 +165,25 @@ pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>)
     if cx.allowlist.may_opt_out(cx.namespace) {
         return;
     }
-    let keys = spec.environment_variables.keys().map(|k| &**k);
+    let vars = spec
+        .environment_variables
+        .iter()
+        .map(|(k, v)| (&**k, v.as_deref()));
     capture_environment(
-        keys,
+        vars,
         &|name| format!("spec.environmentVariables.{name}"),
+        cx,
         out,
     );
 }
 
 /// The ProxyConfig fields that switch capture off or replace the proxy.
-fn capture_fields(config: &Map<String, Value>, path: &dyn Fn() -> String, out: &mut Findings<'_>) {
+fn capture_fields(
+    config: &Map<String, Value>,
+    path: &dyn Fn() -> String,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
     if let Some((k, v)) = field(config, ("discoveryAddress", "discovery_address"))
         && let Some(d) = v.as_str().filter(|d| !d.is_empty())
     {
@@ -210,26 +216,38 @@ fn capture_fields(config: &Map<String, Value>, path: &dyn Fn() -> String, out: &
         }
     }
     if let Some((k, Value::Object(env))) = field(config, ("proxyMetadata", "proxy_metadata")) {
-        let keys = env.keys().map(String::as_str);
-        capture_environment(keys, &|name| format!("{}.{k}.{name}", path()), out);
+        // A value that is not a string is held against the variable as unknown.
+        let vars = env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        capture_environment(vars, &|name| format!("{}.{k}.{name}", path()), cx, out);
     }
 }
 
-/// Environment given to the proxy and `istio-init`: `istio-iptables` reads its capture
-/// settings (excluded ports and groups, skipping the rules) from the environment, so
-/// only node metadata (`ISTIO_META_*`) is left to workloads.
+/// Environment given to the proxy and `istio-init` (`proxyMetadata`): the variables
+/// `istio-iptables` reads to take traffic out of capture, and the ones that hand the
+/// proxy another control plane, bootstrap or CA. Node metadata (`ISTIO_META_*`) and
+/// pilot-agent's own settings (drain times, `OUTPUT_CERTS`, …) are the workload's.
 pub(crate) fn capture_environment<'k>(
-    keys: impl Iterator<Item = &'k str>,
+    vars: impl Iterator<Item = (&'k str, Option<&'k str>)>,
     path: &dyn Fn(&str) -> String,
+    cx: &Context<'_>,
     out: &mut Findings<'_>,
 ) {
-    for key in keys.filter(|k| !k.starts_with("ISTIO_META_")) {
-        out.violation(
-            Code::CaptureExcluded,
-            path(key),
-            key,
-            "istio-init reads its capture settings from this environment; only ISTIO_META_* keys are allowed",
-        );
+    for (key, value) in vars.filter(|(k, _)| !k.starts_with("ISTIO_META_")) {
+        if injected::redirects_proxy(key) {
+            out.violation(
+                Code::ProxyReplaced,
+                path(key),
+                key,
+                "hands the proxy another control plane, bootstrap or certificate authority, which then decides where traffic goes",
+            );
+        } else if injected::weakens_capture(key, value, cx) {
+            out.violation(
+                Code::CaptureExcluded,
+                path(key),
+                key,
+                "istio-iptables reads this setting from istio-init's environment and takes traffic out of capture with it",
+            );
+        }
     }
 }
 

@@ -19,8 +19,10 @@
 //! is the gateway's, not a tenant's opt-out.
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
+
+mod container;
+pub(super) mod injected;
 
 use super::proxy_config;
 use crate::policy::allowlist::Disposition;
@@ -28,19 +30,12 @@ use crate::policy::decision::Code;
 use crate::policy::judge::{Context, EgressRef, Findings, Reach, kube_ip};
 use crate::policy::matcher::PortSet;
 use crate::policy::spec::{self, Keys, Str, Streamed, null_default};
+use container::Container;
+use injected::{INIT, Injection, NAMES as PROXY_CONTAINERS, PROXY, PROXY_UID, VALIDATION};
 
 /// Pod metadata as the pod checks read it.
 type Meta = spec::Meta<Read>;
 
-/// The UID and GID Istio's capture rules exempt (`--uid-owner` / `--gid-owner`).
-pub const PROXY_UID: i64 = 1337;
-/// The containers the injector adds.
-const PROXY_CONTAINERS: [&str; 3] = [PROXY, INIT, VALIDATION];
-const PROXY: &str = "istio-proxy";
-/// Installs the capture rules, as an init container (without the CNI plugin).
-const INIT: &str = "istio-init";
-/// Checks the rules the CNI plugin installed before any container ran.
-const VALIDATION: &str = "istio-validation";
 /// DNS, as a nameserver is reached.
 const DNS_PORT: u16 = 53;
 
@@ -96,61 +91,6 @@ struct Named<'a> {
 struct Identity {
     run_as_user: Option<i64>,
     run_as_group: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct Container<'a> {
-    #[serde(borrow, deserialize_with = "null_default")]
-    name: Str<'a>,
-    #[serde(borrow)]
-    image: Option<Str<'a>>,
-    command: Option<IgnoredAny>,
-    args: Option<IgnoredAny>,
-    #[serde(borrow, deserialize_with = "null_default")]
-    env: Vec<EnvVar<'a>>,
-    env_from: Option<IgnoredAny>,
-    volume_mounts: Option<IgnoredAny>,
-    working_dir: Option<IgnoredAny>,
-    lifecycle: Option<IgnoredAny>,
-    liveness_probe: Option<Probe>,
-    readiness_probe: Option<Probe>,
-    startup_probe: Option<Probe>,
-    // Boxed: a container is moved while it is decoded and judged, and this is most of
-    // its size.
-    #[serde(borrow)]
-    security_context: Option<Box<SecurityContext<'a>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EnvVar<'a> {
-    #[serde(borrow, deserialize_with = "null_default")]
-    name: Str<'a>,
-}
-
-/// Only whether it runs a command in the container matters.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Probe {
-    exec: Option<IgnoredAny>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct SecurityContext<'a> {
-    run_as_user: Option<i64>,
-    run_as_group: Option<i64>,
-    privileged: Option<bool>,
-    #[serde(borrow)]
-    capabilities: Option<Capabilities<'a>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Capabilities<'a> {
-    #[serde(borrow, deserialize_with = "null_default")]
-    add: Vec<Str<'a>>,
 }
 
 /// A pod template: `spec.template` of the workload kinds.
@@ -245,6 +185,8 @@ fn judge_pod_spec(
         resolver(spec, base, cx, out);
     }
     if may_opt_out {
+        // Capture is the namespace's own business; the kubelet's connections are not.
+        kubelet_connections(spec, base, cx, out);
         return;
     }
     let gateway = cx.trusted_writer && meta.labels.get(GATEWAY_MANAGED).is_some();
@@ -261,7 +203,7 @@ fn judge_pod_spec(
     }
     // A container list that does not decode has been reported; the object is then
     // denied for it, and its containers cannot be judged.
-    let Some(mut pod) = PodView::new(meta, spec, source, gateway, base, out) else {
+    let Some(mut pod) = PodView::new(meta, spec, source, gateway, base, cx, out) else {
         return;
     };
     let all = [
@@ -269,12 +211,14 @@ fn judge_pod_spec(
         (Field::Main, &spec.containers),
         (Field::Ephemeral, &spec.ephemeral_containers),
     ];
+    // The proxy's identity (what istio-init exempts, what no other container may run
+    // as) is read off its container before any container is judged. Under
+    // ephemeral_only only the new ephemeral containers are judged, against the
+    // identity the running pod's containers give the proxy.
+    if !pod.learn_proxy_identity(&all[..2], base, out) {
+        return;
+    }
     let lists = if cx.ephemeral_only {
-        // Only the new ephemeral containers are judged, against the proxy's identity
-        // as the running pod's containers give it.
-        if !pod.learn_proxy_identity(&all[..2], base, out) {
-            return;
-        }
         &all[2..]
     } else {
         &all[..]
@@ -286,8 +230,83 @@ fn judge_pod_spec(
     }
     if !cx.ephemeral_only {
         forged_status(meta, &pod, base, out);
-        pod.judge_before_proxy(lists, base, out);
     }
+    if let Some(name) = &pod.uncaptured {
+        out.record(
+            Code::CaptureExcluded,
+            || format!("{}metadata.annotations[{TEMPLATES}]", base()),
+            name,
+            "the gateway template installs no capture rules: only the gateway's proxy may run in its pods, and this container would run uncaptured",
+        );
+    }
+}
+
+/// The kubelet's connections for every container, when nothing else of the pod is
+/// judged (a namespace granted `allowCaptureOptOut`).
+fn kubelet_connections(
+    spec: &PodSpec<'_>,
+    base: &dyn Fn() -> String,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
+    for (field, list) in [
+        (Field::Init, &spec.init_containers),
+        (Field::Main, &spec.containers),
+    ] {
+        let at = format!("{}spec.{}", base(), field.as_str());
+        let decoded = out.each(list, &at, |i, c: Container<'_>, out| {
+            let path = || format!("{at}[{i}]");
+            container::kubelet_connections(&c, &path, spec.host_network, cx, out);
+        });
+        if !decoded {
+            return;
+        }
+    }
+}
+
+/// True when `inject.istio.io/templates` asks for the `gateway` template, alone or
+/// with templates that capture.
+fn asks_gateway_template(meta: &Meta, cx: &Context<'_>) -> bool {
+    let Some(v) = meta.annotations.get(TEMPLATES) else {
+        return false;
+    };
+    let known = &cx.allowlist.injection_templates;
+    let mut gateway = false;
+    for t in v.split(',').map(str::trim) {
+        if t == GATEWAY_TEMPLATE {
+            gateway = true;
+        } else if !known.iter().any(|k| **k == *t) {
+            return false;
+        }
+    }
+    gateway
+}
+
+/// Whether a template's init containers will run before `istio-init` installs the
+/// capture rules, as the injector will lay its pods out: not with Istio CNI (the rules
+/// exist before any container), not with native sidecars (`istio-init` is put first);
+/// otherwise the injector appends `istio-init` after them. The pod's
+/// `sidecar.istio.io/nativeSidecar` annotation overrides the mesh's setting, as it does
+/// for the injector.
+fn template_inits_before_capture(meta: &Meta, cx: &Context<'_>) -> bool {
+    use crate::policy::allowlist::NativeSidecars;
+    let mesh = cx.allowlist.mesh;
+    if mesh.cni {
+        return false;
+    }
+    let native = match meta.annotations.get(NATIVE_SIDECAR) {
+        Some("false") => false,
+        Some("true") => true,
+        _ => match mesh.native_sidecars {
+            NativeSidecars::True => true,
+            NativeSidecars::False => false,
+            // Istio turns them on from Kubernetes 1.33. The engine does not know the
+            // cluster's version: `auto` reads as 1.33 or newer, and a mesh on an older
+            // one says `false`.
+            NativeSidecars::Auto => true,
+        },
+    };
+    !native
 }
 
 /// Which container list of a pod spec.
@@ -322,13 +341,17 @@ struct PodView<'m> {
     /// runs as once its container has been read.
     proxy_users: Vec<i64>,
     proxy_groups: Vec<i64>,
-    /// Where the proxy's container is (list and index), once read: the containers
-    /// before it were judged against 1337 alone.
-    proxy_at: Option<(Field, usize)>,
     /// Some container or init container is named `istio-proxy`.
     has_proxy: bool,
     /// How many init containers run before the capture rules exist.
     before_capture: usize,
+    /// The pod shares the node's network namespace.
+    host_network: bool,
+    /// The pod asks for the `gateway` injection template, which installs no capture: the
+    /// pod is a gateway when its only container is the proxy.
+    gateway_template: bool,
+    /// The first container of a gateway-template pod that is not the proxy.
+    uncaptured: Option<String>,
 }
 
 impl<'m> PodView<'m> {
@@ -341,6 +364,7 @@ impl<'m> PodView<'m> {
         source: Source,
         gateway: bool,
         base: &dyn Fn() -> String,
+        cx: &Context<'_>,
         out: &mut Findings<'_>,
     ) -> Option<Self> {
         let injected = injected(meta, source);
@@ -370,7 +394,7 @@ impl<'m> PodView<'m> {
                 init_at.unwrap_or(0)
             }
             Source::Pod => 0,
-            Source::Template if meta.annotations.get(NATIVE_SIDECAR) == Some("false") => usize::MAX,
+            Source::Template if template_inits_before_capture(meta, cx) => usize::MAX,
             Source::Template => 0,
         };
         Some(PodView {
@@ -380,9 +404,11 @@ impl<'m> PodView<'m> {
             defaults,
             proxy_users: vec![PROXY_UID],
             proxy_groups: vec![PROXY_UID],
-            proxy_at: None,
             has_proxy: false,
             before_capture,
+            host_network: spec.host_network,
+            gateway_template: asks_gateway_template(meta, cx),
+            uncaptured: None,
         })
     }
 
@@ -400,11 +426,8 @@ impl<'m> PodView<'m> {
         let (user, group) = with_defaults(ids, self.defaults);
         let new_user = user.filter(|u| !self.proxy_users.contains(u));
         let new_group = group.filter(|g| !self.proxy_groups.contains(g));
-        if new_user.is_some() || new_group.is_some() {
-            self.proxy_users.extend(new_user);
-            self.proxy_groups.extend(new_group);
-            self.proxy_at = Some(at);
-        }
+        self.proxy_users.extend(new_user);
+        self.proxy_groups.extend(new_group);
     }
 
     /// Reads the proxy's identity off `lists` before any container is judged; false
@@ -415,7 +438,7 @@ impl<'m> PodView<'m> {
         base: &dyn Fn() -> String,
         out: &mut Findings<'_>,
     ) -> bool {
-        let decoded = lists.iter().all(|&(field, list)| {
+        lists.iter().all(|&(field, list)| {
             let at = format!("{}spec.{}", base(), field.as_str());
             out.each(&list.retyped::<Named<'_>>(), &at, |i, c, out| {
                 if out.charge(1 + c.name.len()) && &*c.name == PROXY {
@@ -423,58 +446,13 @@ impl<'m> PodView<'m> {
                     self.saw_proxy((field, i), (ids.run_as_user, ids.run_as_group));
                 }
             })
-        });
-        // Every container judged from here on is judged knowing the proxy's identity.
-        self.proxy_at = None;
-        decoded
-    }
-
-    /// The identity check again for the containers walked before the proxy's own, now
-    /// that what it runs as is known (only when that is not just 1337: the injector's
-    /// default needs no second walk).
-    fn judge_before_proxy(
-        &self,
-        lists: &[(Field, &Streamed<'_, Container<'_>>)],
-        base: &dyn Fn() -> String,
-        out: &mut Findings<'_>,
-    ) {
-        let Some((proxy_field, proxy_index)) = self.proxy_at else {
-            return;
-        };
-        if self.gateway {
-            return;
-        }
-        let late = |known: &[i64]| -> Vec<i64> {
-            known
-                .iter()
-                .copied()
-                .filter(|id| *id != PROXY_UID)
-                .collect()
-        };
-        let (users, groups) = (late(&self.proxy_users), late(&self.proxy_groups));
-        for &(field, list) in lists {
-            let at = format!("{}spec.{}", base(), field.as_str());
-            // Every list decoded on the first walk, so this one reports nothing new.
-            out.each(&list.retyped::<Named<'_>>(), &at, |i, c, out| {
-                let before = field != proxy_field || i < proxy_index;
-                if !before || !out.charge(1 + c.name.len()) || self.is_proxy(&c.name) {
-                    return;
-                }
-                let ids = c.security_context.unwrap_or_default();
-                let ids = with_defaults((ids.run_as_user, ids.run_as_group), self.defaults);
-                let path = || format!("{at}[{i}]");
-                runs_as_proxy(ids, (&users, &groups), &path, out);
-            });
-            if field == proxy_field {
-                break;
-            }
-        }
+        })
     }
 
     /// True for a container that is the proxy (or its init containers), not the
     /// workload's.
     fn is_proxy(&self, name: &str) -> bool {
-        self.injected.contains(&name) || (self.gateway && name == PROXY)
+        self.injected.contains(&name) || (self.gateway && (name == PROXY || name == AGENTGATEWAY))
     }
 }
 
@@ -632,9 +610,10 @@ fn metadata(
     }
     if let Some(v) = ann.get(TEMPLATES) {
         let known = &cx.allowlist.injection_templates;
+        // The gateway template is judged by what runs in the pod (only the proxy).
         if v.split(',')
             .map(str::trim)
-            .any(|t| !known.iter().any(|k| **k == *t))
+            .any(|t| t != GATEWAY_TEMPLATE && !known.iter().any(|k| **k == *t))
         {
             out.violation(
                 Code::CaptureExcluded,
@@ -644,7 +623,17 @@ fn metadata(
             );
         }
     }
-    for key in [PROXY_IMAGE, BOOTSTRAP_OVERRIDE, USER_VOLUME_MOUNT] {
+    if let Some(v) = ann.get(USER_VOLUME_MOUNT).filter(|v| !is_empty_json(v))
+        && let Some(why) = user_volume_mount(v)
+    {
+        out.violation(
+            Code::ProxyReplaced,
+            at("annotations", USER_VOLUME_MOUNT),
+            v,
+            &why,
+        );
+    }
+    for key in [PROXY_IMAGE, BOOTSTRAP_OVERRIDE] {
         if let Some(v) = ann.get(key).filter(|v| !is_empty_json(v)) {
             out.violation(
                 Code::ProxyReplaced,
@@ -655,7 +644,7 @@ fn metadata(
         }
     }
     if let Some(v) = ann.get(OVERRIDES)
-        && overrides_replace_proxy(v)
+        && overrides_replace_proxy(v, cx)
     {
         out.violation(
             Code::ProxyReplaced,
@@ -689,6 +678,45 @@ fn forged_status(
     }
 }
 
+/// Why a `sidecar.istio.io/userVolumeMount` value (a JSON map of volume name to mount)
+/// changes what the proxy reads, or `None`: the injector mounts each into `istio-proxy`,
+/// so a mount at a new path is the workload's own business.
+fn user_volume_mount(v: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Mount<'a> {
+        #[serde(borrow, default, deserialize_with = "null_default")]
+        mount_path: Str<'a>,
+    }
+    /// Both spellings Istio's docs and charts use: a list of mounts (each with its
+    /// volume's `name`) or a map from the volume's name to its mount.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mounts<'a> {
+        #[serde(borrow)]
+        List(Vec<Mount<'a>>),
+        #[serde(borrow)]
+        Map(std::collections::BTreeMap<Str<'a>, Mount<'a>>),
+    }
+    let mounts = match serde_json::from_str::<Mounts<'_>>(v) {
+        Ok(Mounts::List(list)) => list,
+        Ok(Mounts::Map(map)) => map.into_values().collect(),
+        Err(_) => {
+            return Some(
+                "the mounts cannot be read, so what they cover cannot be checked".to_owned(),
+            );
+        }
+    };
+    mounts.iter().find_map(|m| {
+        injected::covers_protected(&m.mount_path).map(|p| {
+            format!(
+                "mounts {} into the proxy over {p}, which the proxy or its agent reads (bootstrap, identity, binaries)",
+                &*m.mount_path
+            )
+        })
+    })
+}
+
 /// An annotation value that sets nothing: empty, `{}` or `[]`.
 fn is_empty_json(v: &str) -> bool {
     matches!(v.trim(), "" | "{}" | "[]")
@@ -702,7 +730,7 @@ fn captures_everything(v: &str) -> bool {
 
 /// True when a `sidecar.istio.io/overrides` value changes what an injected container
 /// runs. The injector applies these on top of its template.
-fn overrides_replace_proxy(v: &str) -> bool {
+fn overrides_replace_proxy(v: &str, cx: &Context<'_>) -> bool {
     #[derive(Deserialize, Default)]
     #[serde(default, rename_all = "camelCase")]
     struct Overrides<'a> {
@@ -715,41 +743,13 @@ fn overrides_replace_proxy(v: &str) -> bool {
     let Ok(o) = serde_json::from_str::<Overrides<'_>>(v) else {
         return false;
     };
-    let replaces = |list: &Streamed<'_, Container<'_>>| list.any(|c| replaces_what_runs(&c));
+    let replaces = |list: &Streamed<'_, Container<'_>>| {
+        list.any(|c| injected::customisation(&c, cx).is_some())
+    };
     match (replaces(&o.containers), replaces(&o.init_containers)) {
         (Some(a), Some(b)) => a || b,
         _ => false,
     }
-}
-
-/// Whether a container merged over an injected one changes what it runs, as whom, with
-/// which files or environment: an image other than the injector's `auto`, a command,
-/// arguments, hooks or exec probes (run as the proxy, whose traffic is not captured),
-/// environment beyond node metadata (`istio-iptables` and `pilot-agent` read their
-/// settings from it), mounts over its files, or another identity or privileges.
-/// Resources and ports are left to the workload.
-fn replaces_what_runs(c: &Container<'_>) -> bool {
-    let probes = [&c.liveness_probe, &c.readiness_probe, &c.startup_probe];
-    c.image.as_ref().is_some_and(|i| **i != *"auto")
-        || c.command.is_some()
-        || c.args.is_some()
-        || c.env.iter().any(|e| !e.name.starts_with("ISTIO_META_"))
-        || c.env_from.is_some()
-        || c.volume_mounts.is_some()
-        || c.working_dir.is_some()
-        || c.lifecycle.is_some()
-        || probes
-            .iter()
-            .any(|p| p.as_ref().is_some_and(|p| p.exec.is_some()))
-        || c.security_context.as_ref().is_some_and(|sc| {
-            sc.run_as_user.is_some()
-                || sc.run_as_group.is_some()
-                || sc.privileged == Some(true)
-                || sc
-                    .capabilities
-                    .as_ref()
-                    .is_some_and(|caps| !caps.add.is_empty())
-        })
 }
 
 /// The containers the injector added, as its status annotation lists them; only the
@@ -781,9 +781,10 @@ fn injected(meta: &Meta, source: Source) -> Vec<&str> {
         .collect()
 }
 
-/// Each container of `list`, one at a time: its identity and privileges; for init
-/// containers, whether they run before capture; for the proxy's, its image.
-/// Returns false when the list does not decode (reported).
+/// Each container of `list`, one at a time: the kubelet's connections for it; its
+/// identity and privileges; for init containers, whether they run before capture; for
+/// the injected ones, the injector's shape. Returns false when the list does not decode
+/// (reported).
 fn containers(
     pod: &mut PodView<'_>,
     field: Field,
@@ -798,19 +799,21 @@ fn containers(
             return;
         }
         let path = || format!("{at}[{i}]");
+        container::kubelet_connections(&c, &path, pod.host_network, cx, out);
         if field == Field::Init && i < pod.before_capture {
             before_capture(pod, &c, &path, cx, out);
         }
-        if &*c.name == PROXY {
-            pod.saw_proxy((field, i), identity(&c, (None, None)));
-        }
         if pod.is_proxy(&c.name) {
-            if field != Field::Ephemeral {
-                proxy_image(pod, &c, &path, cx, out);
+            if field != Field::Ephemeral && &*c.name != AGENTGATEWAY {
+                let ids = Injection {
+                    proxy_users: &pod.proxy_users,
+                    proxy_groups: &pod.proxy_groups,
+                };
+                injected::judge_injected(&c, ids, &path, cx, out);
             }
             return;
         }
-        judge_container(pod, &c, &path, out);
+        judge_container(pod, &c, &path, cx, out);
     })
 }
 
@@ -818,9 +821,10 @@ fn containers(
 /// or (in a gateway's pod, or named like an injected one in a template) should not be
 /// there at all.
 fn judge_container(
-    pod: &PodView<'_>,
+    pod: &mut PodView<'_>,
     c: &Container<'_>,
     path: &dyn Fn() -> String,
+    cx: &Context<'_>,
     out: &mut Findings<'_>,
 ) {
     // A gateway's pod has injection off: only its proxy may run there (istiod merges a
@@ -837,37 +841,28 @@ fn judge_container(
     // In a template, a container named like an injected one customises it: the
     // injector merges its fields into the real one.
     if pod.source == Source::Template && PROXY_CONTAINERS.contains(&&*c.name) {
-        if replaces_what_runs(c) {
-            let (code, what) = if &*c.name == PROXY {
-                (Code::ProxyReplaced, "the proxy")
+        if let Some(what) = injected::customisation(c, cx) {
+            let (code, whose) = if &*c.name == PROXY {
+                (Code::ProxyReplaced, "the proxy's")
             } else {
-                (
-                    Code::CaptureExcluded,
-                    "the container that installs the capture rules",
-                )
+                (Code::CaptureExcluded, "the capture rules' installer's")
             };
             out.record(
                 code,
                 path,
                 &*c.name,
-                &format!("changes what {what} runs, its environment, files or identity (the injector merges this container into its own)"),
+                &format!("changes {whose} {what}: the injector merges this container into its own"),
             );
         }
         return;
     }
+    // The gateway injection template captures nothing: only its proxy belongs there.
+    if pod.gateway_template {
+        pod.uncaptured.get_or_insert_with(|| c.name.to_string());
+    }
     let ids = identity(c, pod.defaults);
     runs_as_proxy(ids, (&pod.proxy_users, &pod.proxy_groups), path, out);
-    let sc = c.security_context.as_ref();
-    let privileged = sc.and_then(|s| s.privileged) == Some(true);
-    let net_admin = sc
-        .and_then(|s| s.capabilities.as_ref())
-        .is_some_and(|caps| {
-            caps.add.iter().any(|c| {
-                let c = c.trim_start_matches("CAP_");
-                c.eq_ignore_ascii_case("NET_ADMIN") || c.eq_ignore_ascii_case("ALL")
-            })
-        });
-    if privileged || net_admin {
+    if c.net_admin() {
         out.record(
             Code::NetAdmin,
             || format!("{}.securityContext", path()),
@@ -919,30 +914,6 @@ fn before_capture(
     }
 }
 
-/// With `proxyImages` configured, the proxy containers of a pod must run one of them:
-/// a pod can otherwise bring its own "istio-proxy".
-fn proxy_image(
-    pod: &PodView<'_>,
-    c: &Container<'_>,
-    path: &dyn Fn() -> String,
-    cx: &Context<'_>,
-    out: &mut Findings<'_>,
-) {
-    let allowed = &cx.allowlist.proxy_images;
-    if allowed.is_empty() || pod.source == Source::Template {
-        return;
-    }
-    let image = c.image.as_deref().unwrap_or_default();
-    if !allowed.iter().any(|p| image.starts_with(&**p)) {
-        out.record(
-            Code::ProxyReplaced,
-            || format!("{}.image", path()),
-            image,
-            "not one of the allowlist's proxyImages",
-        );
-    }
-}
-
 const INJECT: &str = "sidecar.istio.io/inject";
 const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
 const STATUS: &str = "sidecar.istio.io/status";
@@ -957,4 +928,8 @@ const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
 const OVERRIDES: &str = "sidecar.istio.io/overrides";
 const USER_VOLUME_MOUNT: &str = "sidecar.istio.io/userVolumeMount";
 const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
+/// The injection template for gateways: the proxy alone, no capture.
+const GATEWAY_TEMPLATE: &str = "gateway";
+/// The proxy of Istio's agentgateway waypoints, in the pods istiod deploys for them.
+const AGENTGATEWAY: &str = "agentgateway";
 const GATEWAY_MANAGED: &str = "gateway.istio.io/managed";
