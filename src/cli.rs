@@ -224,10 +224,11 @@ pub struct CheckArgs {
 /// `audit` flags.
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
-    /// Allowlist YAML file (instead of a ConfigMap); the embedded example when no source is set.
-    #[arg(long, conflicts_with_all = ["allowlist_configmap"])]
+    /// Allowlist YAML file (instead of a ConfigMap); the embedded example when no source
+    /// is set. Watched for changes with --watch.
+    #[arg(long, visible_alias = "allowlist-file", conflicts_with_all = ["allowlist_configmap"])]
     pub allowlist: Option<PathBuf>,
-    /// ConfigMap holding the allowlist.
+    /// ConfigMap holding the allowlist (watched with --watch).
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub allowlist_configmap: Option<ObjectRef>,
     /// Key of the allowlist in the ConfigMap.
@@ -249,6 +250,9 @@ pub struct AuditArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Continuous audit.
+    #[command(flatten)]
+    pub watch: crate::audit::watch::WatchArgs,
 }
 
 /// `certs` flags.
