@@ -3,7 +3,7 @@
 //! It answers the requests kube-rs actually makes, the way the apiserver does:
 //!
 //! * `GET …/{plural}` lists as a `{Kind}List` with `metadata.resourceVersion`, honours
-//!   `fieldSelector` (`metadata.name`, `metadata.namespace`), and pages with `limit` and
+//!   `fieldSelector` (`metadata.name`, `metadata.namespace`, `metadata.namespace!=`), and pages with `limit` and
 //!   `continue` (`metadata.continue`, `metadata.remainingItemCount`). Like a real server
 //!   it may return fewer items than `limit` ([`FakeApi::set_max_page`]).
 //! * `GET …/{plural}?watch=true&resourceVersion=N` answers `200` with a chunked
@@ -548,27 +548,37 @@ fn parse_query(q: Option<&str>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `metadata.name=x,metadata.namespace=y` → (name, namespace).
-type Fields = (Option<String>, Option<String>);
+/// `metadata.name=x,metadata.namespace=y,metadata.namespace!=z`: the name and namespace
+/// asked for, and the namespaces excluded.
+#[derive(Debug, Clone, Default)]
+struct Fields {
+    name: Option<String>,
+    namespace: Option<String>,
+    not_namespaces: Vec<String>,
+}
 
 fn parse_fields(selector: Option<&str>) -> Result<Fields, String> {
-    let mut fields = (None, None);
+    let mut fields = Fields::default();
     for term in selector.unwrap_or("").split(',').filter(|t| !t.is_empty()) {
-        let (key, value) = if let Some((k, v)) = term.split_once("==") {
-            (k, v)
-        } else if term.contains("!=") {
-            return Err(format!(
-                "fake apiserver: unsupported field selector {term:?}"
-            ));
+        let (key, value, negated) = if let Some((k, v)) = term.split_once("!=") {
+            (k, v, true)
+        } else if let Some((k, v)) = term.split_once("==") {
+            (k, v, false)
         } else if let Some((k, v)) = term.split_once('=') {
-            (k, v)
+            (k, v, false)
         } else {
             return Err(format!("invalid field selector: {term:?}"));
         };
-        match key {
-            "metadata.name" => fields.0 = Some(value.to_owned()),
-            "metadata.namespace" => fields.1 = Some(value.to_owned()),
-            other => {
+        match (key, negated) {
+            ("metadata.name", false) => fields.name = Some(value.to_owned()),
+            ("metadata.namespace", false) => fields.namespace = Some(value.to_owned()),
+            ("metadata.namespace", true) => fields.not_namespaces.push(value.to_owned()),
+            ("metadata.name", true) => {
+                return Err(format!(
+                    "fake apiserver: unsupported field selector {term:?}"
+                ));
+            }
+            (other, _) => {
                 return Err(format!("field label not supported: {other}"));
             }
         }
@@ -577,8 +587,9 @@ fn parse_fields(selector: Option<&str>) -> Result<Fields, String> {
 }
 
 fn matches(fields: &Fields, namespace: &str, name: &str) -> bool {
-    fields.0.as_deref().is_none_or(|n| n == name)
-        && fields.1.as_deref().is_none_or(|n| n == namespace)
+    fields.name.as_deref().is_none_or(|n| n == name)
+        && fields.namespace.as_deref().is_none_or(|n| n == namespace)
+        && !fields.not_namespaces.iter().any(|n| n == namespace)
 }
 
 /// Where a request points.
