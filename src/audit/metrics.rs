@@ -13,6 +13,7 @@ pub struct AuditMetrics {
     live: IntGaugeVec,
     violating: IntGauge,
     last_pass: IntGauge,
+    passes: prometheus::IntCounter,
     pass_seconds: Gauge,
     judged: IntCounterVec,
     writes: IntCounterVec,
@@ -55,7 +56,14 @@ impl AuditMetrics {
                 r,
                 IntGauge::new(
                     "egress_guard_audit_last_full_pass_timestamp_seconds",
-                    "When every judged kind was last listed and judged in full",
+                    "When the reports of the last full pass (every kind listed and judged) were all published",
+                )?,
+            )?,
+            passes: add(
+                r,
+                prometheus::IntCounter::new(
+                    "egress_guard_audit_full_passes_total",
+                    "Full passes (every kind listed and judged) whose reports were all published",
                 )?,
             )?,
             pass_seconds: add(
@@ -121,8 +129,10 @@ impl AuditMetrics {
         self.judged.with_label_values(&[kind.as_str()]).inc();
     }
 
-    /// Records a full pass that ended at `at` (seconds since the epoch).
+    /// Records a full pass whose reports were all published at `at` (seconds since the
+    /// epoch), `took` after it started.
     pub fn record_full_pass(&self, at: i64, took: std::time::Duration) {
+        self.passes.inc();
         self.last_pass.set(at);
         self.pass_seconds.set(took.as_secs_f64());
     }
@@ -190,6 +200,7 @@ mod tests {
             "egress_guard_audit_report_writes_total{operation=\"apply\",result=\"success\"} 1",
             "egress_guard_audit_last_full_pass_timestamp_seconds 1700000000",
             "egress_guard_audit_full_pass_duration_seconds 1.5",
+            "egress_guard_audit_full_passes_total 1",
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");
         }

@@ -103,6 +103,7 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<()> {
         allowlist_metrics: metrics,
         streams: SelectAll::new(),
         pass: None,
+        listed: None,
         flush_at: None,
         ready,
     };
@@ -195,6 +196,8 @@ struct Auditor {
     allowlist_metrics: Metrics,
     streams: SelectAll<BoxStream<'static, Watched>>,
     pass: Option<Pass>,
+    /// A full pass whose reports are being written: recorded once they all are.
+    listed: Option<Pass>,
     flush_at: Option<tokio::time::Instant>,
     ready: Arc<AtomicBool>,
 }
@@ -283,6 +286,7 @@ impl Auditor {
         }
         tracing::info!(why, kinds = pending.len(), "judging every object again");
         self.streams = streams;
+        self.listed = None;
         self.pass = Some(Pass {
             started,
             pending,
@@ -386,18 +390,14 @@ impl Auditor {
         if !pass.pending.is_empty() {
             return;
         }
-        let took = pass.started.elapsed();
-        if pass.clean {
-            self.metrics.record_full_pass(crate::unix_now(), took);
-        }
         tracing::info!(
             judged = pass.judged,
             violating = self.live.len(),
             complete = pass.clean,
-            took_ms = took.as_secs_f64() * 1e3,
+            took_ms = pass.started.elapsed().as_secs_f64() * 1e3,
             "every object judged"
         );
-        self.pass = None;
+        self.listed = self.pass.take();
         self.flush_at = Some(tokio::time::Instant::now());
     }
 
@@ -415,7 +415,13 @@ impl Auditor {
         }
         if failed > 0 {
             self.flush_at = Some(tokio::time::Instant::now() + RETRY);
-        } else {
+            return;
+        }
+        if let Some(pass) = self.listed.take() {
+            if pass.clean {
+                self.metrics
+                    .record_full_pass(crate::unix_now(), pass.started.elapsed());
+            }
             self.ready.store(true, Ordering::Relaxed);
         }
     }
