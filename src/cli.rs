@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `check`, `audit` and `certs`.
+//! Command-line interface: `serve`, `check`, `audit`, `grants` and `certs`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,8 +33,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Evaluate manifests offline against an allowlist and print verdicts and patches.
     Check(CheckArgs),
-    /// Report which live Istio objects in a cluster an allowlist would deny or patch.
+    /// Report which live Istio objects in a cluster an allowlist would deny or patch;
+    /// with --watch, keep reporting them as PolicyReports.
     Audit(AuditArgs),
+    /// Print what a namespace may reach: the global and its own allowlist grants.
+    Grants(crate::grants::GrantsArgs),
     /// Write a self-signed CA and a serving certificate for development or manual installs.
     Certs(CertsArgs),
     /// Print the allowlist's JSON Schema (for editors and CI).

@@ -28,6 +28,16 @@ impl AuditWatch {
     /// Starts `audit --watch -n <objects> --allowlist-configmap <cm>` and waits until its
     /// first pass is published (`/readyz`).
     async fn start(kube: &Kube, objects: &TestNamespace, cm: &str) -> AuditWatch {
+        Self::start_as(kube, &kube.kubeconfig, objects, cm).await
+    }
+
+    /// [`start`](Self::start) with another kubeconfig.
+    async fn start_as(
+        kube: &Kube,
+        kubeconfig: &std::path::Path,
+        objects: &TestNamespace,
+        cm: &str,
+    ) -> AuditWatch {
         egress_guard::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr");
@@ -40,7 +50,7 @@ impl AuditWatch {
                 "127.0.0.1:0",
             ])
             .env_clear()
-            .env("KUBECONFIG", &kube.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("HOME", dir.path())
             .env("EGRESS_GUARD_LOG_LEVEL", "info,egress_guard=debug")
             .stdin(Stdio::null())
@@ -105,10 +115,14 @@ impl Drop for AuditWatch {
 }
 
 fn allowlist_cm(ns: &TestNamespace, allowlist: &str) -> String {
+    named_allowlist_cm(ns, "allowlist", allowlist)
+}
+
+fn named_allowlist_cm(ns: &TestNamespace, name: &str, allowlist: &str) -> String {
     let data = serde_json::json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": "allowlist", "namespace": ns.name},
+        "metadata": {"name": name, "namespace": ns.name},
         "data": {"allowlist.yaml": allowlist},
     });
     data.to_string()
@@ -421,4 +435,194 @@ async fn audit_mode_warns_enforce_fails_and_a_deleted_object_leaves_the_report()
             .await
             >= 1.0
     );
+}
+
+/// `deploy/audit-watch` as `kubectl kustomize` renders it.
+fn rendered(kube: &Kube) -> Vec<Value> {
+    use serde::Deserialize as _;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/audit-watch");
+    let yaml = kube.ok(&["kustomize", dir]);
+    serde_norway::Deserializer::from_str(&yaml)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn shipped<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objs.iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/audit-watch"))
+}
+
+/// The admin kubeconfig acting as `user` in `groups` (impersonation).
+fn kubeconfig_as(kube: &Kube, dir: &std::path::Path, user: &str, groups: &[&str]) -> PathBuf {
+    let text = std::fs::read_to_string(&kube.kubeconfig).unwrap();
+    let mut v: Value = serde_norway::from_str(&text).unwrap();
+    for u in v["users"].as_array_mut().unwrap() {
+        u["user"]["as"] = user.into();
+        u["user"]["as-groups"] = serde_json::json!(groups);
+    }
+    let path = dir.join(format!("kubeconfig-{user}"));
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+    path
+}
+
+/// Cluster-scoped RBAC objects a test created, deleted when it ends.
+struct ClusterRbac(Kube, String);
+
+impl Drop for ClusterRbac {
+    fn drop(&mut self) {
+        let _ = self.0.run(
+            &[
+                "delete",
+                "clusterrolebinding,clusterrole",
+                &self.1,
+                "--ignore-not-found",
+            ],
+            None,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_rbac_is_enough_for_the_auditor_and_lets_tenants_read() {
+    let kube = require_kube!();
+    let cfg = kube.namespace("aw-cfg");
+    let ns = kube.namespace("aw-rbac");
+    let objs = rendered(&kube);
+    let dir = tempfile::tempdir().unwrap();
+
+    // The auditor's ClusterRole and Role as shipped, bound to a user of this test.
+    let auditor = format!("aw-auditor-{}", ns.name);
+    let _rbac = ClusterRbac(kube.clone(), auditor.clone());
+    let rbac = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": auditor},
+         "rules": shipped(&objs, "ClusterRole", "egress-guard-auditor")["rules"]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": auditor},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": auditor},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": auditor}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "auditor", "namespace": cfg.name},
+         "rules": shipped(&objs, "Role", "egress-guard-auditor")["rules"]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "auditor", "namespace": cfg.name},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "auditor"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": auditor}]},
+    ]});
+    kube.apply(&rbac.to_string()).unwrap();
+    // The shipped Role names the allowlist ConfigMap: this one has that name.
+    kube.apply(&named_allowlist_cm(&cfg, "egress-guard-allowlist", REVOKED))
+        .unwrap();
+    kube.apply(&service_entry(&ns, "slack", "hooks.slack.com"))
+        .unwrap();
+
+    let as_auditor = kubeconfig_as(&kube, dir.path(), &auditor, &["system:authenticated"]);
+    let cm = format!("{}/egress-guard-allowlist", cfg.name);
+    let w = AuditWatch::start_as(&kube, &as_auditor, &ns, &cm).await;
+    let r = report(&kube, &ns).expect("created with the shipped verbs");
+    assert_eq!(results(&r), [row("ServiceEntry/slack", "EG101", "fail")]);
+    kube.apply(&named_allowlist_cm(&cfg, "egress-guard-allowlist", GRANTED))
+        .unwrap();
+    wait_report(
+        &kube,
+        &ns,
+        "the report deleted with the shipped verbs",
+        |r| r.is_none(),
+    );
+    assert!(!w.log().contains("forbidden"), "{}", w.log());
+    drop(w);
+
+    // A tenant: `grants` needs the shipped reader Role, which every authenticated user has.
+    let tenant = format!("tenant-{}", ns.name);
+    let as_tenant = kubeconfig_as(&kube, dir.path(), &tenant, &["system:authenticated"]);
+    let grants = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_egress-guard"))
+            .args([
+                "grants",
+                "-n",
+                &ns.name,
+                "--allowlist-configmap",
+                &cm,
+                "-o",
+                "json",
+            ])
+            .env_clear()
+            .env("KUBECONFIG", &as_tenant)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = grants();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("forbidden") || stderr.contains("Forbidden"),
+        "{stderr}"
+    );
+    let reader = shipped(&objs, "Role", "egress-guard-allowlist-reader");
+    let binding = shipped(&objs, "RoleBinding", "egress-guard-allowlist-reader");
+    let access = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "reader", "namespace": cfg.name}, "rules": reader["rules"]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "reader", "namespace": cfg.name},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+         "subjects": binding["subjects"]},
+        // The report, through the rules aggregated into `view` (the rig runs no
+        // aggregation controller: bound directly here).
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "reports", "namespace": ns.name},
+         "rules": shipped(&objs, "ClusterRole", "egress-guard-policyreports-view")["rules"]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "reports", "namespace": ns.name},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reports"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": tenant}]},
+    ]});
+    kube.apply(&access.to_string()).unwrap();
+    let (code, stdout, stderr) = kube.wait_for("grants readable by a tenant", WITHIN, || {
+        let out = grants();
+        (out.0 == Some(0)).then_some(out)
+    });
+    assert_eq!(code, Some(0), "{stderr}");
+    let g: Value = serde_json::from_str(&stdout).unwrap();
+    let hosts: Vec<&str> = g["global"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["api.github.com", "hooks.slack.com"]);
+    assert_eq!(g["global"][1]["owner"], "team-a");
+    kube.apply(&service_entry(&ns, "exfil", "upload.evil.example.org"))
+        .unwrap();
+    let w = AuditWatch::start(&kube, &ns, &cm).await;
+    let out = kube.run(
+        &[
+            "--as",
+            &tenant,
+            "--as-group",
+            "system:authenticated",
+            "get",
+            "policyreports.wgpolicyk8s.io",
+            "egress-guard",
+            "-n",
+            &ns.name,
+            "-o",
+            "jsonpath={.results[0].rule}",
+        ],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "EG101",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(w);
 }
