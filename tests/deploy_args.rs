@@ -35,3 +35,36 @@ fn deployment_args_parse_as_a_serve_command() {
     assert_eq!(args.listen.port(), 8443);
     assert_eq!(args.metrics_listen.port(), 9090);
 }
+
+#[test]
+fn the_auditor_args_parse_as_audit_watch_on_the_base_allowlist() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/audit-watch/deployment.yaml"
+    );
+    let deployment: Value =
+        serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut argv = vec!["egress-guard".to_owned()];
+    argv.extend(
+        container["args"]
+            .as_array()
+            .expect("container args")
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned()),
+    );
+    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let Command::Audit(args) = cli.command else {
+        panic!("the auditor must run `audit`");
+    };
+    assert!(args.watch.watch, "{argv:?}");
+    assert_eq!(
+        args.allowlist_configmap.map(|c| c.to_string()).as_deref(),
+        Some("egress-guard/egress-guard-allowlist")
+    );
+    assert_eq!(args.namespace, None, "every namespace");
+    assert_eq!(
+        Some(i64::from(args.watch.metrics_listen.port())),
+        container["ports"][0]["containerPort"].as_i64()
+    );
+}

@@ -204,6 +204,16 @@ mod tests {
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");
         }
+        let readme = include_str!("../../README.md");
+        for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let name = family.split(' ').next().unwrap_or("");
+            if name.starts_with("egress_guard_audit_") {
+                assert!(
+                    readme.contains(&format!("| `{name}` |")),
+                    "README does not document {name}"
+                );
+            }
+        }
         for leak in ["team-a", "exfil", "secret-host"] {
             assert!(!text.contains(leak), "{leak} in a label:\n{text}");
         }
