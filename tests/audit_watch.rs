@@ -467,6 +467,27 @@ fn kubeconfig_as(kube: &Kube, dir: &std::path::Path, user: &str, groups: &[&str]
     path
 }
 
+const RBAC: &str = "rbac.authorization.k8s.io";
+
+/// A `kind` (Role or ClusterRole) with `rules`, and its binding to `subjects`.
+fn granted(
+    kind: &str,
+    name: &str,
+    ns: Option<&str>,
+    rules: &Value,
+    subjects: &Value,
+) -> Vec<Value> {
+    let mut metadata = serde_json::json!({"name": name});
+    if let Some(ns) = ns {
+        metadata["namespace"] = ns.into();
+    }
+    vec![
+        serde_json::json!({"apiVersion": format!("{RBAC}/v1"), "kind": kind, "metadata": metadata, "rules": rules}),
+        serde_json::json!({"apiVersion": format!("{RBAC}/v1"), "kind": format!("{kind}Binding"),
+            "metadata": metadata, "roleRef": {"apiGroup": RBAC, "kind": kind, "name": name}, "subjects": subjects}),
+    ]
+}
+
 /// Cluster-scoped RBAC objects a test created, deleted when it ends.
 struct ClusterRbac(Kube, String);
 
@@ -495,22 +516,22 @@ async fn the_shipped_rbac_is_enough_for_the_auditor_and_lets_tenants_read() {
     // The auditor's ClusterRole and Role as shipped, bound to a user of this test.
     let auditor = format!("aw-auditor-{}", ns.name);
     let _rbac = ClusterRbac(kube.clone(), auditor.clone());
-    let rbac = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": auditor},
-         "rules": shipped(&objs, "ClusterRole", "egress-guard-auditor")["rules"]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": auditor},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": auditor},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": auditor}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "auditor", "namespace": cfg.name},
-         "rules": shipped(&objs, "Role", "egress-guard-auditor")["rules"]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "auditor", "namespace": cfg.name},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "auditor"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": auditor}]},
-    ]});
+    let user = |name: &str| serde_json::json!([{"apiGroup": RBAC, "kind": "User", "name": name}]);
+    let mut rbac = granted(
+        "ClusterRole",
+        &auditor,
+        None,
+        &shipped(&objs, "ClusterRole", "egress-guard-auditor")["rules"],
+        &user(&auditor),
+    );
+    rbac.extend(granted(
+        "Role",
+        "auditor",
+        Some(&cfg.name),
+        &shipped(&objs, "Role", "egress-guard-auditor")["rules"],
+        &user(&auditor),
+    ));
+    let rbac = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rbac});
     kube.apply(&rbac.to_string()).unwrap();
     // The shipped Role names the allowlist ConfigMap: this one has that name.
     kube.apply(&named_allowlist_cm(&cfg, "egress-guard-allowlist", REVOKED))
@@ -567,23 +588,23 @@ async fn the_shipped_rbac_is_enough_for_the_auditor_and_lets_tenants_read() {
     );
     let reader = shipped(&objs, "Role", "egress-guard-allowlist-reader");
     let binding = shipped(&objs, "RoleBinding", "egress-guard-allowlist-reader");
-    let access = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "reader", "namespace": cfg.name}, "rules": reader["rules"]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "reader", "namespace": cfg.name},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
-         "subjects": binding["subjects"]},
-        // The report, through the rules aggregated into `view` (the rig runs no
-        // aggregation controller: bound directly here).
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "reports", "namespace": ns.name},
-         "rules": shipped(&objs, "ClusterRole", "egress-guard-policyreports-view")["rules"]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "reports", "namespace": ns.name},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reports"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": tenant}]},
-    ]});
+    let mut access = granted(
+        "Role",
+        "reader",
+        Some(&cfg.name),
+        &reader["rules"],
+        &binding["subjects"],
+    );
+    // The report, through the rules aggregated into `view` (the rig runs no aggregation
+    // controller: bound directly here).
+    access.extend(granted(
+        "Role",
+        "reports",
+        Some(&ns.name),
+        &shipped(&objs, "ClusterRole", "egress-guard-policyreports-view")["rules"],
+        &user(&tenant),
+    ));
+    let access = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": access});
     kube.apply(&access.to_string()).unwrap();
     let (code, stdout, stderr) = kube.wait_for("grants readable by a tenant", WITHIN, || {
         let out = grants();

@@ -5,12 +5,12 @@ use clap::Parser;
 use egress_guard::cli::{Cli, Command};
 use serde_json::Value;
 
-#[test]
-fn deployment_args_parse_as_a_serve_command() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base/deployment.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let deployment: Value = serde_norway::from_str(&text).unwrap();
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+/// A Deployment's container and its command line (`egress-guard` and the args).
+fn container_argv(path: &str) -> (Value, Vec<String>) {
+    let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    let deployment: Value =
+        serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let container = deployment["spec"]["template"]["spec"]["containers"][0].clone();
     let mut argv = vec!["egress-guard".to_owned()];
     argv.extend(
         container["args"]
@@ -19,6 +19,12 @@ fn deployment_args_parse_as_a_serve_command() {
             .iter()
             .map(|a| a.as_str().unwrap().to_owned()),
     );
+    (container, argv)
+}
+
+#[test]
+fn deployment_args_parse_as_a_serve_command() {
+    let (_, argv) = container_argv("deploy/base/deployment.yaml");
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     let Command::Serve(args) = cli.command else {
         panic!("the Deployment must run `serve`");
@@ -38,21 +44,7 @@ fn deployment_args_parse_as_a_serve_command() {
 
 #[test]
 fn the_auditor_args_parse_as_audit_watch_on_the_base_allowlist() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/audit-watch/deployment.yaml"
-    );
-    let deployment: Value =
-        serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let mut argv = vec!["egress-guard".to_owned()];
-    argv.extend(
-        container["args"]
-            .as_array()
-            .expect("container args")
-            .iter()
-            .map(|a| a.as_str().unwrap().to_owned()),
-    );
+    let (container, argv) = container_argv("deploy/audit-watch/deployment.yaml");
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     let Command::Audit(args) = cli.command else {
         panic!("the auditor must run `audit`");
