@@ -98,7 +98,9 @@ pub struct Grant {
 /// The grants of `ns` in the allowlist `text`, with entries expired at `now` marked.
 pub fn grants(text: &str, ns: &str, now: i64) -> anyhow::Result<Grants> {
     let allowlist = Allowlist::from_yaml(text)?;
-    let doc: Value = serde_norway::from_str(text).context("reading the allowlist's entries")?;
+    let limits = crate::policy::yaml::manifest_limits(text.len());
+    let doc: Value = crate::policy::yaml::from_str(text, limits)
+        .map_err(|e| anyhow::anyhow!("reading the allowlist's entries: {e}"))?;
     let own = &doc["namespaces"][ns];
     let policy = allowlist.namespace(ns);
     Ok(Grants {
