@@ -74,6 +74,12 @@ AUDIT_RESOURCES = {("networking.istio.io", r) for r in ISTIO_NETWORKING} | {
     ("batch", "jobs"), ("batch", "cronjobs"),
 }
 AUDIT_ROLE = "egress-guard-audit"
+# The continuous audit (deploy/audit-watch): its Deployment, ServiceAccount and roles.
+AUDITOR = "egress-guard-auditor"
+POLICYREPORTS = ("wgpolicyk8s.io", "policyreports")
+AUDITOR_REPORT_VERBS = {"list", "create", "patch", "delete"}
+REPORTS_VIEW = "egress-guard-policyreports-view"
+ALLOWLIST_READER = "egress-guard-allowlist-reader"
 SYSTEM_NAMESPACES = ["kube-system", "kube-public", "kube-node-lease", "istio-system", NS]
 TENANT_NAMESPACES = ["default", "team-a", "monitoring", "cert-manager"]
 
@@ -143,6 +149,10 @@ ALERTS = {
     "EgressGuardAllowlistEntriesExpiring": "egress_guard_allowlist_entries_expiring",
     "EgressGuardReviewBudgetExceeded": "egress_guard_review_budget_exceeded_total",
     "EgressGuardConnectionCapReached": "egress_guard_connections_rejected_total",
+    "EgressGuardLiveViolations": "egress_guard_audit_live_violations",
+    "EgressGuardAuditDown": "up",
+    "EgressGuardAuditReportWritesFailing": "egress_guard_audit_report_writes_total",
+    "EgressGuardAuditWatchFailing": "egress_guard_audit_watch_errors_total",
 }
 
 
@@ -1134,7 +1144,205 @@ def check_monitoring(r: Report, base: list[dict], mon: list[dict]) -> None:
         )
 
 
-RENDERINGS = ["base", "cert-manager", "audit", "restricted-apiserver", "networkpolicy", "monitoring"]
+def documented_metrics(repo: Path) -> set[str]:
+    """The metric names in README's Operations table (none without a README)."""
+    readme = repo / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    return set(re.findall(r"^\| `(egress_guard_[a-z_]+)`", text, re.M))
+
+
+def check_dashboard(r: Report, repo: Path, mon: list[dict]) -> None:
+    r.section("monitoring: Grafana dashboard")
+    cm = first(mon, "ConfigMap", "egress-guard-dashboard")
+    r.check("dashboard ConfigMap labelled grafana_dashboard=1 for Grafana's sidecar",
+            lambda: cm["metadata"]["labels"]["grafana_dashboard"] == "1")
+    dash = json.loads(next(iter((cm.get("data") or {}).values()), "{}"))
+    exprs = [t["expr"] for p in dash.get("panels", []) for t in p.get("targets", [])]
+    used = {m for e in exprs for m in re.findall(r"\b(egress_guard_[a-z_]+?)(?:_bucket)?\b", e)}
+    known = documented_metrics(repo)
+    r.check(
+        "every metric the dashboard queries is one README's Operations table documents",
+        lambda: used and used <= known,
+        lambda: f"undocumented: {sorted(used - known)}",
+    )
+    titles = {p.get("title") for p in dash.get("panels", [])}
+    r.check(
+        "panels for decisions, latency, live violations and expiring entries",
+        lambda: {"Decisions", "Latency", "Live violations by code", "Expiring entries"} <= titles,
+        lambda: f"titles={sorted(t for t in titles if t)}",
+    )
+    r.check("dashboard queries take the data source and namespace as variables",
+            lambda: exprs and all('namespace="$namespace"' in e for e in exprs)
+            and {v["name"] for v in dash["templating"]["list"]} == {"datasource", "namespace"})
+    sm = first(mon, "ServiceMonitor", AUDITOR)
+    r.check(
+        f"ServiceMonitor {AUDITOR} scrapes the auditor's metrics port",
+        lambda: sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "auditor"
+        and [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"],
+    )
+    rules = [rule for g in one(mon, "PrometheusRule", APP)["spec"]["groups"] for rule in g["rules"]]
+    live = next((x for x in rules if x.get("alert") == "EgressGuardLiveViolations"), {})
+    r.check(
+        'EgressGuardLiveViolations: mode="enforce" results above 0 for 15m, warning',
+        lambda: re.search(r'egress_guard_audit_live_violations\{mode="enforce"\}\)?\s*>\s*0\s*$', live["expr"])
+        is not None and live["for"] == "15m" and live["labels"]["severity"] == "warning",
+        lambda: f"rule={live}",
+    )
+
+
+def check_audit_watch(r: Report, base: list[dict], aw: list[dict], crd: list[dict]) -> None:
+    r.section("audit-watch: Deployment")
+    dep = first(aw, "Deployment", AUDITOR)
+    spec = dep["spec"]
+    pod = spec["template"]["spec"]
+    c = (pod.get("containers") or [{}])[0]
+    csc = c.get("securityContext") or {}
+    psc = pod.get("securityContext") or {}
+    f = flags(c.get("args") or [])
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports") or []}
+    r.check("one replica, replaced with Recreate (no two auditors write at once)",
+            lambda: spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"},
+            lambda: f"replicas={spec.get('replicas')} strategy={spec.get('strategy')}")
+    r.check("selector matches the pod template labels (component auditor)",
+            lambda: selects(spec["selector"], spec["template"]["metadata"]["labels"])
+            and spec["selector"]["matchLabels"]["app.kubernetes.io/component"] == "auditor")
+    r.check("runs `audit --watch`", lambda: (c.get("args") or [])[:2] == ["audit", "--watch"])
+    r.check(
+        f"--allowlist-configmap names the base's ConfigMap {NS}/{ALLOWLIST_CM}",
+        lambda: f["allowlist-configmap"] == f"{NS}/{ALLOWLIST_CM}" and one(base, "ConfigMap", ALLOWLIST_CM),
+    )
+    r.check("--metrics-listen is the metrics container port",
+            lambda: port_of(f["metrics-listen"]) == ports["metrics"])
+    r.check("liveness /healthz and readiness /readyz on port metrics",
+            lambda: c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+            and c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"})
+    r.check(
+        "hardened: non-root, read-only root, no privilege escalation, drop ALL, RuntimeDefault seccomp",
+        lambda: csc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True
+        and csc["readOnlyRootFilesystem"] is True and csc["allowPrivilegeEscalation"] is False
+        and csc["capabilities"]["drop"] == ["ALL"] and not csc["capabilities"].get("add")
+        and (csc.get("seccompProfile") or psc.get("seccompProfile"))["type"] == "RuntimeDefault"
+        and not any(pod.get(x) for x in ("hostNetwork", "hostPID", "hostIPC")),
+    )
+    r.check("requests cpu and memory, limits memory",
+            lambda: c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
+            and c["resources"]["limits"]["memory"])
+    r.check("the webhook's image", lambda: c["image"] == container_of(base)["image"],
+            lambda: f"{c.get('image')} vs {container_of(base).get('image')}")
+    r.check("no Istio sidecar", lambda: spec["template"]["metadata"]["labels"]["sidecar.istio.io/inject"] == "false")
+    r.check(f"serviceAccountName {AUDITOR} exists in the rendering",
+            lambda: pod["serviceAccountName"] == AUDITOR and one(aw, "ServiceAccount", AUDITOR))
+
+    r.section("audit-watch: RBAC")
+    sa = {"kind": "ServiceAccount", "name": AUDITOR, "namespace": NS}
+    bindings = find(aw, "RoleBinding") + find(aw, "ClusterRoleBinding")
+    sa_refs = sorted((b["kind"], b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings if sa in (b.get("subjects") or []))
+    r.check(
+        f"ServiceAccount {AUDITOR}: bound to ClusterRole {AUDITOR} and Role {AUDITOR} only",
+        lambda: sa_refs == [("ClusterRoleBinding", "ClusterRole", AUDITOR), ("RoleBinding", "Role", AUDITOR)],
+        lambda: f"bindings={sa_refs}",
+    )
+    cr = first(aw, "ClusterRole", AUDITOR)
+    grants = {(g, res): set(rule["verbs"]) for rule in cr.get("rules") or []
+              for g in rule["apiGroups"] for res in rule["resources"]}
+    r.check(
+        f"ClusterRole {AUDITOR}: list and watch on exactly the {len(AUDIT_RESOURCES)} kinds audit judges",
+        lambda: {k for k in grants if k != POLICYREPORTS} == AUDIT_RESOURCES
+        and all(v == {"list", "watch"} for k, v in grants.items() if k != POLICYREPORTS),
+        lambda: f"missing {sorted(AUDIT_RESOURCES - set(grants))}, extra "
+        f"{sorted(set(grants) - AUDIT_RESOURCES - {POLICYREPORTS})}, verbs "
+        f"{ {k: sorted(v) for k, v in grants.items() if v != {'list', 'watch'}} }",
+    )
+    r.check(
+        f"ClusterRole {AUDITOR}: writes PolicyReports only ({', '.join(sorted(AUDITOR_REPORT_VERBS))})",
+        lambda: grants[POLICYREPORTS] == AUDITOR_REPORT_VERBS,
+        lambda: f"verbs={sorted(grants.get(POLICYREPORTS, []))}",
+    )
+    r.check(
+        f"ClusterRole {AUDITOR}: no wildcards, no resourceNames, no aggregation",
+        lambda: cr["rules"] and not cr.get("aggregationRule") and all(
+            not rule.get("resourceNames") and not any("*" in rule.get(x, []) for x in ("verbs", "resources", "apiGroups"))
+            for rule in cr["rules"]),
+    )
+    role = first(aw, "Role", AUDITOR)
+    r.check(
+        f"Role {NS}/{AUDITOR}: get/list/watch on configmaps with resourceNames [{ALLOWLIST_CM}] only",
+        lambda: role["metadata"]["namespace"] == NS and role["rules"] and all(
+            rule["apiGroups"] == [""] and rule["resources"] == ["configmaps"]
+            and rule.get("resourceNames") == [ALLOWLIST_CM] and set(rule["verbs"]) <= READ_VERBS
+            for rule in role["rules"]),
+        lambda: f"rules={role.get('rules')}",
+    )
+    view = first(aw, "ClusterRole", REPORTS_VIEW)
+    labels = view["metadata"].get("labels") or {}
+    r.check(
+        f"ClusterRole {REPORTS_VIEW}: aggregated into view, edit and admin",
+        lambda: all(labels.get(f"rbac.authorization.k8s.io/aggregate-to-{x}") == "true" for x in ("view", "edit", "admin")),
+    )
+    r.check(
+        f"ClusterRole {REPORTS_VIEW}: only get/list/watch on policyreports",
+        lambda: view["rules"] and all(
+            rule["apiGroups"] == [POLICYREPORTS[0]] and rule["resources"] == [POLICYREPORTS[1]]
+            and set(rule["verbs"]) <= READ_VERBS for rule in view["rules"]),
+        lambda: f"rules={view.get('rules')}",
+    )
+    reader = first(aw, "Role", ALLOWLIST_READER)
+    reader_binding = first(aw, "RoleBinding", ALLOWLIST_READER)
+    r.check(
+        f"Role {NS}/{ALLOWLIST_READER}: only get on configmaps with resourceNames [{ALLOWLIST_CM}]",
+        lambda: reader["metadata"]["namespace"] == NS and reader["rules"] and all(
+            rule["apiGroups"] == [""] and rule["resources"] == ["configmaps"]
+            and rule.get("resourceNames") == [ALLOWLIST_CM] and rule["verbs"] == ["get"]
+            for rule in reader["rules"]),
+        lambda: f"rules={reader.get('rules')}",
+    )
+    r.check(
+        f"RoleBinding {ALLOWLIST_READER}: Role {ALLOWLIST_READER} to the group system:authenticated",
+        lambda: reader_binding["roleRef"]["name"] == ALLOWLIST_READER and reader_binding["roleRef"]["kind"] == "Role"
+        and reader_binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                            "name": "system:authenticated"}],
+    )
+    r.check("nothing else is bound",
+            lambda: len(bindings) == 3,
+            lambda: ", ".join("/".join(key(b)) for b in bindings))
+
+    r.section("audit-watch: Service and NetworkPolicy")
+    svc = first(aw, "Service", AUDITOR)
+    r.check("Service selects the auditor pods on port metrics",
+            lambda: selects({"matchLabels": svc["spec"]["selector"]}, spec["template"]["metadata"]["labels"])
+            and [p["targetPort"] for p in svc["spec"]["ports"]] == ["metrics"])
+    np = first(aw, "NetworkPolicy", AUDITOR)
+    ns_ = np["spec"]
+    r.check("NetworkPolicy selects the auditor pods, isolates both directions",
+            lambda: selects(ns_["podSelector"], spec["template"]["metadata"]["labels"])
+            and set(ns_["policyTypes"]) == {"Ingress", "Egress"})
+    r.check("ingress only on 9090, only from the monitoring namespace",
+            lambda: policy_ports(ns_["ingress"]) == {(9090, "TCP")}
+            and all(peers(rule) and all(only_namespace(p, "monitoring") for p in peers(rule)) for rule in ns_["ingress"]))
+    r.check("egress only to DNS and the Kubernetes API (443, 6443)",
+            lambda: policy_ports(ns_["egress"]) == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")})
+    r.check("the base's webhook policy does not select the auditor (and the other way round)",
+            lambda: not selects(one(base, "NetworkPolicy", APP)["spec"]["podSelector"], spec["template"]["metadata"]["labels"])
+            and not selects(ns_["podSelector"], one(base, "Deployment", APP)["spec"]["template"]["metadata"]["labels"]))
+    r.check("every namespaced object in namespace egress-guard, none in the base",
+            lambda: all(o["metadata"].get("namespace") == NS for o in aw
+                        if o["kind"] not in {"ClusterRole", "ClusterRoleBinding"})
+            and not {key(o) for o in aw} & {key(o) for o in base})
+
+    r.section("audit-watch: PolicyReport CRD")
+    c_ = first(crd, "CustomResourceDefinition", "policyreports.wgpolicyk8s.io")
+    r.check("the CRD serves wgpolicyk8s.io/v1alpha2 PolicyReport, namespaced, and nothing else is in it",
+            lambda: c_["spec"]["group"] == "wgpolicyk8s.io" and c_["spec"]["names"]["kind"] == "PolicyReport"
+            and c_["spec"]["scope"] == "Namespaced"
+            and [v["name"] for v in c_["spec"]["versions"] if v["served"]] == ["v1alpha2"] and len(crd) == 1)
+
+
+def container_of(objs: list[dict]) -> dict:
+    return one(objs, "Deployment", APP)["spec"]["template"]["spec"]["containers"][0]
+
+
+RENDERINGS = ["base", "cert-manager", "audit", "restricted-apiserver", "networkpolicy", "monitoring",
+              "audit-watch", "policyreport-crd"]
 
 
 def run(renders: dict[str, list[dict]], repo: Path) -> Report:
@@ -1151,6 +1359,9 @@ def run(renders: dict[str, list[dict]], repo: Path) -> Report:
     check_restricted_apiserver(r, base, renders["restricted-apiserver"])
     check_networkpolicy_examples(r, renders["networkpolicy"], base)
     check_monitoring(r, base, renders["monitoring"])
+    check_dashboard(r, repo, renders["monitoring"])
+    check_images(r, "audit-watch", renders["audit-watch"])
+    check_audit_watch(r, base, renders["audit-watch"], renders["policyreport-crd"])
     return r
 
 

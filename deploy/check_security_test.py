@@ -227,6 +227,51 @@ CASES: list[tuple[str, str, Callable[[list[dict]], None], str]] = [
      "EgressGuardReviewBudgetExceeded: any increase"),
     ("connection cap alert missing", "monitoring",
      lambda o: drop_alert(o, "EgressGuardConnectionCapReached"), "alert EgressGuardConnectionCapReached exists"),
+    ("live violations alert on audit-mode warnings", "monitoring",
+     lambda o: alert(o, "EgressGuardLiveViolations").update(
+         expr='sum by (namespace, code) (egress_guard_audit_live_violations{mode="audit"}) > 0'),
+     'EgressGuardLiveViolations: mode="enforce"'),
+    ("dashboard queries a metric nobody documents", "monitoring",
+     lambda o: obj(o, "ConfigMap", "egress-guard-dashboard")["data"].update(
+         {"egress-guard.json": obj(o, "ConfigMap", "egress-guard-dashboard")["data"]["egress-guard.json"].replace(
+             "egress_guard_audit_objects_violating", "egress_guard_audit_objects_violated")}),
+     "every metric the dashboard queries"),
+    # --- the continuous audit
+    ("two auditors rolling", "audit-watch",
+     lambda o: obj(o, "Deployment", cs.AUDITOR)["spec"].update(replicas=2, strategy={"type": "RollingUpdate"}),
+     "one replica, replaced with Recreate"),
+    ("auditor runs as root", "audit-watch",
+     lambda o: obj(o, "Deployment", cs.AUDITOR)["spec"]["template"]["spec"]["containers"][0][
+         "securityContext"].update(runAsNonRoot=False, allowPrivilegeEscalation=True),
+     "audit-watch: Deployment: hardened"),
+    ("auditor can update what it judges", "audit-watch",
+     lambda o: obj(o, "ClusterRole", cs.AUDITOR)["rules"][0]["verbs"].append("update"),
+     "list and watch on exactly the 24 kinds"),
+    ("auditor reads secrets", "audit-watch",
+     lambda o: obj(o, "ClusterRole", cs.AUDITOR)["rules"][3]["resources"].append("secrets"),
+     "list and watch on exactly the 24 kinds"),
+    ("auditor may delete every report at once", "audit-watch",
+     lambda o: obj(o, "ClusterRole", cs.AUDITOR)["rules"][-1]["verbs"].append("deletecollection"),
+     "writes PolicyReports only"),
+    ("auditor reads every ConfigMap of its namespace", "audit-watch",
+     lambda o: obj(o, "Role", cs.AUDITOR)["rules"][0].pop("resourceNames"), "get/list/watch on configmaps"),
+    ("tenants can change reports", "audit-watch",
+     lambda o: obj(o, "ClusterRole", cs.REPORTS_VIEW)["rules"][0]["verbs"].append("patch"),
+     "only get/list/watch on policyreports"),
+    ("report read not in edit", "audit-watch",
+     lambda o: obj(o, "ClusterRole", cs.REPORTS_VIEW)["metadata"]["labels"].pop(
+         "rbac.authorization.k8s.io/aggregate-to-edit"), "aggregated into view, edit and admin"),
+    ("the allowlist readable anonymously", "audit-watch",
+     lambda o: obj(o, "RoleBinding", cs.ALLOWLIST_READER)["subjects"][0].update(name="system:unauthenticated"),
+     "to the group system:authenticated"),
+    ("every ConfigMap readable by tenants", "audit-watch",
+     lambda o: obj(o, "Role", cs.ALLOWLIST_READER)["rules"][0].pop("resourceNames"),
+     f"only get on configmaps with resourceNames"),
+    ("auditor metrics open to every namespace", "audit-watch",
+     lambda o: netpol(o, cs.AUDITOR)["ingress"][0]["from"][0].update(namespaceSelector={}),
+     "ingress only on 9090"),
+    ("auditor egress on every port", "audit-watch",
+     lambda o: netpol(o, cs.AUDITOR)["egress"].append({}), "egress only to DNS and the Kubernetes API"),
 ]
 
 

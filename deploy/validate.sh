@@ -5,7 +5,8 @@
 #   bash deploy/validate.sh
 #
 # 1. kubectl kustomize: deploy/, deploy/cert-manager, deploy/overlays/audit,
-#    deploy/overlays/restricted-apiserver, deploy/networkpolicy (examples), deploy/monitoring
+#    deploy/overlays/restricted-apiserver, deploy/networkpolicy (examples), deploy/monitoring,
+#    deploy/audit-watch and deploy/audit-watch/crd
 # 2. validate_schemas.py: every object in strict mode against the Kubernetes versions
 #    in KUBE_VERSIONS; the CRD kinds we ship (cert-manager, Prometheus Operator) are
 #    allowed only in their own directories
@@ -14,6 +15,8 @@
 # 4. check_security_test.py: breaks the renderings one way at a time and requires the
 #    check meant for each break to fail
 # 5. check_allowlist_schema.py: the shipped allowlists against docs/allowlist.schema.json
+# 6. promtool: the PrometheusRule's groups checked and unit-tested
+#    (deploy/monitoring/tests/alerts.yaml); promtool comes with Debian's `prometheus`
 #
 # Environment:
 #   KUBECTL        kubectl to use (default: kubectl on PATH); needs built-in kustomize
@@ -44,6 +47,9 @@ die() {
 command -v "$KUBECTL" >/dev/null 2>&1 \
     || die "kubectl not found (looked for '$KUBECTL'); install kubectl 1.27 or newer (it has kustomize v5 built in) or set KUBECTL"
 command -v python3 >/dev/null 2>&1 || die "python3 not found"
+PROMTOOL="${PROMTOOL:-promtool}"
+command -v "$PROMTOOL" >/dev/null 2>&1 \
+    || die "promtool not found (looked for '$PROMTOOL'); install Debian's prometheus package (apt-get install prometheus) or set PROMTOOL"
 
 minor() { local v="${1#v}"; v="${v#*.}"; echo "${v%%.*}"; }
 for v in $KUBE_VERSIONS; do
@@ -69,7 +75,7 @@ trap 'rm -rf "$out"' EXIT
 
 # Rendering name -> kustomization. The names are the ones validate_schemas.py and
 # check_security.py know.
-names=(base cert-manager audit restricted-apiserver networkpolicy monitoring)
+names=(base cert-manager audit restricted-apiserver networkpolicy monitoring audit-watch policyreport-crd)
 declare -A dirs=(
     [base]="$here"
     [cert-manager]="$here/cert-manager"
@@ -77,6 +83,8 @@ declare -A dirs=(
     [restricted-apiserver]="$here/overlays/restricted-apiserver"
     [networkpolicy]="$here/networkpolicy"
     [monitoring]="$here/monitoring"
+    [audit-watch]="$here/audit-watch"
+    [policyreport-crd]="$here/audit-watch/crd"
 )
 echo "==> rendering with $("$KUBECTL" version --client 2>/dev/null | grep -i kustomize || echo "$KUBECTL kustomize")"
 for name in "${names[@]}"; do
@@ -110,6 +118,18 @@ mutations="$(sed -n 's/^check_security_test: \([0-9]*\) broken manifests, each c
 # --- the allowlist schema ----------------------------------------------------------------
 echo "==> shipped allowlists against docs/allowlist.schema.json"
 "$py" "$here/check_allowlist_schema.py" --repo "$repo" "$out/base.yaml" "$out/audit.yaml"
+
+# --- alert rules ---------------------------------------------------------------------------
+echo "==> alert rules: promtool check rules and test rules"
+mkdir -p "$out/rules"
+"$py" - "$out/monitoring.yaml" "$out/rules/rules.yaml" <<'PY'
+import sys, yaml
+rules = [o for o in yaml.safe_load_all(open(sys.argv[1])) if o and o["kind"] == "PrometheusRule"]
+yaml.safe_dump({"groups": [g for r in rules for g in r["spec"]["groups"]]}, open(sys.argv[2], "w"))
+PY
+cp "$here/monitoring/tests/alerts.yaml" "$out/rules/"
+"$PROMTOOL" check rules "$out/rules/rules.yaml" || die "promtool check rules failed"
+(cd "$out/rules" && "$PROMTOOL" test rules alerts.yaml) || die "promtool test rules failed (deploy/monitoring/tests/alerts.yaml)"
 
 [[ -n "$objects" && -n "$checks" && -n "$mutations" ]] || die "could not read the checkers' summaries"
 echo "deploy: ${#names[@]} kustomizations rendered, $objects objects validated ($crds custom resources shape-checked), $checks security checks passed, $mutations broken manifests caught"

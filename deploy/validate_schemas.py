@@ -39,6 +39,7 @@ CLUSTER_SCOPED = {
     "ClusterRoleBinding",
     "ValidatingWebhookConfiguration",
     "MutatingWebhookConfiguration",
+    "CustomResourceDefinition",
 }
 
 

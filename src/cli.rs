@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `check`, `audit` and `certs`.
+//! Command-line interface: `serve`, `check`, `audit`, `grants` and `certs`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,8 +33,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Evaluate manifests offline against an allowlist and print verdicts and patches.
     Check(CheckArgs),
-    /// Report which live Istio objects in a cluster an allowlist would deny or patch.
+    /// Report which live Istio objects in a cluster an allowlist would deny or patch;
+    /// with --watch, keep reporting them as PolicyReports.
     Audit(AuditArgs),
+    /// Print what a namespace may reach: the global and its own allowlist grants.
+    Grants(crate::grants::GrantsArgs),
     /// Write a self-signed CA and a serving certificate for development or manual installs.
     Certs(CertsArgs),
     /// Print the allowlist's JSON Schema (for editors and CI).
@@ -224,10 +227,11 @@ pub struct CheckArgs {
 /// `audit` flags.
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
-    /// Allowlist YAML file (instead of a ConfigMap); the embedded example when no source is set.
-    #[arg(long, conflicts_with_all = ["allowlist_configmap"])]
+    /// Allowlist YAML file (instead of a ConfigMap); the embedded example when no source
+    /// is set. Watched for changes with --watch.
+    #[arg(long, visible_alias = "allowlist-file", conflicts_with_all = ["allowlist_configmap"])]
     pub allowlist: Option<PathBuf>,
-    /// ConfigMap holding the allowlist.
+    /// ConfigMap holding the allowlist (watched with --watch).
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub allowlist_configmap: Option<ObjectRef>,
     /// Key of the allowlist in the ConfigMap.
@@ -249,6 +253,9 @@ pub struct AuditArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Continuous audit.
+    #[command(flatten)]
+    pub watch: crate::audit::watch::WatchArgs,
 }
 
 /// `certs` flags.

@@ -3,8 +3,8 @@
 //!
 //! The arrows point one way: `server → admission → policy`, `server → logging →
 //! admission`, `source → policy`,
-//! `check → policy`, `audit → check → policy`; `server` and `source` both record into
-//! [`metrics`]. [`policy`] is pure and imports none of the others.
+//! `check → policy`, `audit → check → policy`, `audit → source` (`--watch`),
+//! `grants → policy`; `server`, `source` and `audit` record into [`metrics`]. [`policy`] is pure and imports none of the others.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -18,6 +18,7 @@ pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cli;
+pub mod grants;
 pub mod log_writer;
 pub mod logging;
 pub mod metrics;

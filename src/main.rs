@@ -25,6 +25,12 @@ fn main() -> ExitCode {
             rt.shutdown_timeout(std::time::Duration::from_secs(1));
             result
         }),
+        Command::Grants(args) => {
+            match runtime().and_then(|rt| rt.block_on(egress_guard::grants::run(&args))) {
+                Ok(code) => return ExitCode::from(code),
+                Err(e) => Err(e),
+            }
+        }
         Command::Audit(args) => {
             match runtime().and_then(|rt| rt.block_on(egress_guard::audit::run(&args))) {
                 Ok(code) => return ExitCode::from(code),

@@ -338,6 +338,12 @@ impl Metrics {
         }
     }
 
+    /// The registry every family is in, for a command that adds its own families
+    /// (`audit --watch`) to the one `/metrics`.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Renders the Prometheus text format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -190,11 +190,14 @@ async fn cluster() -> FakeApi {
     // Listed in (namespace, name) order: two on the first page, one on the second.
     fake.put(se("default", "exfil", "upload.evil.example.org"));
     fake.put(se("default", "github", "api.github.com"));
+    // Left out: an exempt namespace, and namespaces the webhook never judges.
     fake.put(se(
         "istio-system",
         "telemetry",
         "telemetry.evil.example.org",
     ));
+    fake.put(se("kube-system", "dns", "dns.evil.example.org"));
+    fake.put(se("egress-guard", "self", "self.evil.example.org"));
     fake.put(istio(
         "v1",
         "VirtualService",
@@ -319,7 +322,6 @@ async fn json_report_covers_every_kind_across_pages_and_versions() {
         owned(&[
             ("ServiceEntry", "default/exfil", "DENY"),
             ("ServiceEntry", "default/github", "ALLOW"),
-            ("ServiceEntry", "istio-system/telemetry", "SKIP"),
             ("VirtualService", "default/github-api", "ALLOW"),
             ("DestinationRule", "production/external-api", "ALLOW"),
             ("Gateway", "production/external-api-gateway", "ALLOW"),
@@ -329,7 +331,7 @@ async fn json_report_covers_every_kind_across_pages_and_versions() {
     );
     assert_eq!(
         report["summary"],
-        json!({"total": 7, "allowed": 4, "denied": 2, "audited": 0, "skipped": 1, "patched": 1})
+        json!({"total": 6, "allowed": 4, "denied": 2, "audited": 0, "skipped": 0, "patched": 1})
     );
 
     let exfil = object(&report, "ServiceEntry", "default/exfil");
@@ -341,10 +343,6 @@ async fn json_report_covers_every_kind_across_pages_and_versions() {
     assert_eq!(exfil["source"], json!("cluster"));
     let sidecar = object(&report, "Sidecar", "default/default");
     assert_eq!(codes(sidecar), ["EG301"]);
-    assert_eq!(
-        object(&report, "ServiceEntry", "istio-system/telemetry")["mode"],
-        json!("skipped: exempt namespace")
-    );
     let vs = object(&report, "VirtualService", "default/github-api");
     assert_eq!(
         vs["patch"],
@@ -355,9 +353,19 @@ async fn json_report_covers_every_kind_across_pages_and_versions() {
         Value::Null
     );
 
-    // ServiceEntries: two pages, the second asked for with the first page's token.
+    // ServiceEntries: two pages, the second asked for with the first page's token; the
+    // namespaces the webhook never judges are left out by the apiserver.
     let pages = fake.requests_to("/apis/networking.istio.io/v1/serviceentries");
     assert_eq!(pages.len(), 2, "{}", fake.request_log());
+    for p in &pages {
+        assert_eq!(
+            p.param("fieldSelector"),
+            Some(
+                "metadata.namespace!=kube-system,metadata.namespace!=kube-public,metadata.namespace!=kube-node-lease,metadata.namespace!=egress-guard"
+            ),
+            "{p}"
+        );
+    }
     assert_eq!(pages[0].param("limit"), Some("500"));
     assert_eq!(pages[0].param("continue"), None);
     assert_eq!(pages[1].param("limit"), Some("500"));
@@ -402,14 +410,13 @@ async fn text_report_lists_verdicts_codes_patch_and_summary() {
         "DENY  ServiceEntry default/exfil  [cluster]",
         "EG101",
         "ALLOW ServiceEntry default/github  [cluster]",
-        "SKIP  ServiceEntry istio-system/telemetry (exempt namespace)  [cluster]",
         "ALLOW VirtualService default/github-api  [cluster]",
         r#"patch: [{"op":"add","path":"/spec/http/0/timeout","value":"15s"}]"#,
         "ALLOW DestinationRule production/external-api  [cluster]",
         "ALLOW Gateway production/external-api-gateway  [cluster]",
         "DENY  Sidecar default/default  [cluster]",
         "EG301",
-        "7 objects: 4 allowed, 2 denied, 0 audited, 1 skipped; 1 would be patched",
+        "6 objects: 4 allowed, 2 denied, 0 audited, 0 skipped; 1 would be patched",
     ] {
         assert!(text.contains(expected), "missing {expected:?}\n{out}");
     }
@@ -600,4 +607,26 @@ async fn against_the_live_allowlist_lists_what_a_change_would_break() {
     .await;
     assert_eq!(same.code, Some(0), "{same}");
     assert_eq!(same.json()["summary"]["changed"], 0, "{same}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_the_webhook_never_judges_are_not_audited() {
+    let fake = cluster().await;
+    let out = audit(&fake, &["-o", "json"]).await;
+    let listed: Vec<(String, String, String)> = verdicts(&out.json());
+    for (_, ns_name, _) in &listed {
+        for ns in ["kube-system/", "egress-guard/", "istio-system/"] {
+            assert!(!ns_name.starts_with(ns), "{ns_name} listed\n{out}");
+        }
+    }
+    // Asked for by name, such a namespace is not even listed.
+    let before = fake.requests().len();
+    let out = audit(&fake, &["-n", "kube-system", "-o", "json"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.json()["summary"]["total"], json!(0), "{out}");
+    assert!(
+        out.stderr.contains("never judges namespace kube-system"),
+        "{out}"
+    );
+    assert_eq!(fake.requests().len(), before, "{}", fake.request_log());
 }

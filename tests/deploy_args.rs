@@ -5,12 +5,12 @@ use clap::Parser;
 use egress_guard::cli::{Cli, Command};
 use serde_json::Value;
 
-#[test]
-fn deployment_args_parse_as_a_serve_command() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base/deployment.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let deployment: Value = serde_norway::from_str(&text).unwrap();
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+/// A Deployment's container and its command line (`egress-guard` and the args).
+fn container_argv(path: &str) -> (Value, Vec<String>) {
+    let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    let deployment: Value =
+        serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let container = deployment["spec"]["template"]["spec"]["containers"][0].clone();
     let mut argv = vec!["egress-guard".to_owned()];
     argv.extend(
         container["args"]
@@ -19,6 +19,12 @@ fn deployment_args_parse_as_a_serve_command() {
             .iter()
             .map(|a| a.as_str().unwrap().to_owned()),
     );
+    (container, argv)
+}
+
+#[test]
+fn deployment_args_parse_as_a_serve_command() {
+    let (_, argv) = container_argv("deploy/base/deployment.yaml");
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     let Command::Serve(args) = cli.command else {
         panic!("the Deployment must run `serve`");
@@ -34,4 +40,23 @@ fn deployment_args_parse_as_a_serve_command() {
     assert_eq!(cm.to_string(), "egress-guard/egress-guard-allowlist");
     assert_eq!(args.listen.port(), 8443);
     assert_eq!(args.metrics_listen.port(), 9090);
+}
+
+#[test]
+fn the_auditor_args_parse_as_audit_watch_on_the_base_allowlist() {
+    let (container, argv) = container_argv("deploy/audit-watch/deployment.yaml");
+    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let Command::Audit(args) = cli.command else {
+        panic!("the auditor must run `audit`");
+    };
+    assert!(args.watch.watch, "{argv:?}");
+    assert_eq!(
+        args.allowlist_configmap.map(|c| c.to_string()).as_deref(),
+        Some("egress-guard/egress-guard-allowlist")
+    );
+    assert_eq!(args.namespace, None, "every namespace");
+    assert_eq!(
+        Some(i64::from(args.watch.metrics_listen.port())),
+        container["ports"][0]["containerPort"].as_i64()
+    );
 }

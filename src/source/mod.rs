@@ -31,6 +31,8 @@ pub struct Loaded {
 pub struct PolicyStore {
     current: ArcSwapOption<Loaded>,
     metrics: Metrics,
+    /// Counts the allowlists swapped in, for tasks that act on a change.
+    loads: tokio::sync::watch::Sender<u64>,
 }
 
 impl PolicyStore {
@@ -39,7 +41,14 @@ impl PolicyStore {
         Arc::new(Self {
             current: ArcSwapOption::empty(),
             metrics,
+            loads: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Notified each time a new allowlist is swapped in (not for unchanged text or a
+    /// rejected one): what `audit --watch` re-judges on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.loads.subscribe()
     }
 
     /// The allowlist in force, if any has loaded.
@@ -96,6 +105,7 @@ impl PolicyStore {
             sha256,
         });
         let previous = self.current.swap(Some(loaded.clone()));
+        self.loads.send_modify(|n| *n += 1);
         let took = started.elapsed();
         self.metrics.record_allowlist_loaded(
             loaded.allowlist.entries(),
@@ -172,7 +182,19 @@ mod tests {
             text.contains("egress_guard_allowlist_info{revision=\"1\""),
             "{text}"
         );
+        let mut changes = store.subscribe();
         store.load("hosts: [a.example, b.example]\n", "3").unwrap();
+        assert!(
+            changes.has_changed().unwrap(),
+            "a new allowlist is announced"
+        );
+        changes.borrow_and_update();
+        store.load("hosts: [a.example, b.example]\n", "4").unwrap();
+        assert!(store.load("hosts: [\"bad host\"]\n", "5").is_err());
+        assert!(
+            !changes.has_changed().unwrap(),
+            "unchanged text and a rejected update are not"
+        );
         assert_eq!(store.current().unwrap().allowlist.entries(), 2);
         assert!(
             !m.render().contains("revision=\"1\""),

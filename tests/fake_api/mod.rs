@@ -3,7 +3,7 @@
 //! It answers the requests kube-rs actually makes, the way the apiserver does:
 //!
 //! * `GET …/{plural}` lists as a `{Kind}List` with `metadata.resourceVersion`, honours
-//!   `fieldSelector` (`metadata.name`, `metadata.namespace`), and pages with `limit` and
+//!   `fieldSelector` (`metadata.name`, `metadata.namespace`, `metadata.namespace!=`), and pages with `limit` and
 //!   `continue` (`metadata.continue`, `metadata.remainingItemCount`). Like a real server
 //!   it may return fewer items than `limit` ([`FakeApi::set_max_page`]).
 //! * `GET …/{plural}?watch=true&resourceVersion=N` answers `200` with a chunked
@@ -12,6 +12,9 @@
 //!   between a list and the watch that follows it. A watch from a resourceVersion older
 //!   than the last compaction gets one `ERROR` event (`410 Expired`) and the stream ends.
 //! * `GET …/{plural}/{name}` returns the object or a `404 NotFound` `Status`.
+//! * `PATCH …/{plural}/{name}` stores the body as the whole object (server-side apply of
+//!   an object one client owns); `DELETE` removes it. Lists honour a `labelSelector`
+//!   of `key=value` pairs.
 //! * Paths and versions that are not served answer `404` with the apiserver's
 //!   `Status` body ("the server could not find the requested resource").
 //!
@@ -237,117 +240,58 @@ impl FakeApi {
         self.store(object, false)
     }
 
-    fn store(&self, mut object: Value, announce: bool) -> u64 {
-        let rv = {
-            let mut st = self.shared.lock();
-            let api_version = object["apiVersion"]
-                .as_str()
-                .expect("apiVersion")
-                .to_owned();
-            let kind = object["kind"].as_str().expect("kind").to_owned();
-            let group = api_version
-                .rsplit_once('/')
-                .map_or("", |(g, _)| g)
-                .to_owned();
-            let ty = st
-                .types
-                .iter()
-                .find(|t| t.group == group && t.kind == kind)
-                .unwrap_or_else(|| panic!("fake does not serve {api_version} {kind}"))
-                .clone();
-            let namespace = object["metadata"]["namespace"]
-                .as_str()
-                .expect("metadata.namespace")
-                .to_owned();
-            let name = object["metadata"]["name"]
-                .as_str()
-                .expect("metadata.name")
-                .to_owned();
-            let key = (
-                group.clone(),
-                ty.plural.clone(),
-                namespace.clone(),
-                name.clone(),
-            );
-            st.rv += 1;
-            let rv = st.rv;
-            let existing_uid = st.objects.get(&key).map(|o| o["metadata"]["uid"].clone());
-            let uid = match existing_uid {
-                Some(uid) => uid,
-                None => {
-                    st.uids += 1;
-                    json!(format!("00000000-0000-4000-8000-{:012}", st.uids))
-                }
-            };
-            let meta = &mut object["metadata"];
-            meta["resourceVersion"] = json!(rv.to_string());
-            meta["uid"] = uid;
-            meta["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
-            let kind = if st.objects.contains_key(&key) {
-                "MODIFIED"
-            } else {
-                "ADDED"
-            };
-            st.objects.insert(key, object.clone());
-            if announce {
-                st.log.push(Entry::Event {
-                    group,
-                    plural: ty.plural,
-                    namespace,
-                    name,
-                    rv,
-                    kind,
-                    object,
-                });
-            }
-            rv
-        };
-        self.shared.notify();
-        rv
+    fn store(&self, object: Value, announce: bool) -> u64 {
+        store(&self.shared, object, announce)
+    }
+
+    /// The stored object, as last written (by the test or by a client's PATCH).
+    pub fn object(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        let st = self.shared.lock();
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let plural = &st
+            .types
+            .iter()
+            .find(|t| t.group == group && t.kind == kind)?
+            .plural;
+        st.objects
+            .get(&(
+                group.to_owned(),
+                plural.clone(),
+                namespace.to_owned(),
+                name.to_owned(),
+            ))
+            .cloned()
     }
 
     /// Deletes an object; open watches get `DELETED` with its last state at the new
     /// resourceVersion. Returns that resourceVersion.
     pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> u64 {
-        let rv = {
-            let mut st = self.shared.lock();
-            let group = api_version
-                .rsplit_once('/')
-                .map_or("", |(g, _)| g)
-                .to_owned();
-            let plural = st
-                .types
-                .iter()
-                .find(|t| t.group == group && t.kind == kind)
-                .unwrap_or_else(|| panic!("fake does not serve {api_version} {kind}"))
-                .plural
-                .clone();
-            let key = (
-                group.clone(),
-                plural.clone(),
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let plural = self
+            .shared
+            .lock()
+            .types
+            .iter()
+            .find(|t| t.group == group && t.kind == kind)
+            .unwrap_or_else(|| panic!("fake does not serve {api_version} {kind}"))
+            .plural
+            .clone();
+        remove(
+            &self.shared,
+            &(
+                group.to_owned(),
+                plural,
                 namespace.to_owned(),
                 name.to_owned(),
-            );
-            let mut object = st
-                .objects
-                .remove(&key)
-                .unwrap_or_else(|| panic!("no {kind} {namespace}/{name} to delete"));
-            st.rv += 1;
-            let rv = st.rv;
-            object["metadata"]["resourceVersion"] = json!(rv.to_string());
-            st.log.push(Entry::Event {
-                group,
-                plural,
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                rv,
-                kind: "DELETED",
-                object,
-            });
-            rv
-        };
-        self.shared.notify();
-        rv
+            ),
+        )
+        .unwrap_or_else(|| panic!("no {kind} {namespace}/{name} to delete"))
     }
 
     /// Advances the resourceVersion (as other objects in the cluster change) and sends
@@ -472,6 +416,100 @@ pub fn configmap(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
 
 // === the server ===
 
+/// Removes an object and announces `DELETED` at a new resourceVersion; `None` when
+/// there is no such object.
+fn remove(shared: &Shared, key: &ObjectKey) -> Option<u64> {
+    let rv = {
+        let mut st = shared.lock();
+        let mut object = st.objects.remove(key)?;
+        st.rv += 1;
+        let rv = st.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        st.log.push(Entry::Event {
+            group: key.0.clone(),
+            plural: key.1.clone(),
+            namespace: key.2.clone(),
+            name: key.3.clone(),
+            rv,
+            kind: "DELETED",
+            object,
+        });
+        rv
+    };
+    shared.notify();
+    Some(rv)
+}
+
+/// Creates or replaces an object; see [`FakeApi::put`].
+fn store(shared: &Shared, mut object: Value, announce: bool) -> u64 {
+    let rv = {
+        let mut st = shared.lock();
+        let api_version = object["apiVersion"]
+            .as_str()
+            .expect("apiVersion")
+            .to_owned();
+        let kind = object["kind"].as_str().expect("kind").to_owned();
+        let group = api_version
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g)
+            .to_owned();
+        let ty = st
+            .types
+            .iter()
+            .find(|t| t.group == group && t.kind == kind)
+            .unwrap_or_else(|| panic!("fake does not serve {api_version} {kind}"))
+            .clone();
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .expect("metadata.namespace")
+            .to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_owned();
+        let key = (
+            group.clone(),
+            ty.plural.clone(),
+            namespace.clone(),
+            name.clone(),
+        );
+        st.rv += 1;
+        let rv = st.rv;
+        let existing_uid = st.objects.get(&key).map(|o| o["metadata"]["uid"].clone());
+        let uid = match existing_uid {
+            Some(uid) => uid,
+            None => {
+                st.uids += 1;
+                json!(format!("00000000-0000-4000-8000-{:012}", st.uids))
+            }
+        };
+        let meta = &mut object["metadata"];
+        meta["resourceVersion"] = json!(rv.to_string());
+        meta["uid"] = uid;
+        meta["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
+        let kind = if st.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        st.objects.insert(key, object.clone());
+        if announce {
+            st.log.push(Entry::Event {
+                group,
+                plural: ty.plural,
+                namespace,
+                name,
+                rv,
+                kind,
+                object,
+            });
+        }
+        rv
+    };
+    shared.notify();
+    rv
+}
+
 fn status(code: StatusCode, reason: &str, message: &str, details: Value) -> Response {
     let body = json!({
         "kind": "Status",
@@ -548,27 +586,37 @@ fn parse_query(q: Option<&str>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `metadata.name=x,metadata.namespace=y` → (name, namespace).
-type Fields = (Option<String>, Option<String>);
+/// `metadata.name=x,metadata.namespace=y,metadata.namespace!=z`: the name and namespace
+/// asked for, and the namespaces excluded.
+#[derive(Debug, Clone, Default)]
+struct Fields {
+    name: Option<String>,
+    namespace: Option<String>,
+    not_namespaces: Vec<String>,
+}
 
 fn parse_fields(selector: Option<&str>) -> Result<Fields, String> {
-    let mut fields = (None, None);
+    let mut fields = Fields::default();
     for term in selector.unwrap_or("").split(',').filter(|t| !t.is_empty()) {
-        let (key, value) = if let Some((k, v)) = term.split_once("==") {
-            (k, v)
-        } else if term.contains("!=") {
-            return Err(format!(
-                "fake apiserver: unsupported field selector {term:?}"
-            ));
+        let (key, value, negated) = if let Some((k, v)) = term.split_once("!=") {
+            (k, v, true)
+        } else if let Some((k, v)) = term.split_once("==") {
+            (k, v, false)
         } else if let Some((k, v)) = term.split_once('=') {
-            (k, v)
+            (k, v, false)
         } else {
             return Err(format!("invalid field selector: {term:?}"));
         };
-        match key {
-            "metadata.name" => fields.0 = Some(value.to_owned()),
-            "metadata.namespace" => fields.1 = Some(value.to_owned()),
-            other => {
+        match (key, negated) {
+            ("metadata.name", false) => fields.name = Some(value.to_owned()),
+            ("metadata.namespace", false) => fields.namespace = Some(value.to_owned()),
+            ("metadata.namespace", true) => fields.not_namespaces.push(value.to_owned()),
+            ("metadata.name", true) => {
+                return Err(format!(
+                    "fake apiserver: unsupported field selector {term:?}"
+                ));
+            }
+            (other, _) => {
                 return Err(format!("field label not supported: {other}"));
             }
         }
@@ -577,8 +625,9 @@ fn parse_fields(selector: Option<&str>) -> Result<Fields, String> {
 }
 
 fn matches(fields: &Fields, namespace: &str, name: &str) -> bool {
-    fields.0.as_deref().is_none_or(|n| n == name)
-        && fields.1.as_deref().is_none_or(|n| n == namespace)
+    fields.name.as_deref().is_none_or(|n| n == name)
+        && fields.namespace.as_deref().is_none_or(|n| n == namespace)
+        && !fields.not_namespaces.iter().any(|n| n == namespace)
 }
 
 /// Where a request points.
@@ -625,7 +674,12 @@ fn at_version(object: &Value, ty: &ResourceType, version: &str) -> Value {
     o
 }
 
-async fn handle(AxumState(shared): AxumState<Arc<Shared>>, method: Method, uri: Uri) -> Response {
+async fn handle(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let query = parse_query(uri.query());
     let request = Request {
         method: method.to_string(),
@@ -634,6 +688,13 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, method: Method, uri: 
     };
     let mut st = shared.lock();
     st.requests.push(request.clone());
+    if method == Method::PATCH || method == Method::DELETE {
+        let Some(target) = resolve(&st, &request.path).filter(|t| t.name.is_some()) else {
+            return not_served();
+        };
+        drop(st);
+        return write(&shared, &target, &method, &body);
+    }
     if method != Method::GET {
         return status(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -652,11 +713,9 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, method: Method, uri: 
         Ok(f) => f,
         Err(message) => return bad_request(&message),
     };
-    if request
-        .param("labelSelector")
-        .is_some_and(|s| !s.is_empty())
-    {
-        return bad_request("fake apiserver: labelSelector is not supported");
+    let labels = request.param("labelSelector").unwrap_or("");
+    if request.is_watch() && !labels.is_empty() {
+        return bad_request("fake apiserver: labelSelector is not supported on watches");
     }
     if request.is_watch() {
         drop(st);
@@ -683,8 +742,60 @@ fn get(st: &State, target: &Target, name: &str) -> Response {
     }
 }
 
+/// `a=b,c=d`: every pair must be among the object's labels.
+fn has_labels(object: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        term.split_once('=')
+            .is_some_and(|(k, v)| object["metadata"]["labels"][k].as_str() == Some(v))
+    })
+}
+
+/// A server-side apply (`PATCH`, the whole object in the body) or a `DELETE` of one
+/// object, announced to open watches.
+fn write(shared: &Shared, target: &Target, method: &Method, body: &[u8]) -> Response {
+    let name = target.name.clone().unwrap_or_default();
+    let namespace = target.namespace.clone().unwrap_or_default();
+    let key = (
+        target.ty.group.clone(),
+        target.ty.plural.clone(),
+        namespace.clone(),
+        name.clone(),
+    );
+    if *method == Method::DELETE {
+        if !shared.lock().objects.contains_key(&key) {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("{} \"{name}\" not found", target.ty.plural),
+                json!({"name": name}),
+            );
+        }
+        let (api_version, kind) = (
+            target.ty.api_version(&target.version),
+            target.ty.kind.clone(),
+        );
+        remove(shared, &key);
+        return json_response(
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success",
+            "details": {"name": name, "kind": kind, "group": api_version}}),
+        );
+    }
+    let mut object: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(&format!("fake apiserver: PATCH body is not JSON: {e}")),
+    };
+    object["apiVersion"] = json!(target.ty.api_version(&target.version));
+    object["kind"] = json!(target.ty.kind);
+    object["metadata"]["namespace"] = json!(namespace);
+    object["metadata"]["name"] = json!(name);
+    store(shared, object, true);
+    let stored = shared.lock().objects.get(&key).cloned().unwrap_or_default();
+    json_response(&stored)
+}
+
 fn list(st: &State, target: &Target, fields: &Fields, request: &Request) -> Response {
     let ty = &target.ty;
+    let labels = request.param("labelSelector").unwrap_or("");
     let items: Vec<Value> = st
         .objects
         .iter()
@@ -694,6 +805,7 @@ fn list(st: &State, target: &Target, fields: &Fields, request: &Request) -> Resp
                 && target.namespace.as_deref().is_none_or(|n| n == ns)
                 && matches(fields, ns, name)
         })
+        .filter(|(_, o)| has_labels(o, labels))
         .map(|(_, o)| {
             let mut o = at_version(o, ty, &target.version);
             if ty.group.is_empty() {

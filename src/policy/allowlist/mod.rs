@@ -391,6 +391,16 @@ impl Allowlist {
             .filter(move |n| n.info.expires.as_ref().is_some_and(|e| e.at <= until))
     }
 
+    /// The first instant after `now` at which an entry expires, if any does: the next
+    /// time a verdict can change without the allowlist changing.
+    pub fn next_expiry(&self, now: i64) -> Option<i64> {
+        self.notes
+            .iter()
+            .filter_map(|n| n.info.expires.as_ref().map(|e| e.at))
+            .filter(|&at| at > now)
+            .min()
+    }
+
     /// The address a pod DNS name spells: `198-51-100-66.<ns>.pod.<domain>` (or IPv6 with
     /// `-` for `:`) under an internal domain. CoreDNS answers such names with the address
     /// itself in its default `pods insecure` mode, so the name goes wherever it says.
@@ -812,6 +822,20 @@ namespaces:
         assert!(b.is_egress_selector(sel(&[("team", "net")])));
         assert!(!b.is_egress_selector(sel(&[("istio", "egressgateway")])));
         assert!(b.is_egress_selector(sel(&[("gw", "out"), ("zone", "a")])));
+    }
+
+    #[test]
+    fn next_expiry_is_the_earliest_entry_still_to_expire() {
+        let a = load(
+            "hosts:\n  - {host: a.example, expires: \"2030-01-01T00:00:10Z\"}\n  - b.example\ncidrs:\n  - {cidr: 203.0.113.0/24, expires: \"2030-01-01T00:00:05Z\"}\nnamespaces:\n  team:\n    hosts:\n      - {host: c.example, expires: \"2030-01-01T00:00:20Z\", owner: team}\n",
+        );
+        let t0 = 1_893_456_000; // 2030-01-01T00:00:00Z
+        assert_eq!(a.next_expiry(t0), Some(t0 + 5));
+        // An entry expiring exactly now has expired: the next one is later.
+        assert_eq!(a.next_expiry(t0 + 5), Some(t0 + 10));
+        assert_eq!(a.next_expiry(t0 + 10), Some(t0 + 20));
+        assert_eq!(a.next_expiry(t0 + 20), None);
+        assert_eq!(load("hosts: [a.example]\n").next_expiry(t0), None);
     }
 
     #[test]

@@ -1,21 +1,38 @@
 //! `egress-guard audit`: the impact preview before enforcing. Lists the live objects of
 //! every kind egress-guard judges through the Kubernetes API and judges each with the
 //! same `policy::evaluate` and report as `check`, as if it were being created now.
+//! With `--watch` ([`watch`]) it keeps doing so and publishes the violations as
+//! PolicyReports ([`report`]).
+//!
+//! Objects in the namespaces the webhook never judges ([`scope`]) and in the
+//! allowlist's exempt namespaces are left out, so a clean cluster audits clean.
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::api::DynamicObject;
 use kube::{Api, Client};
 
 use crate::check::{self, DiffReport, Judge, Manifest, ObjectReport, Report};
 use crate::cli::AuditArgs;
-use crate::policy::{Allowlist, Kind, ObjectRef};
+use crate::policy::{Allowlist, Kind, ObjectRef, Skip};
+
+pub mod live;
+pub mod metrics;
+pub mod publish;
+pub mod report;
+pub mod scope;
+pub mod watch;
+
+use scope::Scope;
 
 /// Page size for list calls.
 const PAGE: u32 = 500;
 
 /// Runs `audit` against the cluster of the current kubeconfig; returns the exit code.
 pub async fn run(args: &AuditArgs) -> anyhow::Result<u8> {
+    if args.watch.watch {
+        return watch::run(args).await.map(|()| 0);
+    }
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API (kubeconfig or in-cluster config)")?;
@@ -36,6 +53,19 @@ pub enum Audited {
     Diff(DiffReport),
 }
 
+/// The scope the flags ask for: `--namespace`, and egress-guard's own namespace (that
+/// of the allowlist ConfigMap, else of `--validate-configmap`).
+pub fn scope(args: &AuditArgs) -> Scope {
+    let own = args
+        .allowlist_configmap
+        .as_ref()
+        .unwrap_or(&args.judge.validate_configmap);
+    Scope {
+        namespace: args.namespace.clone(),
+        own_namespace: own.namespace.clone(),
+    }
+}
+
 /// Judges every object of every kind egress-guard judges that `client` can list.
 pub async fn audit(client: Client, args: &AuditArgs) -> anyhow::Result<Audited> {
     let judge = Judge::new(&args.judge, &args.allowlist_key);
@@ -45,11 +75,21 @@ pub async fn audit(client: Client, args: &AuditArgs) -> anyhow::Result<Audited> 
         (None, Some(cm)) => Some(configmap_allowlist(&client, cm, &args.allowlist_key).await?),
         (None, None) => None,
     };
+    let scope = scope(args);
     let mut manifests = Vec::new();
-    // The allowlist ConfigMap is judged when it is written, not listed here.
-    for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::ConfigMap) {
-        for obj in list_kind(&client, kind, args.namespace.as_deref()).await? {
-            manifests.push(to_manifest(kind, obj)?);
+    match scope.namespace.as_deref().filter(|ns| scope.leaves_out(ns)) {
+        Some(ns) => {
+            eprintln!("warning: the webhook never judges namespace {ns}: nothing there is audited")
+        }
+        None => {
+            for kind in scope::judged_kinds() {
+                for obj in list_kind(&client, &scope, kind).await? {
+                    let m = to_manifest(kind, obj)?;
+                    if !scope.leaves_out(&m.namespace) {
+                        manifests.push(m);
+                    }
+                }
+            }
         }
     }
     Ok(match old {
@@ -61,7 +101,9 @@ pub async fn audit(client: Client, args: &AuditArgs) -> anyhow::Result<Audited> 
         None => Audited::Report(Report::new(
             manifests
                 .iter()
-                .map(|m| ObjectReport::new(m, &judge.evaluate(m, &allowlist)))
+                .map(|m| (m, judge.evaluate(m, &allowlist)))
+                .filter(|(_, d)| d.skipped != Some(Skip::ExemptNamespace))
+                .map(|(m, d)| ObjectReport::new(m, &d))
                 .collect(),
         )),
     })
@@ -79,7 +121,7 @@ async fn load_allowlist(client: &Client, args: &AuditArgs) -> anyhow::Result<All
 }
 
 /// Reads and parses the allowlist in a ConfigMap.
-async fn configmap_allowlist(
+pub async fn configmap_allowlist(
     client: &Client,
     cm: &ObjectRef,
     key: &str,
@@ -97,50 +139,33 @@ async fn configmap_allowlist(
     Allowlist::from_yaml(text).with_context(|| format!("allowlist in ConfigMap {cm}"))
 }
 
-/// Lists every object of one kind, paging, at the newest version the API serves.
+/// Lists every object of one kind in `scope`, paging, at the newest version the API
+/// serves.
 async fn list_kind(
     client: &Client,
+    scope: &Scope,
     kind: Kind,
-    namespace: Option<&str>,
 ) -> anyhow::Result<Vec<DynamicObject>> {
-    let mut last_err = None;
     // Served versions, newest first: older Istio releases lack `v1`.
     for version in kind.versions() {
-        let group = kind.group();
-        let ar = ApiResource {
-            group: group.to_owned(),
-            version: (*version).to_owned(),
-            api_version: if group.is_empty() {
-                (*version).to_owned()
-            } else {
-                format!("{group}/{version}")
-            },
-            kind: kind.as_str().to_owned(),
-            plural: kind.plural().to_owned(),
-        };
-        let api: Api<DynamicObject> = match namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-            None => Api::all_with(client.clone(), &ar),
-        };
-        match list_all(&api).await {
+        let api = scope.api(client, &scope::api_resource(kind, version));
+        match list_all(&api, scope).await {
             Ok(items) => return Ok(items),
-            Err(kube::Error::Api(s)) if s.code == 404 => last_err = Some(kube::Error::Api(s)),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e).with_context(|| format!("listing {}", kind.plural())),
         }
     }
-    match last_err {
-        // No version served: Istio's CRDs are not installed; nothing to audit.
-        Some(_) => {
-            tracing::warn!(kind = kind.as_str(), "not served by this cluster; skipped");
-            Ok(Vec::new())
-        }
-        None => Ok(Vec::new()),
-    }
+    // No version served: Istio's CRDs are not installed; nothing to audit.
+    tracing::warn!(kind = kind.as_str(), "not served by this cluster; skipped");
+    Ok(Vec::new())
 }
 
-async fn list_all(api: &Api<DynamicObject>) -> Result<Vec<DynamicObject>, kube::Error> {
+async fn list_all(
+    api: &Api<DynamicObject>,
+    scope: &Scope,
+) -> Result<Vec<DynamicObject>, kube::Error> {
     let mut items = Vec::new();
-    let mut params = ListParams::default().limit(PAGE);
+    let mut params = scope.list_params().limit(PAGE);
     loop {
         let page = api.list(&params).await?;
         items.extend(page.items);
@@ -151,7 +176,8 @@ async fn list_all(api: &Api<DynamicObject>) -> Result<Vec<DynamicObject>, kube::
     }
 }
 
-fn to_manifest(kind: Kind, obj: DynamicObject) -> anyhow::Result<Manifest> {
+/// The object as `check` reads a manifest.
+pub fn to_manifest(kind: Kind, obj: DynamicObject) -> anyhow::Result<Manifest> {
     let object = serde_json::value::to_raw_value(&obj)?;
     let api_version = obj.types.as_ref().map_or_else(
         || match kind.group() {
