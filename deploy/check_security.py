@@ -68,7 +68,7 @@ AUDIT_RESOURCES = {("networking.istio.io", r) for r in ISTIO_NETWORKING} | {
     ("security.istio.io", "requestauthentications"),
     ("networking.k8s.io", "networkpolicies"),
     ("gateway.networking.x-k8s.io", "xbackends"),
-    ("", "services"), ("", "endpoints"), ("", "pods"),
+    ("", "services"), ("", "endpoints"), ("", "pods"), ("", "replicationcontrollers"),
     ("discovery.k8s.io", "endpointslices"),
     ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("apps", "replicasets"),
     ("batch", "jobs"), ("batch", "cronjobs"),
@@ -106,7 +106,7 @@ HOOKS = {
         | {("extensions.istio.io", "*", r): CU for r in ("wasmplugins", "trafficextensions")}
         | {("security.istio.io", "*", "requestauthentications"): CU,
            ("", "v1", "services"): CU,
-           ("networking.k8s.io", "v1", "networkpolicies"): CU,
+           ("networking.k8s.io", "v1", "networkpolicies"): CU | {"DELETE"},
            ("gateway.networking.x-k8s.io", "*", "xbackends"): CU},
         excluded=["kube-system", NS], included=["istio-system", *TENANT_NAMESPACES],
     ),
@@ -118,8 +118,10 @@ HOOKS = {
     ),
     "workloads.validate.egress-guard.io": Hook(
         "ValidatingWebhookConfiguration", "/validate",
-        {("", "v1", "pods"): frozenset({"CREATE"}),
-         ("", "v1", "pods/ephemeralcontainers"): frozenset({"UPDATE"})}
+        {("", "v1", "pods"): CU, ("", "v1", "replicationcontrollers"): CU,
+         ("", "v1", "pods/ephemeralcontainers"): frozenset({"UPDATE"}),
+         ("", "v1", "pods/exec"): frozenset({"CONNECT"}),
+         ("", "v1", "pods/attach"): frozenset({"CONNECT"})}
         | {("apps", "v1", r): CU for r in ("deployments", "statefulsets", "daemonsets", "replicasets")}
         | {("batch", "v1", r): CU for r in ("jobs", "cronjobs")},
         excluded=SYSTEM_NAMESPACES, included=TENANT_NAMESPACES,

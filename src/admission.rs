@@ -245,7 +245,15 @@ pub fn too_complex(endpoint: Endpoint, body: &[u8], allowlist: Option<&Allowlist
     };
     let decision = policy::too_complex(req.namespace.as_deref().unwrap_or_default(), allowlist);
     let subject = Subject {
-        kind: Kind::from_group_kind(&req.kind.group, &req.kind.kind),
+        // A CONNECT carries the options of the session (`PodExecOptions`), not the pod.
+        kind: match req.operation {
+            KubeOperation::Connect
+                if req.resource.group.is_empty() && req.resource.resource == "pods" =>
+            {
+                Some(Kind::Pod)
+            }
+            _ => Kind::from_group_kind(&req.kind.group, &req.kind.kind),
+        },
         operation: operation(&req.operation),
         name: req.name.clone(),
     };
@@ -547,7 +555,15 @@ fn salvage_uid(body: &[u8], err: serde_json::Error) -> ReviewError {
 /// The policy's view of an admission request.
 pub fn to_policy_request<'a>(req: &'a AdmissionRequest<RawObject<'_>>) -> policy::Request<'a> {
     policy::Request {
-        kind: Kind::from_group_kind(&req.kind.group, &req.kind.kind),
+        // A CONNECT carries the options of the session (`PodExecOptions`), not the pod.
+        kind: match req.operation {
+            KubeOperation::Connect
+                if req.resource.group.is_empty() && req.resource.resource == "pods" =>
+            {
+                Some(Kind::Pod)
+            }
+            _ => Kind::from_group_kind(&req.kind.group, &req.kind.kind),
+        },
         operation: operation(&req.operation),
         namespace: req.namespace.as_deref().unwrap_or_default(),
         name: object_name(req),

@@ -15,7 +15,7 @@ const ALL_VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 /// Older Istio CRDs: no `v1`.
 const BETA_VERSIONS: &[&str] = &["v1beta1", "v1alpha3"];
 /// Every kind `audit` lists: API path prefix, versions newest first, plural.
-const KINDS: [(&str, &[&str], &str); 24] = [
+const KINDS: [(&str, &[&str], &str); 25] = [
     ("/apis/networking.istio.io", ALL_VERSIONS, "serviceentries"),
     ("/apis/networking.istio.io", ALL_VERSIONS, "virtualservices"),
     (
@@ -48,6 +48,7 @@ const KINDS: [(&str, &[&str], &str); 24] = [
     ("/apis/apps", &["v1"], "statefulsets"),
     ("/apis/apps", &["v1"], "daemonsets"),
     ("/apis/apps", &["v1"], "replicasets"),
+    ("/api", &["v1"], "replicationcontrollers"),
     ("/apis/batch", &["v1"], "jobs"),
     ("/apis/batch", &["v1"], "cronjobs"),
     ("/apis/networking.k8s.io", &["v1"], "networkpolicies"),

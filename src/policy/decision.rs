@@ -124,6 +124,13 @@ pub enum Code {
     ProxyReplaced,
     /// A container can rewrite the pod's packet filter (privileged or NET_ADMIN).
     NetAdmin,
+    /// A session in the proxy's own container (`kubectl exec` or `attach` into an
+    /// injected container, or into a gateway's or waypoint's pod): it runs as the
+    /// proxy, whose traffic the capture rules let through.
+    ProxySession,
+    /// An UPDATE or DELETE of the platform's backstop NetworkPolicy by someone the
+    /// allowlist does not trust.
+    BackstopChanged,
     /// The object could not be evaluated within the work budget or the deadline.
     TooComplex,
 }
@@ -131,7 +138,7 @@ pub enum Code {
 impl Code {
     /// Every code, in table order.
     #[cfg(test)]
-    pub const ALL: [Code; 41] = [
+    pub const ALL: [Code; 43] = [
         Code::HostNotAllowed,
         Code::WildcardTooBroad,
         Code::AddressNotAllowed,
@@ -172,6 +179,8 @@ impl Code {
         Code::ProxyIdentity,
         Code::ProxyReplaced,
         Code::NetAdmin,
+        Code::ProxySession,
+        Code::BackstopChanged,
         Code::TooComplex,
     ];
 
@@ -218,6 +227,8 @@ impl Code {
             Self::ProxyIdentity => "EG306",
             Self::ProxyReplaced => "EG307",
             Self::NetAdmin => "EG308",
+            Self::ProxySession => "EG309",
+            Self::BackstopChanged => "EG310",
             Self::TooComplex => "EG901",
         }
     }

@@ -213,8 +213,12 @@ kinds! {
     Pod => KindRow {
         webhook: Webhook {
             entry: entry::WORKLOADS,
-            operations: &["CREATE"],
-            subresources: &[("ephemeralcontainers", &["UPDATE"])],
+            operations: CREATE_UPDATE,
+            subresources: &[
+                ("ephemeralcontainers", &["UPDATE"]),
+                ("exec", &["CONNECT"]),
+                ("attach", &["CONNECT"]),
+            ],
             mutate: false,
         },
         ..workload("", "Pod", "pods", pod::judge)
@@ -247,12 +251,21 @@ kinds! {
     DaemonSet => workload("apps", "DaemonSet", "daemonsets", workload::judge),
     /// `apps` ReplicaSet
     ReplicaSet => workload("apps", "ReplicaSet", "replicasets", workload::judge),
+    /// A core kind with a pod template, which kube-controller-manager turns into pods.
+    /// (No controller turns a PodTemplate object into pods, so those are not judged.)
+    ReplicationController => workload("", "ReplicationController", "replicationcontrollers", workload::judge),
     /// `batch` Job
     Job => workload("batch", "Job", "jobs", workload::judge),
     /// `batch` CronJob
     CronJob => workload("batch", "CronJob", "cronjobs", workload::judge_cron_job),
     /// `networking.k8s.io` NetworkPolicy
-    NetworkPolicy => config("networking.k8s.io", "NetworkPolicy", "networkpolicies", &["v1"], network_policy::judge),
+    NetworkPolicy => KindRow {
+        webhook: Webhook {
+            operations: &["CREATE", "UPDATE", "DELETE"],
+            ..receives(entry::CONFIG)
+        },
+        ..config("networking.k8s.io", "NetworkPolicy", "networkpolicies", &["v1"], network_policy::judge)
+    },
     /// `gateway.networking.x-k8s.io` XBackend
     XBackend => config("gateway.networking.x-k8s.io", "XBackend", "xbackends", &["v1alpha1"], backend::judge),
     /// core ConfigMap: only the one holding the allowlist is judged.

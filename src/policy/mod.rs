@@ -112,69 +112,91 @@ pub struct Env<'a> {
 
 /// Judges one object under one allowlist.
 pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Decision {
-    if matches!(req.operation, Operation::Delete | Operation::Connect) {
-        return Decision::skip(Skip::Delete);
-    }
     let Some(kind) = req.kind else {
         return Decision::skip(Skip::NotIstio);
     };
     let object = req.object.unwrap_or(empty_object());
     if kind == Kind::ConfigMap {
-        // Before the exempt namespaces: the allowlist lives in a platform namespace.
-        return match env.allowlist_source {
-            Some(src)
-                if src.configmap.namespace == req.namespace && src.configmap.name == req.name =>
-            {
-                let cx = Context {
-                    allowlist_key: Some(&src.key),
-                    ..Context::new(allowlist, req.namespace)
-                };
-                let findings = inspect(
-                    kind,
-                    object,
-                    &cx,
-                    Budget::for_object(object.get().len(), env.cancel),
-                );
-                Decision {
-                    mode: Mode::Enforce,
-                    violations: findings.violations,
-                    omitted: findings.omitted,
-                    warnings: findings.warnings,
-                    ..Decision::default()
-                }
-            }
-            _ => Decision::skip(Skip::NotIstio),
-        };
+        if req.operation == Operation::Delete {
+            return Decision::skip(Skip::Delete);
+        }
+        return allowlist_configmap(req, object, allowlist, env);
     }
     if allowlist.exempt_namespaces.contains(req.namespace) {
         return Decision::skip(Skip::ExemptNamespace);
     }
-    let row = kind.row();
     let trusted_writer = allowlist.trusted_writers.contains(req.user);
+    let base = Context {
+        now: env.now,
+        explain: env.explain,
+        trusted_writer,
+        old: req.old_object,
+        ..Context::new(allowlist, req.namespace)
+    };
+    match (kind, req.operation, req.subresource) {
+        // A session in a running container (`kubectl exec`, `attach`).
+        (Kind::Pod, Operation::Connect, sub @ ("exec" | "attach")) => {
+            return judged(
+                allowlist,
+                req,
+                env,
+                object,
+                |cx, out| {
+                    kinds::pod::session::judge(object, sub, cx, out);
+                },
+                &base,
+            );
+        }
+        // The platform's backstop NetworkPolicy, changed or deleted.
+        (Kind::NetworkPolicy, Operation::Delete, _) => {
+            return match req.old_object {
+                Some(old) => judged(
+                    allowlist,
+                    req,
+                    env,
+                    old,
+                    |cx, out| {
+                        kinds::network_policy::judge_backstop(old, None, cx, out);
+                    },
+                    &base,
+                ),
+                None => Decision::skip(Skip::Delete),
+            };
+        }
+        (_, Operation::Delete | Operation::Connect, _) => return Decision::skip(Skip::Delete),
+        // Status writes (the kubelet's), bindings and resizes change no image, label
+        // or container a tenant controls.
+        (Kind::Pod, Operation::Update, sub) if !sub.is_empty() && sub != "ephemeralcontainers" => {
+            return Decision::skip(Skip::NoEffect);
+        }
+        _ => {}
+    }
+    let row = kind.row();
     // The endpoint controllers copy pod addresses, and istiod registers the workloads
     // that connect to it: their writes are the control plane's own.
     if row.trusted_writers && trusted_writer {
         return Decision::skip(Skip::TrustedWriter);
     }
-    // Capture is set up when a pod starts; changing a running pod's labels or
-    // annotations cannot undo it. Only containers `kubectl debug` adds are new.
-    let ephemeral_only = kind == Kind::Pod && req.operation == Operation::Update;
-    if ephemeral_only && req.subresource != "ephemeralcontainers" {
-        return Decision::skip(Skip::NoEffect);
-    }
+    // `kubectl debug` adds ephemeral containers to a running pod; only they are new.
+    let ephemeral_only =
+        kind == Kind::Pod && req.operation == Operation::Update && !req.subresource.is_empty();
 
     let cx = Context {
         ephemeral_only,
-        now: env.now,
-        explain: env.explain,
-        trusted_writer,
-        ..Context::new(allowlist, req.namespace)
+        ..base
     };
     let budget = match env.work {
         Some(units) => Budget::new(units, env.cancel),
         None => Budget::for_object(object.get().len(), env.cancel),
     };
-    let findings = inspect(kind, object, &cx, budget);
+    let mut findings = inspect(kind, object, &cx, budget);
+    if let (Kind::NetworkPolicy, Operation::Update, Some(old)) =
+        (kind, req.operation, req.old_object)
+    {
+        let mut out = Findings::new(Budget::for_object(old.get().len(), env.cancel));
+        kinds::network_policy::judge_backstop(old, Some(object), &cx, &mut out);
+        findings.violations.extend(out.finish().violations);
+    }
 
     let mut decision = Decision {
         mode: allowlist.mode_for(req.namespace),
@@ -205,7 +227,7 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         && !decision.violations.is_empty()
         && req
             .old_object
-            .is_some_and(|old| same_content(row.compared, old, object))
+            .is_some_and(|old| same_content(row, old, object))
     {
         decision.spec_unchanged = true;
     }
@@ -219,6 +241,61 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         );
     }
     decision
+}
+
+/// The allowlist's own ConfigMap is judged as an allowlist, with the parser the server
+/// reloads it with; every other ConfigMap is not judged.
+fn allowlist_configmap(
+    req: &Request<'_>,
+    object: &RawValue,
+    allowlist: &Allowlist,
+    env: &Env<'_>,
+) -> Decision {
+    // Before the exempt namespaces: the allowlist lives in a platform namespace.
+    match env.allowlist_source {
+        Some(src) if src.configmap.namespace == req.namespace && src.configmap.name == req.name => {
+            let cx = Context {
+                allowlist_key: Some(&src.key),
+                ..Context::new(allowlist, req.namespace)
+            };
+            let findings = inspect(
+                Kind::ConfigMap,
+                object,
+                &cx,
+                Budget::for_object(object.get().len(), env.cancel),
+            );
+            Decision {
+                mode: Mode::Enforce,
+                violations: findings.violations,
+                omitted: findings.omitted,
+                warnings: findings.warnings,
+                ..Decision::default()
+            }
+        }
+        _ => Decision::skip(Skip::NotIstio),
+    }
+}
+
+/// The decision of one judge that is not a kind's own (a session, a deleted
+/// backstop), in the namespace's mode.
+fn judged(
+    allowlist: &Allowlist,
+    req: &Request<'_>,
+    env: &Env<'_>,
+    sized_by: &RawValue,
+    judge: impl FnOnce(&Context<'_>, &mut Findings<'_>),
+    cx: &Context<'_>,
+) -> Decision {
+    let mut out = Findings::new(Budget::for_object(sized_by.get().len(), env.cancel));
+    judge(cx, &mut out);
+    let findings = out.finish();
+    Decision {
+        mode: allowlist.mode_for(req.namespace),
+        violations: findings.violations,
+        omitted: findings.omitted,
+        warnings: findings.warnings,
+        ..Decision::default()
+    }
 }
 
 /// Runs `kind`'s judge over one object, within `budget`.
@@ -284,15 +361,42 @@ fn plan_timeouts(
 
 /// "UPDATE left what is judged unchanged": the kind's compared top-level fields (the
 /// `spec`, or the fields that play its part: Endpoints' `subsets`, an EndpointSlice's
-/// addresses and ports). Byte-equal JSON is the fast path (the apiserver encodes both
-/// the same way), structural equality the fallback.
-fn same_content(fields: &[&str], old: &RawValue, new: &RawValue) -> bool {
+/// addresses and ports) and every label and annotation it reads (`keys`: removing a
+/// Service's `networking.istio.io/exportTo` widens who sees it with the spec as it
+/// was). Byte-equal JSON is the fast path (the apiserver encodes both the same way),
+/// structural equality the fallback.
+fn same_content(row: &kind::KindRow, old: &RawValue, new: &RawValue) -> bool {
     let (Some(a), Some(b)) = (top_level(old), top_level(new)) else {
         return false;
     };
-    fields
+    row.compared
         .iter()
         .all(|f| same_json(a.get(f).copied(), b.get(f).copied()))
+        && (row.keys.is_empty() || same_keys(row.keys, a.get("metadata"), b.get("metadata")))
+}
+
+/// True when two objects' metadata agree on the labels and annotations in `keys`.
+fn same_keys(keys: &'static [&'static str], a: Option<&&RawValue>, b: Option<&&RawValue>) -> bool {
+    let kept = |meta: Option<&&RawValue>| -> Option<[Vec<(&'static str, String)>; 2]> {
+        let Some(meta) = meta else {
+            return Some([Vec::new(), Vec::new()]);
+        };
+        let fields = top_level(meta)?;
+        let pairs = |field: &str| match fields.get(field) {
+            None => Some(Vec::new()),
+            Some(map) if map.get() == "null" => Some(Vec::new()),
+            Some(map) => {
+                let mut kept = spec::pairs_of(map.get(), keys)?;
+                kept.sort_unstable();
+                Some(kept)
+            }
+        };
+        Some([pairs("labels")?, pairs("annotations")?])
+    };
+    match (kept(a), kept(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// An object's top-level fields, borrowed.

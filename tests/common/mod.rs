@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod verdicts;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

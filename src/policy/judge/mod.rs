@@ -47,6 +47,9 @@ pub struct Context<'a> {
     /// Only the containers `kubectl debug` adds are judged (a Pod UPDATE through the
     /// `ephemeralcontainers` subresource).
     pub ephemeral_only: bool,
+    /// On UPDATE, the object as stored: what it was admitted with, which the change is
+    /// judged against (a tenant's later edits to it are never trusted).
+    pub old: Option<&'a serde_json::value::RawValue>,
     /// The time, seconds since the epoch, for entries that expire (`None`: ignored).
     pub now: Option<i64>,
     /// Record which entry granted each reference.
@@ -79,6 +82,7 @@ impl<'a> Context<'a> {
             allowlist,
             namespace,
             ephemeral_only: false,
+            old: None,
             now: None,
             explain: false,
             trusted_writer: false,

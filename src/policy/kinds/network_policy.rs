@@ -123,3 +123,70 @@ pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>)
         });
     });
 }
+
+/// The label that marks the platform's backstop NetworkPolicy in a tenant namespace
+/// (`deploy/networkpolicy/tenant/`).
+pub(crate) const BACKSTOP: &str = "egress-guard.io/backstop";
+
+/// The backstop's labels, and its spec as written, for comparing two versions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Backstop<'a> {
+    #[serde(deserialize_with = "null_default")]
+    metadata: crate::policy::spec::Meta<BackstopKeys>,
+    #[serde(borrow)]
+    spec: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct BackstopKeys;
+
+impl crate::policy::spec::Keys for BackstopKeys {
+    const KEYS: &'static [&'static str] = &[BACKSTOP];
+}
+
+/// An UPDATE (`new` is `Some`) or DELETE (`None`) of the stored policy `old`: the
+/// backstop may be changed only by the allowlist's `trustedWriters` (the platform's
+/// own deployer). An edit that leaves its spec and its label as they were passes.
+pub(crate) fn judge_backstop(
+    old: &RawValue,
+    new: Option<&RawValue>,
+    cx: &Context<'_>,
+    out: &mut Findings<'_>,
+) {
+    if cx.trusted_writer {
+        return;
+    }
+    let Ok(was) = crate::policy::spec::decode::<Backstop<'_>>(old.get()) else {
+        return;
+    };
+    let Some(label) = was.metadata.labels.get(BACKSTOP) else {
+        return;
+    };
+    let why = match new {
+        None => "deletes the platform's backstop NetworkPolicy, which limits what no proxy sees",
+        Some(new) => {
+            let Some(is) = out.decoded::<Backstop<'_>>(new.get()) else {
+                return;
+            };
+            let same_spec = match (was.spec, is.spec) {
+                (Some(a), Some(b)) => {
+                    a.get() == b.get()
+                        || serde_json::from_str::<serde_json::Value>(a.get()).ok()
+                            == serde_json::from_str::<serde_json::Value>(b.get()).ok()
+                }
+                (a, b) => a.is_none() && b.is_none(),
+            };
+            if same_spec && is.metadata.labels.get(BACKSTOP) == Some(label) {
+                return;
+            }
+            "changes the platform's backstop NetworkPolicy, which limits what no proxy sees"
+        }
+    };
+    out.record(
+        Code::BackstopChanged,
+        || format!("metadata.labels[{BACKSTOP}]"),
+        label,
+        &format!("{why}: only the allowlist's trustedWriters may"),
+    );
+}

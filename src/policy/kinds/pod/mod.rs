@@ -23,6 +23,8 @@ use serde_json::value::RawValue;
 
 mod container;
 pub(super) mod injected;
+pub(crate) mod session;
+mod update;
 
 use super::proxy_config;
 use crate::policy::allowlist::Disposition;
@@ -88,7 +90,7 @@ struct Named<'a> {
 /// The user and group a pod or container runs as.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-struct Identity {
+pub(super) struct Identity {
     run_as_user: Option<i64>,
     run_as_group: Option<i64>,
 }
@@ -139,11 +141,21 @@ impl Keys for Read {
 
 /// A pod.
 pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    if let (Some(old), false) = (cx.old, cx.ephemeral_only) {
+        update::judge(object, old, cx, out);
+        return;
+    }
     let Some(o) = out.decoded::<spec::Object<PodSpec<'_>, Read>>(object.get()) else {
         return;
     };
+    // `kubectl debug`: which containers are the proxy's, and whether the pod is a
+    // gateway's, is what the pod was admitted with, never a later edit of the tenant's.
+    let admitted = cx
+        .old
+        .filter(|_| cx.ephemeral_only)
+        .and_then(|old| spec::decode::<spec::Object<serde::de::IgnoredAny, Read>>(old.get()).ok());
     judge_pod_spec(
-        &o.metadata,
+        admitted.as_ref().map_or(&o.metadata, |a| &a.metadata),
         &o.spec,
         Source::Pod,
         &|| String::new(),
@@ -189,7 +201,10 @@ fn judge_pod_spec(
         kubelet_connections(spec, base, cx, out);
         return;
     }
-    let gateway = cx.trusted_writer && meta.labels.get(GATEWAY_MANAGED).is_some();
+    // A debug container in a gateway's or waypoint's pod is judged as that pod's: the
+    // label is what istiod wrote when egress-guard admitted the pod.
+    let gateway =
+        (cx.trusted_writer || cx.ephemeral_only) && meta.labels.get(GATEWAY_MANAGED).is_some();
     if !cx.ephemeral_only {
         metadata(meta, gateway, base, cx, out);
         if spec.host_network {
@@ -467,7 +482,7 @@ fn identity(c: &Container<'_>, defaults: (Option<i64>, Option<i64>)) -> (Option<
 }
 
 /// A container's own user and group, or the pod's where it sets none.
-fn with_defaults(
+pub(super) fn with_defaults(
     (user, group): (Option<i64>, Option<i64>),
     defaults: (Option<i64>, Option<i64>),
 ) -> (Option<i64>, Option<i64>) {
