@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod corpus;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
