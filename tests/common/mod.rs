@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod corpus;
 pub mod verdicts;
 
 use std::net::SocketAddr;
