@@ -181,10 +181,9 @@ kinds! {
     /// `networking.istio.io` Sidecar
     Sidecar => config(ISTIO, "Sidecar", "sidecars", ISTIO_VERSIONS, sidecar::judge),
     /// `networking.istio.io` WorkloadEntry
-    WorkloadEntry => KindRow {
-        trusted_writers: true,
-        ..config(ISTIO, "WorkloadEntry", "workloadentries", ISTIO_VERSIONS, workload_entry::judge)
-    },
+    /// Judged whoever writes it: istiod's auto-registration copies the address from the
+    /// connecting proxy's metadata, which the tenant's pod sets.
+    WorkloadEntry => config(ISTIO, "WorkloadEntry", "workloadentries", ISTIO_VERSIONS, workload_entry::judge),
     /// `networking.istio.io` WorkloadGroup
     WorkloadGroup => config(ISTIO, "WorkloadGroup", "workloadgroups", ISTIO_VERSIONS, workload_entry::judge_group),
     /// `networking.istio.io` EnvoyFilter

@@ -552,7 +552,8 @@ pub fn schema_json() -> String {
 /// The control plane's own writers: kube-controller-manager's endpoint controllers (with
 /// per-controller credentials, as kubeadm runs it, or its own identity), the apiserver
 /// (it keeps `default/kubernetes`'s Endpoints and EndpointSlice at its own addresses),
-/// istiod (its WorkloadEntry auto-registration and Gateway API gateway Deployments), and
+/// istiod (its Gateway API gateway Deployments; the WorkloadEntries it auto-registers are
+/// judged all the same, their address being the connecting proxy's word), and
 /// the controllers that turn those Deployments into ReplicaSets and pods.
 pub const DEFAULT_TRUSTED_WRITERS: [&str; 8] = [
     "system:serviceaccount:kube-system:endpoint-controller",
