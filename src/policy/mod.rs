@@ -189,14 +189,7 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
         Some(units) => Budget::new(units, env.cancel),
         None => Budget::for_object(object.get().len(), env.cancel),
     };
-    let mut findings = inspect(kind, object, &cx, budget);
-    if let (Kind::NetworkPolicy, Operation::Update, Some(old)) =
-        (kind, req.operation, req.old_object)
-    {
-        let mut out = Findings::new(Budget::for_object(old.get().len(), env.cancel));
-        kinds::network_policy::judge_backstop(old, Some(object), &cx, &mut out);
-        findings.violations.extend(out.finish().violations);
-    }
+    let findings = inspect(kind, object, &cx, budget);
 
     let mut decision = Decision {
         mode: allowlist.mode_for(req.namespace),

@@ -53,6 +53,10 @@ type Repeat = (Vec<(Code, String, String)>, usize);
 const EVERYWHERE: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
 pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>) {
+    // An UPDATE may not weaken the platform's backstop, whatever the new rules allow.
+    if let Some(old) = cx.old {
+        judge_backstop(old, Some(object), cx, out);
+    }
     let Some(Object { spec, .. }) = out.decoded::<Object<Spec<'_>>>(object.get()) else {
         return;
     };
