@@ -665,29 +665,14 @@ fn validate_response<T: Resource>(
 /// The `/mutate` answer. The patch moves from the decision into the response: it is
 /// proportional to the routes (a million of them fit in a 3 MiB body), so not copied.
 fn mutate_response(resp: AdmissionResponse, d: &mut Decision) -> AdmissionResponse {
+    let mut warnings = Warnings::default();
+    for note in d.mutation_notes() {
+        warnings.push(|| format!("egress-guard: {note}"));
+    }
     if d.patch().is_none() {
-        return resp;
+        return warnings.apply(resp);
     }
     let patch = std::mem::take(&mut d.patch);
-    let timeout = d.default_timeout.map(|t| t.to_string()).unwrap_or_default();
-    let mut routes: Vec<&str> = d
-        .patched_routes
-        .iter()
-        .take(5)
-        .map(String::as_str)
-        .collect();
-    let more = d.patched_routes.len().saturating_sub(routes.len());
-    let and_more = format!("and {more} more");
-    if more > 0 {
-        routes.push(&and_more);
-    }
-    let mut warnings = Warnings::default();
-    warnings.push(|| {
-        format!(
-            "egress-guard: added default timeout {timeout} to {}",
-            routes.join(", ")
-        )
-    });
     match resp.clone().with_patch(patch) {
         Ok(patched) => warnings.apply(patched),
         // A patch of strings and indexes always serialises; if it ever did not,

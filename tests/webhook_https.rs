@@ -708,6 +708,33 @@ async fn the_default_timeout_annotation_opts_out_or_overrides() {
         decoded_patch(response(&invalid)),
         json!([{"op": "add", "path": "/spec/http/0/timeout", "value": "15s"}])
     );
+    // ... and says so, on the mutating answer (the validating one never plans a patch).
+    let said = response(&invalid)["warnings"].to_string();
+    assert!(
+        said.contains("egress-guard: metadata.annotations[egress-guard.io/default-timeout]")
+            && said.contains("using the default timeout")
+            && said.contains("egress-guard: added default timeout 15s to spec.http[0]"),
+        "{said}"
+    );
+    // An opt-out with an unusable value elsewhere still warns without a patch.
+    let mut opted = fixture_json("mutate-create-virtualservice-v1-github-api");
+    opted["request"]["object"]["metadata"]["annotations"]["egress-guard.io/default-timeout"] =
+        json!("-3s");
+    let unpatched = TestServer::start_with(common::Options {
+        allowlist: "hosts: [api.github.com]\n".to_owned(),
+        ..common::Options::default()
+    })
+    .await;
+    let r = unpatched
+        .review("/mutate", serde_json::to_vec(&opted).unwrap())
+        .await;
+    assert!(response(&r).get("patch").is_none(), "{r}");
+    assert!(
+        response(&r)["warnings"]
+            .to_string()
+            .contains("metadata.annotations[egress-guard.io/default-timeout]"),
+        "{r}"
+    );
     assert_eq!(
         common::metric(&s.metrics_text().await, "egress_guard_timeouts_added_total"),
         Some(2.0)

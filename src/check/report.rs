@@ -58,12 +58,7 @@ impl ObjectReport {
             None => d.mode.as_str().to_owned(),
         };
         let mut warnings = d.warnings.clone();
-        if let Some(t) = d.default_timeout.filter(|_| !d.patched_routes.is_empty()) {
-            warnings.push(format!(
-                "default timeout {t} added to {}",
-                d.patched_routes.join(", ")
-            ));
-        }
+        warnings.extend(d.mutation_notes());
         Self {
             source: m.source.clone(),
             kind: m.kind.clone(),

@@ -421,9 +421,31 @@ pub struct Decision {
     pub patched_routes: Vec<String>,
     /// The timeout the patch adds.
     pub default_timeout: Option<super::duration::Duration>,
+    /// Problems of the mutation itself (an unreadable `egress-guard.io/default-timeout`):
+    /// the mutating answer's, not the validating one's.
+    pub mutation_warnings: Vec<String>,
 }
 
 impl Decision {
+    /// What the mutation did and what stopped it, worded once for `check` and the
+    /// mutating webhook: its warnings, then the routes given the default timeout (the
+    /// first five named).
+    pub fn mutation_notes(&self) -> Vec<String> {
+        let mut notes = self.mutation_warnings.clone();
+        if let Some(t) = self
+            .default_timeout
+            .filter(|_| !self.patched_routes.is_empty())
+        {
+            let shown = self.patched_routes.len().min(5);
+            let mut routes = self.patched_routes[..shown].join(", ");
+            if self.patched_routes.len() > shown {
+                routes.push_str(&format!(" and {} more", self.patched_routes.len() - shown));
+            }
+            notes.push(format!("added default timeout {t} to {routes}"));
+        }
+        notes
+    }
+
     /// A decision that ran no checks.
     pub fn skip(reason: Skip) -> Self {
         Self {

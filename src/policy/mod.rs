@@ -337,7 +337,7 @@ fn plan_timeouts(
         Some(Ok(timeouts::Override::OptOut)) => None,
         Some(Ok(timeouts::Override::Timeout(d))) => Some(d),
         Some(Err(e)) => {
-            decision.warnings.push(format!(
+            decision.mutation_warnings.push(format!(
                 "metadata.annotations[{}]: {e}; using the default timeout",
                 timeouts::ANNOTATION
             ));

@@ -287,7 +287,7 @@ impl Findings<'_> {
             let days = (at - now + 86_399) / 86_400;
             self.warn(|| {
                 format!(
-                    "{} {value:?}: {} ends within {days} day(s); this object loses its egress then",
+                    "{} {value:?}: {} ends within {days} day(s); after that, writes of this object are judged without it (what runs keeps routing: audit reports it)",
                     path(),
                     describe()
                 )

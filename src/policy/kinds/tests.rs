@@ -653,9 +653,11 @@ fn timeout_scope_namespace_default_and_annotation() {
     );
     let invalid = with_annotation("soon");
     assert_eq!(invalid.patch.0.len(), 1);
+    // A mutation's warning, not a validation finding: /validate never plans a patch.
+    assert!(invalid.warnings.is_empty(), "{:?}", invalid.warnings);
     assert!(
         invalid
-            .warnings
+            .mutation_notes()
             .iter()
             .any(|w| w.contains("egress-guard.io/default-timeout"))
     );
@@ -766,7 +768,9 @@ fn entries_grant_until_they_expire_and_warn_two_weeks_before() {
     assert!(
         late.warnings
             .iter()
-            .any(|w| w.contains("ends within 3 day(s)") && w.contains("owner team-a")),
+            .any(|w| w.contains("ends within 3 day(s)")
+                && w.contains("owner team-a")
+                && w.contains("keeps routing")),
         "{:?}",
         late.warnings
     );
