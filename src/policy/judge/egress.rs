@@ -224,33 +224,72 @@ impl Findings<'_> {
                     format!("not allowed on port(s) {}", ports.join(", ")),
                 )
             }
-            Lookup::NotCovered => match &target {
-                // A pod DNS name: say which address it spells.
-                Target::Net(n) if istio::ip_subnet(value).is_err() => (
-                    Code::AddressNotAllowed,
-                    format!(
-                        "resolves to {}, not inside an allowed CIDR for namespace {ns}",
-                        n.addr()
+            Lookup::NotCovered => {
+                let expired = expired_grant(cx, &target, ports.unwrap_or(&none));
+                match &target {
+                    // A pod DNS name: say which address it spells.
+                    Target::Net(n) if istio::ip_subnet(value).is_err() => (
+                        Code::AddressNotAllowed,
+                        format!(
+                            "resolves to {}, not inside an allowed CIDR for namespace {ns}{expired}",
+                            n.addr()
+                        ),
                     ),
-                ),
-                Target::Net(_) => (
-                    Code::AddressNotAllowed,
-                    format!("not inside an allowed CIDR for namespace {ns}"),
-                ),
-                Target::Host(h) if h.is_wildcard() => (
-                    Code::WildcardTooBroad,
-                    format!(
-                        "wildcard matches hosts the allowlist does not cover for namespace {ns}"
+                    Target::Net(_) => (
+                        Code::AddressNotAllowed,
+                        format!("not inside an allowed CIDR for namespace {ns}{expired}"),
                     ),
-                ),
-                Target::Host(_) => (
-                    Code::HostNotAllowed,
-                    format!("not in the allowlist for namespace {ns}"),
-                ),
-            },
+                    Target::Host(h) if h.is_wildcard() => (
+                        Code::WildcardTooBroad,
+                        format!(
+                            "wildcard matches hosts the allowlist does not cover for namespace {ns}{expired}"
+                        ),
+                    ),
+                    Target::Host(_) => (
+                        Code::HostNotAllowed,
+                        format!("not in the allowlist for namespace {ns}{expired}"),
+                    ),
+                }
+            }
         };
         self.record(code, path, value, &message);
         true
+    }
+}
+
+/// "allowlist entry 3 (hooks.slack.com; owner team-payments, reason CHG-42, expires
+/// 2026-12-10)": the grant as the platform wrote it.
+fn grant_text(cx: &Context<'_>, g: &Granted<'_>) -> String {
+    let mut s = format!("allowlist entry {}", g.entry);
+    if let Some(n) = g.note.and_then(|id| cx.allowlist.note(id)) {
+        let i = &n.info;
+        let parts: Vec<String> = [
+            i.owner.as_deref().map(|o| format!("owner {o}")),
+            i.reason.as_deref().map(|r| format!("reason {r}")),
+            i.expires.as_ref().map(|e| format!("expires {}", e.text)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        s = format!("{} ({}; {})", s, n.entry, parts.join(", "));
+    }
+    s
+}
+
+/// The grant that would cover the reference but for its expiry, as a clause for the
+/// denial ("; the grant allowlist entry 3 (…) has expired").
+fn expired_grant(cx: &Context<'_>, target: &Target, ports: &PortSet) -> String {
+    if cx.now.is_none() {
+        return String::new();
+    }
+    let (ns, allowlist) = (cx.namespace, cx.allowlist);
+    let timeless = match target {
+        Target::Host(h) => allowlist.lookup_host(ns, h, ports, None),
+        Target::Net(n) => allowlist.lookup_net(ns, &unmap_v4(n), None),
+    };
+    match timeless {
+        Lookup::Allowed(_, g) => format!("; the grant {} has expired", grant_text(cx, &g)),
+        _ => String::new(),
     }
 }
 
@@ -264,23 +303,7 @@ impl Findings<'_> {
         value: &str,
         g: &Granted<'_>,
     ) {
-        let note = g.note.and_then(|id| cx.allowlist.note(id));
-        let describe = || {
-            let mut s = format!("allowlist entry {}", g.entry);
-            if let Some(n) = note {
-                let i = &n.info;
-                let parts: Vec<String> = [
-                    i.owner.as_deref().map(|o| format!("owner {o}")),
-                    i.reason.as_deref().map(|r| format!("reason {r}")),
-                    i.expires.as_ref().map(|e| format!("expires {}", e.text)),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                s = format!("{} ({}; {})", s, n.entry, parts.join(", "));
-            }
-            s
-        };
+        let describe = || grant_text(cx, g);
         if let (Some(at), Some(now)) = (g.expires, cx.now)
             && at - now <= EXPIRY_WARNING
         {

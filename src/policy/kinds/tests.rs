@@ -776,6 +776,15 @@ fn entries_grant_until_they_expire_and_warn_two_weeks_before() {
     );
     let after = eval_at(&a, host, jan_31_end, false);
     assert_eq!(codes(&after), [cp("EG101", "spec.hosts[0]")]);
+    // The denial says which grant lapsed, so the tenant knows what to renew.
+    let said = &after.violations[0].message;
+    assert!(
+        said.contains("the grant allowlist entry")
+            && said.contains("owner team-a")
+            && said.contains("reason CHG-1")
+            && said.ends_with("has expired"),
+        "{said}"
+    );
 
     let net = "hosts: [db.partner.example]\naddresses: [198.51.100.7]\nresolution: STATIC\nendpoints: [{address: 198.51.100.7}]\nports: [{number: 5432, name: pg, protocol: TCP}]\n";
     let noon = 1_798_804_800; // 2027-01-01T12:00:00Z
