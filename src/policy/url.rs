@@ -30,21 +30,45 @@ pub fn remote(raw: &str, default_scheme: &str) -> Result<Remote, UrlError> {
         "https" | "oci" => 443,
         _ => return Err(UrlError::Invalid("scheme must be http, https, oci or file")),
     };
+    if scheme.eq_ignore_ascii_case("oci") {
+        return oci_registry(rest);
+    }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     if authority.is_empty() {
         return Err(UrlError::Invalid("URL has no host"));
     }
-    // An image reference whose first part has no dot, colon or `localhost` names a
-    // repository on Docker Hub, not a host.
-    if scheme.eq_ignore_ascii_case("oci")
-        && (!rest.contains('/') || !(authority.contains(['.', ':']) || authority == "localhost"))
-    {
-        return Ok(Remote {
-            host: "docker.io".to_owned(),
-            port: 443,
-        });
+    split_host_port(authority, default_port)
+}
+
+/// The registry an OCI reference is pulled from, read as go-containerregistry's
+/// `name` package reads it (Istio's fetcher drops `oci://` and hands it the rest):
+/// the first `/`-separated part is the registry only when the reference has a `/`
+/// and that part holds a `.` or a `:`; anything else, `localhost` without a port
+/// included, is a repository on Docker Hub. `?` and `#` are not separators there, so
+/// a first part holding them (or userinfo) is no registry name and is refused.
+fn oci_registry(reference: &str) -> Result<Remote, UrlError> {
+    let docker_hub = Remote {
+        host: "docker.io".to_owned(),
+        port: 443,
+    };
+    let Some((first, _)) = reference.split_once('/') else {
+        return Ok(docker_hub);
+    };
+    if !first.contains(['.', ':']) {
+        return Ok(docker_hub);
     }
+    let registry_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']');
+    if !first.chars().all(registry_char) {
+        return Err(UrlError::Invalid(
+            "OCI registry may hold only letters, digits, '.', '-', ':' and an IPv6 literal (write oci://registry.example/repo:tag)",
+        ));
+    }
+    split_host_port(first, 443)
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Result<Remote, UrlError> {
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => {
             let (host, rest) = v6
@@ -97,6 +121,17 @@ mod tests {
             ("ghcr.io/org/plugin:1.0", r("ghcr.io", 443)),
             ("oci://registry.local:5000/p", r("registry.local", 5000)),
             ("oci://plugin:1.0", r("docker.io", 443)),
+            // go-containerregistry has no `localhost` rule: Docker Hub.
+            ("oci://localhost/evil/plugin:1", r("docker.io", 443)),
+            ("OCI://localhost:5000/p", r("localhost", 5000)),
+            // `?` is no separator in a reference: the first part is no registry.
+            (
+                "oci://api.github.com?x=/org/p",
+                Err(UrlError::Invalid(
+                    "OCI registry may hold only letters, digits, '.', '-', ':' and an IPv6 literal (write oci://registry.example/repo:tag)",
+                )),
+            ),
+            ("oci://org/plugin?x=a.b/c", r("docker.io", 443)),
             (
                 "https://user:pw@[2001:db8::1]:8443/k",
                 r("2001:db8::1", 8443),

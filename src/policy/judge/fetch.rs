@@ -1,6 +1,8 @@
 //! URLs a component outside the sidecar's capture fetches: WasmPlugin and
 //! TrafficExtension modules (istio-agent in the pod) and JWKS documents (istiod). The
-//! host the URL connects to is egress on the URL's port.
+//! host the URL connects to is egress on the URL's port. Both fetchers resolve through
+//! cluster DNS, so another namespace's Service name is judged as the external host its
+//! ExternalName may point at (as Telemetry addresses are).
 
 use super::{Context, EgressRef, Findings, Reach};
 use crate::policy::decision::Code;
@@ -22,7 +24,7 @@ impl Findings<'_> {
         match url::remote(raw, default_scheme) {
             Ok(remote) => {
                 let ports = PortSet::new(vec![remote.port]);
-                let r = EgressRef::new(path, &remote.host, Reach::Dialled).on(Some(&ports));
+                let r = EgressRef::new(path, &remote.host, Reach::ClusterDns).on(Some(&ports));
                 self.egress(cx, r);
             }
             Err(UrlError::Local) => {}
