@@ -131,6 +131,10 @@ pub enum Code {
     /// An UPDATE or DELETE of the platform's backstop NetworkPolicy by someone the
     /// allowlist does not trust.
     BackstopChanged,
+    /// The pod reaches the node's own runtime or processes (a hostPath over a container
+    /// runtime socket or a directory holding one, `hostPID`): it can start a container
+    /// on the host network.
+    HostAccess,
     /// The object could not be evaluated within the work budget or the deadline.
     TooComplex,
 }
@@ -138,7 +142,7 @@ pub enum Code {
 impl Code {
     /// Every code, in table order.
     #[cfg(test)]
-    pub const ALL: [Code; 43] = [
+    pub const ALL: [Code; 44] = [
         Code::HostNotAllowed,
         Code::WildcardTooBroad,
         Code::AddressNotAllowed,
@@ -181,6 +185,7 @@ impl Code {
         Code::NetAdmin,
         Code::ProxySession,
         Code::BackstopChanged,
+        Code::HostAccess,
         Code::TooComplex,
     ];
 
@@ -229,6 +234,7 @@ impl Code {
             Self::NetAdmin => "EG308",
             Self::ProxySession => "EG309",
             Self::BackstopChanged => "EG310",
+            Self::HostAccess => "EG311",
             Self::TooComplex => "EG901",
         }
     }

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 mod container;
+mod host;
 pub(super) mod injected;
 pub(crate) mod session;
 mod update;
@@ -59,6 +60,10 @@ pub(crate) struct PodSpec<'a> {
     dns_config: DnsConfig<'a>,
     #[serde(borrow, deserialize_with = "null_default")]
     host_aliases: Vec<HostAlias<'a>>,
+    #[serde(rename = "hostPID", deserialize_with = "null_default")]
+    host_pid: bool,
+    #[serde(borrow, deserialize_with = "null_default")]
+    volumes: Vec<host::Volume<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +220,7 @@ fn judge_pod_spec(
                 "a pod on the host network gets no sidecar and no capture",
             );
         }
+        host::judge(spec.host_pid, &spec.volumes, base, out);
     }
     // A container list that does not decode has been reported; the object is then
     // denied for it, and its containers cannot be judged.
