@@ -186,24 +186,39 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
     );
     println!("serving certificate.");
     println!();
-    println!("Create the serving Secret:");
+    // ca.crt travels in the Secret: `serve --register-webhooks` sets it as the caBundle.
+    println!("Create the serving Secret (with ca.crt, as cert-manager writes it):");
     println!(
-        "  kubectl -n {namespace} create secret tls {service}-tls --cert {} --key {}",
+        "  kubectl -n {namespace} create secret generic {service}-tls --type=kubernetes.io/tls --from-file=tls.crt={} --from-file=tls.key={} --from-file=ca.crt={}",
         out.join("tls.crt").display(),
-        out.join("tls.key").display()
+        out.join("tls.key").display(),
+        out.join("ca.crt").display()
     );
-    println!("Set the caBundle of both webhook configurations:");
-    for kind in [
-        "validatingwebhookconfiguration",
-        "mutatingwebhookconfiguration",
-    ] {
-        println!(
-            "  kubectl patch {kind} {service} --type=json -p '[{{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"{bundle}\"}}]'"
-        );
+    println!();
+    println!(
+        "serve --register-webhooks puts it on every webhook entry itself. If you register the"
+    );
+    println!("configurations yourself, set the caBundle on every entry of both:");
+    for line in patch_every_entry(service, &bundle).lines() {
+        println!("  {line}");
     }
     println!();
     println!("caBundle: {bundle}");
     Ok(())
+}
+
+/// A shell loop that sets `caBundle` on every entry of both configurations named
+/// `name`: the validating one has several entries, and one left without it fails every
+/// call it matches with `x509: unknown authority`.
+fn patch_every_entry(name: &str, bundle: &str) -> String {
+    format!(
+        r#"for kind in validatingwebhookconfiguration mutatingwebhookconfiguration; do
+  n=$(kubectl get "$kind" {name} -o go-template='{{{{len .webhooks}}}}')
+  for i in $(seq 0 $((n - 1))); do
+    kubectl patch "$kind" {name} --type=json -p "[{{\"op\":\"add\",\"path\":\"/webhooks/$i/clientConfig/caBundle\",\"value\":\"{bundle}\"}}]"
+  done
+done"#
+    )
 }
 
 #[cfg(test)]
