@@ -42,6 +42,50 @@ pub enum Command {
     Certs(CertsArgs),
     /// Print the allowlist's JSON Schema (for editors and CI).
     Schema,
+    /// Check a cluster before (and after) installing: Kubernetes version, Istio's CRDs,
+    /// the registered webhook configurations and their caBundle, ready endpoints, and
+    /// the allowlist's clusterNetworks against the cluster's addresses.
+    Preflight(crate::registration::preflight::PreflightArgs),
+    /// Remove what the server registered, first: the binding that lets it register,
+    /// then its webhook configurations. Then delete the install (kubectl delete -k).
+    Uninstall(UninstallArgs),
+}
+
+/// `uninstall` flags.
+#[derive(Debug, Clone, Args)]
+pub struct UninstallArgs {
+    /// The namespace egress-guard is installed in.
+    #[arg(long, default_value = "egress-guard")]
+    pub namespace: String,
+    /// The ClusterRoleBinding that lets the server register its configurations.
+    #[arg(long, default_value = "egress-guard-register")]
+    pub binding: String,
+}
+
+/// How `serve` registers its own webhook configurations.
+#[derive(Debug, Clone, Args)]
+pub struct RegisterArgs {
+    /// The Validating- and MutatingWebhookConfigurations to register once the server is
+    /// ready (an allowlist, its TLS pair, a ready endpoint behind the Service), with the
+    /// caBundle and namespace filled in, and to keep registered.
+    #[arg(long, env = "EGRESS_GUARD_REGISTER_WEBHOOKS", value_name = "FILE")]
+    pub register_webhooks: Option<PathBuf>,
+    /// The CA bundle (PEM) set on every entry (default: ca.crt beside --tls-cert).
+    #[arg(long, env = "EGRESS_GUARD_WEBHOOK_CA_BUNDLE", value_name = "FILE")]
+    pub webhook_ca_bundle: Option<PathBuf>,
+    /// The ClusterRole the configurations belong to: deleting it (kubectl delete -k, a
+    /// GitOps prune) makes the garbage collector delete them.
+    #[arg(long, env = "EGRESS_GUARD_WEBHOOK_OWNER", value_name = "CLUSTERROLE")]
+    pub webhook_owner: Option<String>,
+    /// Call this base URL instead of the Service (out-of-cluster and development).
+    #[arg(long, env = "EGRESS_GUARD_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// The server's namespace: its Service's, and the one its webhooks spare.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "egress-guard")]
+    pub namespace: String,
+    /// Re-apply the configurations at least this often.
+    #[arg(long, env = "EGRESS_GUARD_REGISTER_INTERVAL", default_value = "60s")]
+    pub register_interval: DurationArg,
 }
 
 /// Log output format.
@@ -162,6 +206,9 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "EGRESS_GUARD_SHUTDOWN_GRACE", default_value = "20s")]
     pub shutdown_grace: DurationArg,
+    /// Self-registration of the webhook configurations.
+    #[command(flatten)]
+    pub register: RegisterArgs,
 }
 
 /// A point in time for `--now`: an RFC 3339 time, or a date (its midnight, UTC).

@@ -23,6 +23,7 @@ pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod registration;
 pub mod server;
 pub mod source;
 

@@ -25,6 +25,15 @@ fn main() -> ExitCode {
             rt.shutdown_timeout(std::time::Duration::from_secs(1));
             result
         }),
+        Command::Preflight(args) => match runtime()
+            .and_then(|rt| rt.block_on(egress_guard::registration::preflight::run(&args)))
+        {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
+        },
+        Command::Uninstall(args) => {
+            runtime().and_then(|rt| rt.block_on(egress_guard::registration::uninstall_cli(&args)))
+        }
         Command::Grants(args) => {
             match runtime().and_then(|rt| rt.block_on(egress_guard::grants::run(&args))) {
                 Ok(code) => return ExitCode::from(code),

@@ -39,6 +39,8 @@ pub struct Metrics {
     budget_exceeded: IntCounter,
     connections_rejected: IntCounter,
     entries_expiring: IntGaugeVec,
+    webhooks_registered: IntGauge,
+    registrations: IntCounterVec,
     namespaces: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -181,6 +183,26 @@ impl Metrics {
                 IntGauge::new(
                     "egress_guard_tls_cert_expiry_timestamp_seconds",
                     "notAfter of the serving certificate in use, seconds since the epoch",
+                )
+                .expect("valid metric"),
+            ),
+            webhooks_registered: register(
+                &r,
+                IntGauge::new(
+                    "egress_guard_webhooks_registered",
+                    "1 when the last registration of the webhook configurations succeeded, \
+                     0 before the first or after a failed one (serve --register-webhooks)",
+                )
+                .expect("valid metric"),
+            ),
+            registrations: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "egress_guard_webhook_registrations_total",
+                        "Server-side applies of the webhook configurations, by result",
+                    ),
+                    &["result"],
                 )
                 .expect("valid metric"),
             ),
@@ -336,6 +358,14 @@ impl Metrics {
         if let Some(t) = not_after {
             self.tls_expiry.set(t);
         }
+    }
+
+    /// Records one registration of the webhook configurations.
+    pub fn record_registration(&self, ok: bool) {
+        self.webhooks_registered.set(i64::from(ok));
+        self.registrations
+            .with_label_values(&[if ok { "success" } else { "error" }])
+            .inc();
     }
 
     /// The registry every family is in, for a command that adds its own families

@@ -7,9 +7,10 @@ use anyhow::Context as _;
 
 use super::tls::TlsPaths;
 use super::{AppState, Metrics, ServeConfig, serve};
-use crate::cli::{AllowlistArgs, ServeArgs};
+use crate::cli::{AllowlistArgs, RegisterArgs, ServeArgs};
 use crate::policy::AllowlistSource;
 use crate::policy::allowlist::EXAMPLE;
+use crate::registration::Target;
 use crate::source::{PolicyStore, configmap, file};
 
 /// How often watched files are re-read even without a change event.
@@ -33,6 +34,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         review_deadline,
         validate_configmap,
         shutdown_grace,
+        register,
     } = args;
     let allowlist_source = validate_configmap
         .or_else(|| allowlist.allowlist_configmap.clone())
@@ -85,6 +87,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let registrar = registrar(&register, &cfg.tls.cert, https)?;
+    if let Some(reg) = registrar {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API to register the webhooks")?;
+        tokio::spawn(crate::registration::run(
+            client,
+            reg,
+            store.clone(),
+            metrics.clone(),
+        ));
+    }
     let state = AppState::new(store, metrics, &cfg);
     let server = serve(cfg, state, listener, ops_listener, shutdown_signal());
     match source {
@@ -98,6 +112,39 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         None => server.await,
     }
+}
+
+/// The registration `--register-webhooks` asks for. With `--webhook-url`, a URL of
+/// `0.0.0.0` or port 0 is not a place the apiserver can call: the bound address is.
+fn registrar(
+    args: &RegisterArgs,
+    tls_cert: &std::path::Path,
+    https: std::net::SocketAddr,
+) -> anyhow::Result<Option<crate::registration::Registrar>> {
+    let Some(file) = &args.register_webhooks else {
+        return Ok(None);
+    };
+    let target = match &args.webhook_url {
+        Some(url) => Target::Url(url.replace("{port}", &https.port().to_string())),
+        None => Target::Service {
+            namespace: args.namespace.clone(),
+        },
+    };
+    let ca_bundle = args.webhook_ca_bundle.clone().unwrap_or_else(|| {
+        tls_cert
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("."))
+            .join("ca.crt")
+    });
+    crate::registration::Registrar::load(
+        file,
+        target,
+        args.namespace.clone(),
+        ca_bundle,
+        args.webhook_owner.clone(),
+        args.register_interval.0,
+    )
+    .map(Some)
 }
 
 /// Loads the initial allowlist and starts its watcher. File and embedded sources load
