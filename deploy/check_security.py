@@ -139,6 +139,19 @@ HOOKS = {
     ),
 }
 INJECT_CA = "cert-manager.io/inject-ca-from"
+# The webhook configurations ship as this generated ConfigMap (key webhooks.yaml) and the
+# server registers them; load() expands them and marks each with this key.
+WEBHOOKS_CM = "egress-guard-webhooks"
+WEBHOOKS_KEY = "webhooks.yaml"
+FROM_CM = "x-rendered-from-configmap"
+WEBHOOKS_DIR = "/etc/egress-guard/webhooks"
+REGISTER = "egress-guard-register"
+# The register ClusterRole's rules, exactly: (apiGroup, resource, resourceName) -> verbs.
+REGISTER_RULES = {
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations", APP): {"get", "create", "patch"},
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", APP): {"get", "create", "patch"},
+    ("rbac.authorization.k8s.io", "clusterroles", REGISTER): {"get"},
+}
 # The allowlist's keys, from the JSON Schema generated from the Rust model.
 _SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "allowlist.schema.json").read_text())
 ALLOWLIST_KEYS = set(_SCHEMA["properties"])
@@ -193,7 +206,36 @@ class Report:
 
 def load(path: str) -> list[dict]:
     with open(path, encoding="utf-8") as f:
-        return [o for o in yaml.safe_load_all(f) if o]
+        return expand_webhooks([o for o in yaml.safe_load_all(f) if o])
+
+
+def is_webhooks_cm(o: dict) -> bool:
+    """The generated ConfigMap egress-guard-webhooks-<hash>."""
+    name = o.get("metadata", {}).get("name", "")
+    return o.get("kind") == "ConfigMap" and re.fullmatch(rf"{WEBHOOKS_CM}(-[a-z0-9]+)?", name) is not None
+
+
+def expand_webhooks(objs: list[dict], mark: bool = True) -> list[dict]:
+    """The objects, plus the webhook configurations inside the webhooks ConfigMap.
+
+    The server applies what that ConfigMap holds, so every webhook check runs on it; the
+    expanded objects carry FROM_CM (unless mark is False) to tell them from objects the
+    rendering applies itself.
+    """
+    out = list(objs)
+    for o in objs:
+        if is_webhooks_cm(o):
+            for doc in yaml.safe_load_all((o.get("data") or {}).get(WEBHOOKS_KEY, "")):
+                if doc:
+                    if mark:
+                        doc[FROM_CM] = o["metadata"]["name"]
+                    out.append(doc)
+    return out
+
+
+def applied_webhooks(objs: list[dict]) -> list[dict]:
+    """Webhook configurations a rendering applies directly (not from the ConfigMap)."""
+    return [o for o in objs if o.get("kind") in WEBHOOK_KINDS and FROM_CM not in o]
 
 
 def find(objs: list[dict], kind: str, name: str | None = None) -> list[dict]:
@@ -280,16 +322,6 @@ def without_modes(allowlist: dict) -> dict:
         if isinstance(ns, dict):
             ns.pop("mode", None)
     return a
-
-
-def strip_inject_annotation(o: dict) -> dict:
-    o = copy.deepcopy(o)
-    ann = o.get("metadata", {}).get("annotations")
-    if ann is not None:
-        ann.pop(INJECT_CA, None)
-        if not ann:
-            del o["metadata"]["annotations"]
-    return o
 
 
 def expand_rules(rules: list[dict]) -> dict[tuple[str, str, str], frozenset[str]]:
@@ -676,30 +708,47 @@ def check_rbac(r: Report, objs: list[dict]) -> None:
     bindings = find(objs, "RoleBinding") + find(objs, "ClusterRoleBinding")
     sa_bindings = [b for b in bindings if sa in (b.get("subjects") or [])]
     r.check(
-        f"ServiceAccount {NS}/{APP}: exactly one binding, RoleBinding {NS}/{APP} to Role {APP}",
-        lambda: len(sa_bindings) == 1 and sa_bindings[0]["kind"] == "RoleBinding"
-        and sa_bindings[0]["metadata"]["namespace"] == NS
-        and sa_bindings[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APP}
-        and sa_bindings[0]["subjects"] == [sa],
+        f"ServiceAccount {NS}/{APP}: exactly two bindings, RoleBinding {APP} to Role {APP} "
+        f"and ClusterRoleBinding {REGISTER} to ClusterRole {REGISTER}",
+        lambda: sorted((b["kind"], b["metadata"]["name"], b["roleRef"]["kind"], b["roleRef"]["name"])
+                       for b in sa_bindings)
+        == [("ClusterRoleBinding", REGISTER, "ClusterRole", REGISTER), ("RoleBinding", APP, "Role", APP)]
+        and all(b["subjects"] == [sa] for b in sa_bindings)
+        and one(objs, "RoleBinding", APP)["metadata"]["namespace"] == NS,
         lambda: "bindings: " + ", ".join("/".join(key(b)) for b in sa_bindings),
     )
-    r.check("no ClusterRoleBinding at all (the webhook reads nothing cluster-wide)",
-            lambda: not find(objs, "ClusterRoleBinding"),
+    r.check(f"exactly one ClusterRoleBinding, {REGISTER}, and it names the webhook's ServiceAccount",
+            lambda: [(o["metadata"]["name"], o["subjects"]) for o in find(objs, "ClusterRoleBinding")]
+            == [(REGISTER, [{"kind": "ServiceAccount", "name": APP, "namespace": NS}])]
+            and pod_service_account(objs) == APP,
             lambda: ", ".join(o["metadata"]["name"] for o in find(objs, "ClusterRoleBinding")))
+    reg = first(objs, "ClusterRole", REGISTER)
+    reg_rules = {(g, res, n): set(rule["verbs"]) for rule in reg.get("rules") or []
+                 for g in rule["apiGroups"] for res in rule["resources"] for n in rule.get("resourceNames") or ["*"]}
+    r.check(
+        f"ClusterRole {REGISTER}: get/create/patch on the two configurations named {APP}, get on itself, nothing else",
+        lambda: reg_rules == REGISTER_RULES and not reg.get("aggregationRule")
+        and all(rule.get("resourceNames") and not rule.get("nonResourceURLs")
+                and not any("*" in rule.get(x, []) for x in ("verbs", "resources", "apiGroups", "resourceNames"))
+                for rule in reg["rules"]),
+        lambda: f"rules={reg.get('rules')}",
+    )
+    r.check(f"ClusterRole {REGISTER}: no delete, deletecollection, update or list",
+            lambda: not any({"delete", "deletecollection", "update", "list", "watch", "*"} & set(rule["verbs"])
+                            for rule in reg["rules"]))
     role = one(objs, "Role", APP)
     r.check(
-        f"Role {APP}: only get/list/watch on configmaps with resourceNames [{ALLOWLIST_CM}]",
-        lambda: role["rules"] and all(
-            rule["apiGroups"] == [""] and rule["resources"] == ["configmaps"]
-            and rule.get("resourceNames") == [ALLOWLIST_CM] and set(rule["verbs"]) <= READ_VERBS
-            for rule in role["rules"]
-        ),
+        f"Role {APP}: get/list/watch on configmaps with resourceNames [{ALLOWLIST_CM}], list on endpointslices, nothing else",
+        lambda: sorted((tuple(rule["apiGroups"]), tuple(rule["resources"]), tuple(rule.get("resourceNames") or []),
+                        tuple(sorted(rule["verbs"]))) for rule in role["rules"])
+        == [(("",), ("configmaps",), (ALLOWLIST_CM,), ("get", "list", "watch")),
+            (("discovery.k8s.io",), ("endpointslices",), (), ("list",))],
         lambda: f"rules={role['rules']}",
     )
     r.check(f"exactly two Roles: {APP} and {AUDIT_ROLE}",
             lambda: sorted(o["metadata"]["name"] for o in find(objs, "Role")) == sorted([APP, AUDIT_ROLE]))
-    r.check(f"exactly one ClusterRole: {AUDIT_ROLE}",
-            lambda: [o["metadata"]["name"] for o in find(objs, "ClusterRole")] == [AUDIT_ROLE])
+    r.check(f"exactly two ClusterRoles: {AUDIT_ROLE} and {REGISTER}",
+            lambda: sorted(o["metadata"]["name"] for o in find(objs, "ClusterRole")) == sorted([AUDIT_ROLE, REGISTER]))
 
     cr = one(objs, "ClusterRole", AUDIT_ROLE)
     granted = {(g, res) for rule in cr["rules"] for g in rule["apiGroups"] for res in rule["resources"]}
@@ -1004,19 +1053,33 @@ def check_trusted_writers(r: Report, repo: Path) -> None:
     )
 
 
-def check_allowlist_files(r: Report, repo: Path) -> None:
+def grants(allowlist: dict) -> list[str]:
+    """What an allowlist grants: hosts, CIDRs, per-namespace grants and opt-ins."""
+    out = [f"hosts: {h}" for h in allowlist.get("hosts") or []]
+    out += [f"cidrs: {c}" for c in allowlist.get("cidrs") or []]
+    for ns, v in (allowlist.get("namespaces") or {}).items():
+        v = v or {}
+        out += [f"namespaces.{ns}.{k}" for k in ("hosts", "cidrs") if v.get(k)]
+        out += [f"namespaces.{ns}.{k}" for k in ("allowAnyOutbound", "allowCaptureOptOut", "allowEnvoyFilter")
+                if v.get(k)]
+    return out
+
+
+def check_allowlist_files(r: Report, repo: Path, base: list[dict]) -> None:
     r.section("allowlist files")
-    deployed = repo / "deploy/base/allowlist.yaml"
+    import jsonschema  # only here: the other checks run without it
+
+    validator = jsonschema.Draft202012Validator(_SCHEMA)
     example = repo / "examples/allowlist.yaml"
-    if example.exists():
-        r.check(
-            "deploy/base/allowlist.yaml is identical to examples/allowlist.yaml",
-            lambda: deployed.read_bytes() == example.read_bytes(),
-            lambda: "run: cp examples/allowlist.yaml deploy/base/allowlist.yaml "
-            "(and carry the change into deploy/overlays/audit/allowlist.yaml)",
-        )
-    else:
-        r.note("examples/allowlist.yaml does not exist yet; identity check skipped")
+    r.check("examples/allowlist.yaml is valid under docs/allowlist.schema.json",
+            lambda: validator.is_valid(yaml.safe_load(example.read_text(encoding="utf-8"))))
+    al = allowlist_from(base)
+    r.check("the base allowlist is valid under docs/allowlist.schema.json", lambda: validator.is_valid(al),
+            lambda: next(iter(validator.iter_errors(al))).message)
+    r.check("the base allowlist grants nothing (no hosts, CIDRs, namespace grants or opt-ins)",
+            lambda: not grants(al), lambda: ", ".join(grants(al)))
+    r.check("the base allowlist exempts only istio-system",
+            lambda: (al.get("exemptNamespaces") or []) == ["istio-system"])
 
 
 def check_audit(r: Report, base: list[dict], audit: list[dict]) -> None:
@@ -1048,19 +1111,23 @@ def check_cert_manager(r: Report, base: list[dict], cm: list[dict]) -> None:
     issuers = {o["metadata"]["name"]: o for o in find(cm, "Issuer")}
     dep = one(cm, "Deployment", APP)
     tls_secrets = {v["secret"]["secretName"] for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v}
-    for kind in sorted(WEBHOOK_KINDS):
-        label = kind.replace("WebhookConfiguration", "")
-        cfg = one(cm, kind, APP)
-        r.check(
-            f"{label}: annotated {INJECT_CA}: {NS}/{TLS_SECRET}",
-            lambda: cfg["metadata"]["annotations"][INJECT_CA] == f"{NS}/{TLS_SECRET}",
-        )
-        r.check(
-            f"{label}: the annotation names a Certificate in the rendering",
-            lambda: tuple(cfg["metadata"]["annotations"][INJECT_CA].split("/", 1)) in certs,
-        )
     cert = certs[(NS, TLS_SECRET)]
     cspec = cert["spec"]
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    f = flags(c.get("args") or [])
+    mounts = {m["name"]: m["mountPath"].rstrip("/") for m in c.get("volumeMounts") or []}
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    r.check(
+        f"the secret the Deployment mounts is Certificate {TLS_SECRET}'s, and --webhook-ca-bundle is its ca.crt",
+        lambda: any(volumes[n].get("secret", {}).get("secretName") == cspec["secretName"]
+                    and f["webhook-ca-bundle"] == f"{path}/ca.crt" for n, path in mounts.items()),
+        lambda: f"--webhook-ca-bundle={f.get('webhook-ca-bundle')} mounts={mounts}",
+    )
+    r.check(
+        f"no webhook configuration asks cainjector ({INJECT_CA}): the server sets the caBundle",
+        lambda: not any(INJECT_CA in (o["metadata"].get("annotations") or {})
+                        for o in cm if o["kind"] in WEBHOOK_KINDS),
+    )
 
     def uncovered() -> list[str]:
         # cainjector fills in every entry of an annotated configuration; each entry must
@@ -1098,9 +1165,9 @@ def check_cert_manager(r: Report, base: list[dict], cm: list[dict]) -> None:
 
     r.check("issuer chain: serving cert <- CA Issuer <- CA Certificate <- self-signed Issuer", ca_chain)
     base_map = {key(o): o for o in base}
-    cm_core = {key(o): strip_inject_annotation(o) for o in cm if o["apiVersion"].split("/")[0] != "cert-manager.io"}
+    cm_core = {key(o): o for o in cm if o["apiVersion"].split("/")[0] != "cert-manager.io"}
     r.check(
-        "apart from cert-manager objects and the annotation, identical to the base",
+        "apart from cert-manager objects, identical to the base",
         lambda: cm_core == base_map,
         lambda: "differs: " + ", ".join("/".join(k) for k in set(cm_core) | set(base_map)
                                         if cm_core.get(k) != base_map.get(k)),
@@ -1339,6 +1406,50 @@ def check_audit_watch(r: Report, base: list[dict], aw: list[dict], crd: list[dic
             and [v["name"] for v in c_["spec"]["versions"] if v["served"]] == ["v1alpha2"] and len(crd) == 1)
 
 
+def pod_service_account(objs: list[dict]) -> str:
+    return one(objs, "Deployment", APP)["spec"]["template"]["spec"]["serviceAccountName"]
+
+
+def check_registration(r: Report, objs: list[dict]) -> None:
+    r.section("base: the server registers the webhook configurations")
+    c = container_of(objs)
+    pod = one(objs, "Deployment", APP)["spec"]["template"]["spec"]
+    f = flags(c.get("args") or [])
+    mounts = {m["name"]: m for m in c.get("volumeMounts") or []}
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    cms = [o for o in objs if is_webhooks_cm(o)]
+    r.check(f"exactly one ConfigMap {WEBHOOKS_CM}, with a hash suffix, holding {WEBHOOKS_KEY}",
+            lambda: len(cms) == 1 and cms[0]["metadata"]["name"] != WEBHOOKS_CM
+            and cms[0]["metadata"]["namespace"] == NS and WEBHOOKS_KEY in cms[0]["data"])
+
+    def mounted() -> bool:
+        return any(volumes[n].get("configMap", {}).get("name") == cms[0]["metadata"]["name"]
+                   and m.get("readOnly") is True and "subPath" not in m
+                   and m["mountPath"].rstrip("/") == WEBHOOKS_DIR for n, m in mounts.items())
+
+    r.check(f"the Deployment mounts that ConfigMap read-only at {WEBHOOKS_DIR}", mounted)
+    tls = next((m["mountPath"].rstrip("/") for n, m in mounts.items()
+                if volumes[n].get("secret", {}).get("secretName") == TLS_SECRET), None)
+    r.check(
+        f"--register-webhooks={WEBHOOKS_DIR}/{WEBHOOKS_KEY}, --webhook-ca-bundle=<{TLS_SECRET}>/ca.crt, "
+        f"--webhook-owner={REGISTER}",
+        lambda: f["register-webhooks"] == f"{WEBHOOKS_DIR}/{WEBHOOKS_KEY}"
+        and f["webhook-ca-bundle"] == f"{tls}/ca.crt" and f["webhook-owner"] == REGISTER
+        and one(objs, "ClusterRole", REGISTER),
+        lambda: f"flags={ {k: f.get(k) for k in ('register-webhooks', 'webhook-ca-bundle', 'webhook-owner')} }",
+    )
+
+
+def check_no_applied_webhooks(r: Report, renders: dict[str, list[dict]]) -> None:
+    r.section("no rendering applies a webhook configuration")
+    for name, objs in renders.items():
+        r.check(
+            f"{name}: no Validating/MutatingWebhookConfiguration applied directly (the server registers them)",
+            lambda: not applied_webhooks(objs),
+            lambda: ", ".join("/".join(key(o)) for o in applied_webhooks(objs)),
+        )
+
+
 def container_of(objs: list[dict]) -> dict:
     return one(objs, "Deployment", APP)["spec"]["template"]["spec"]["containers"][0]
 
@@ -1352,9 +1463,11 @@ def run(renders: dict[str, list[dict]], repo: Path) -> Report:
     base = renders["base"]
     r = Report()
     check_base(r, base)
+    check_registration(r, base)
+    check_no_applied_webhooks(r, renders)
     for name in ("base", "audit", "cert-manager", "restricted-apiserver"):
         check_images(r, name, renders[name])
-    check_allowlist_files(r, repo)
+    check_allowlist_files(r, repo, base)
     check_trusted_writers(r, repo)
     check_audit(r, base, renders["audit"])
     check_cert_manager(r, base, renders["cert-manager"])

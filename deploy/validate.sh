@@ -8,10 +8,13 @@
 #    deploy/overlays/restricted-apiserver, deploy/networkpolicy (examples), deploy/monitoring,
 #    deploy/audit-watch and deploy/audit-watch/crd
 # 2. validate_schemas.py: every object in strict mode against the Kubernetes versions
-#    in KUBE_VERSIONS; the CRD kinds we ship (cert-manager, Prometheus Operator) are
-#    allowed only in their own directories
-# 3. check_security.py: hardening, webhook, RBAC, network policy, autoscaling, alert and
-#    overlay checks
+#    in KUBE_VERSIONS, and the webhook configurations inside the ConfigMap
+#    egress-guard-webhooks (the server registers them; no rendering applies them); the
+#    CRD kinds we ship (cert-manager, Prometheus Operator) are allowed only in their own
+#    directories
+# 3. check_security.py: hardening, webhook (on the configurations the server registers),
+#    registration and its RBAC, network policy, autoscaling, alert and overlay checks; the
+#    base allowlist grants nothing
 # 4. check_security_test.py: breaks the renderings one way at a time and requires the
 #    check meant for each break to fail
 # 5. check_allowlist_schema.py: the shipped allowlists against docs/allowlist.schema.json

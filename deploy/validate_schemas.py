@@ -96,6 +96,11 @@ def main() -> int:
             parser.error(f"expected NAME=FILE, got {spec!r}")
         with open(path, encoding="utf-8") as f:
             objects = [o for o in yaml.safe_load_all(f) if o]
+        # The webhook configurations the server registers live in a generated ConfigMap;
+        # validate them as the apiserver will see them.
+        for o in list(objects):
+            if o.get("kind") == "ConfigMap" and o.get("metadata", {}).get("name", "").startswith("egress-guard-webhooks"):
+                objects += [d for d in yaml.safe_load_all((o.get("data") or {}).get("webhooks.yaml", "")) if d]
         if not objects:
             print(f"FAIL {name}: rendered no objects")
             failures += 1
