@@ -150,24 +150,6 @@ async fn set_image_exec_and_debug_as_kubectl_shows_them() {
     .await;
 }
 
-/// True when up.sh's kube-controller-manager runs (`controllers.sh`); panics under
-/// `CI=true`, where `.ci/run` starts it.
-fn controllers_running(kube: &Kube) -> bool {
-    let pid = std::fs::read_to_string(kube.dir.join("run/controller-manager.pid"))
-        .ok()
-        .and_then(|p| std::fs::read_to_string(format!("/proc/{}/cmdline", p.trim())).ok());
-    let running = pid.is_some_and(|c| c.contains("kube-controller-manager"));
-    if !running {
-        let how = "no kube-controller-manager: start it with ../shared/kube/controllers.sh";
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "{how}; CI=true requires it"
-        );
-        eprintln!("SKIPPED: {how}");
-    }
-    running
-}
-
 fn workload(kind: &str, ns: &str, name: &str, pod_spec: Value) -> String {
     let (api, selector) = match kind {
         "Deployment" => ("apps/v1", json!({"matchLabels": {"app": name}})),
@@ -188,7 +170,7 @@ fn workload(kind: &str, ns: &str, name: &str, pod_spec: Value) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn controllers_create_the_pods_of_admitted_templates_only() {
     let kube = require_kube!();
-    if !controllers_running(&kube) {
+    if !kube.controllers_running() {
         return;
     }
     let ns = kube.namespace("controllers");

@@ -210,7 +210,9 @@ pub fn render(
     out
 }
 
-/// In `NotIn` expressions on the namespace name, `from` becomes `to`.
+/// In `In` and `NotIn` expressions on the namespace name, `from` becomes `to`: the
+/// entries that spare the install's namespace, and the one that judges only it (the
+/// allowlist ConfigMap's), follow the install.
 fn retarget_exclusion(selector: &mut Option<LabelSelector>, from: &str, to: &str) {
     if from == to {
         return;
@@ -220,7 +222,7 @@ fn retarget_exclusion(selector: &mut Option<LabelSelector>, from: &str, to: &str
         .and_then(|s| s.match_expressions.as_mut())
         .into_iter()
         .flatten()
-        .filter(|e| e.key == NAME_LABEL && e.operator == "NotIn");
+        .filter(|e| e.key == NAME_LABEL && matches!(e.operator.as_str(), "In" | "NotIn"));
     for e in expressions {
         for v in e.values.iter_mut().flatten() {
             if v == from {
@@ -309,10 +311,11 @@ mod tests {
                 assert_eq!(cc["caBundle"], "UEVN", "{}", w["name"]);
                 assert_eq!(cc["service"]["namespace"], "platform-guard");
                 assert_eq!(cc["service"]["name"], "egress-guard");
-                let excluded = &w["namespaceSelector"]["matchExpressions"][0]["values"];
-                assert_eq!(
-                    *excluded,
-                    serde_json::json!(["kube-system", "platform-guard"])
+                let named = w["namespaceSelector"]["matchExpressions"][0]["values"].to_string();
+                assert!(
+                    named.contains("\"platform-guard\"") && !named.contains("\"egress-guard\""),
+                    "{}: {named}",
+                    w["name"]
                 );
             }
         }

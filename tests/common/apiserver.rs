@@ -213,6 +213,24 @@ impl Kube {
         }
     }
 
+    /// True when up.sh's kube-controller-manager runs (`controllers.sh`); panics under
+    /// `CI=true`, where `.ci/run` starts it.
+    pub fn controllers_running(&self) -> bool {
+        let pid = std::fs::read_to_string(self.dir.join("run/controller-manager.pid"))
+            .ok()
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{}/cmdline", p.trim())).ok());
+        let running = pid.is_some_and(|c| c.contains("kube-controller-manager"));
+        if !running {
+            let how = "no kube-controller-manager: start it with ../shared/kube/controllers.sh";
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "{how}; CI=true requires it"
+            );
+            eprintln!("SKIPPED: {how}");
+        }
+        running
+    }
+
     /// Polls `check` every 100 ms until it returns `Some`, or panics after `deadline`
     /// naming `what`.
     pub fn wait_for<T>(
