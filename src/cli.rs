@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook (HTTPS /validate and /mutate; plain-HTTP metrics and probes).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Evaluate manifests offline against an allowlist and print verdicts and patches.
     Check(CheckArgs),
     /// Report which live Istio objects in a cluster an allowlist would deny or patch;

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Serve(args) => runtime().and_then(|rt| {
-            let result = rt.block_on(egress_guard::server::run(args));
+            let result = rt.block_on(egress_guard::server::run(*args));
             // A review still running past its deadline must not hold the exit: the
             // server already answered it and stopped.
             rt.shutdown_timeout(std::time::Duration::from_secs(1));

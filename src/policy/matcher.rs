@@ -143,6 +143,8 @@ pub enum HostMatch {
         first: Vec<u16>,
         /// How many requested ports are denied in all.
         count: usize,
+        /// The ports the covering entries allow, ascending: what would pass.
+        allowed: Vec<u16>,
     },
 }
 
@@ -169,9 +171,9 @@ impl PortSet {
         self.0.is_empty()
     }
 
-    /// Checks these ports against the union of `allowed` (each sorted): all allowed, or
-    /// the first few denied and their count. Costs O(|allowed| · log |self|).
-    fn check(&self, allowed: &[u16]) -> HostMatch {
+    /// Checks these ports against the union of `allowed` (sorted): all allowed, or the
+    /// first few denied, their count and `allowed`. Costs O(|allowed| · log |self|).
+    fn check(&self, allowed: Vec<u16>) -> HostMatch {
         let inside = allowed
             .iter()
             .filter(|p| self.0.binary_search(p).is_ok())
@@ -188,7 +190,11 @@ impl PortSet {
             .filter(|p| allowed.binary_search(p).is_err())
             .take(MAX_DENIED_PORTS_NAMED)
             .collect();
-        HostMatch::PortsDenied { first, count }
+        HostMatch::PortsDenied {
+            first,
+            count,
+            allowed,
+        }
     }
 }
 
@@ -365,7 +371,7 @@ impl HostIndex {
                 .collect();
             allowed.sort_unstable();
             allowed.dedup();
-            ports.check(&allowed)
+            ports.check(allowed)
         };
         HostLookup {
             grant: (result == HostMatch::Allowed).then_some(grant).flatten(),
@@ -546,6 +552,7 @@ mod tests {
                 HostMatch::PortsDenied {
                     first: vec![3306],
                     count: 1,
+                    allowed: vec![5432],
                 },
             ),
             ("db.example.com", &[], HostMatch::Allowed),
@@ -556,6 +563,7 @@ mod tests {
                 HostMatch::PortsDenied {
                     first: vec![8080],
                     count: 1,
+                    allowed: vec![80, 443],
                 },
             ),
         ];
@@ -639,7 +647,7 @@ mod tests {
         let idx = index(&[("db.example.com", Some(&[5432, 6432]))]);
         let ports = PortSet::new((1..=60_000).rev().collect());
         match idx.lookup(&p("db.example.com"), &ports, None).result {
-            HostMatch::PortsDenied { first, count } => {
+            HostMatch::PortsDenied { first, count, .. } => {
                 assert_eq!(first, [1, 2, 3, 4, 5]);
                 assert_eq!(count, 59_998);
             }

@@ -202,13 +202,13 @@ pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Deci
 
     if decision.mode == Mode::Audit
         && !decision.violations.is_empty()
-        && exported_to_enforcement(&findings.export, allowlist)
+        && let Some(seen_by) = enforced_by(&findings.export, allowlist)
     {
         decision.mode = Mode::Enforce;
         decision.violations.push(Violation::new(
             Code::AuditExported,
             row.export_field,
-            "",
+            seen_by,
             &format!(
                 "namespace {} is in audit mode, but this object is visible to namespaces in enforce mode; export it to its own namespace only",
                 req.namespace
@@ -315,12 +315,14 @@ pub fn too_complex(namespace: &str, allowlist: &Allowlist) -> Decision {
     }
 }
 
-/// True when an object visible to `export` reaches a namespace in enforce mode.
-fn exported_to_enforcement(export: &Export, allowlist: &Allowlist) -> bool {
+/// Where an object visible to `export` reaches a namespace in enforce mode, as the
+/// `EG107` value: `*` (every namespace, the default when `exportTo` is unset) or the
+/// first enforced namespace named.
+fn enforced_by<'e>(export: &'e Export, allowlist: &Allowlist) -> Option<&'e str> {
     match export {
-        Export::Local => false,
-        Export::Everywhere => allowlist.any_enforce(),
-        Export::To { enforced } => *enforced,
+        Export::Local => None,
+        Export::Everywhere => allowlist.any_enforce().then_some("*"),
+        Export::To { enforced } => enforced.as_deref(),
     }
 }
 

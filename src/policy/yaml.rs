@@ -19,7 +19,7 @@ pub struct Limits {
 /// Parses `text` as one YAML document into `T` within `limits`. Merge keys (`<<`) are
 /// applied and duplicate keys refused, as Istio's YAML reader does. The error names the
 /// field path (when known) and the line.
-pub fn from_str<T: DeserializeOwned>(text: &str, limits: Limits) -> Result<T, String> {
+pub fn from_str<T: DeserializeOwned>(text: &str, limits: Limits) -> Result<T, Error> {
     let options = options(limits);
     // Plain first: tracking the path costs a tenth of the parse, and is only needed to
     // name the field of a document that does not parse. A failed document is parsed a
@@ -39,13 +39,30 @@ pub fn from_str<T: DeserializeOwned>(text: &str, limits: Limits) -> Result<T, St
         })
     })
     .map_err(|e| {
+        let line = e.location().map(|l| l.line());
         let message = message(&e);
-        if matches!(path.as_str(), "" | "." | "?") {
+        let message = if matches!(path.as_str(), "" | "." | "?") {
             message
         } else {
             format!("{path}: {message}")
-        }
+        };
+        Error { message, line }
     })
+}
+
+/// A document [`from_str`] could not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// The field path (when known), the reason, and the line and column.
+    pub message: String,
+    /// The line at fault, from 1, when the parser knows it.
+    pub line: Option<u64>,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// Parses every document of a multi-document stream (`---`), skipping empty ones,
@@ -127,7 +144,9 @@ mod tests {
         let merged: serde_json::Value =
             from_str("base: &b {x: 1}\nit:\n  <<: *b\n  y: 2\n", SMALL).unwrap();
         assert_eq!(merged["it"]["x"], 1);
-        let dup = from_str::<serde_json::Value>("a: 1\na: 2\n", SMALL).unwrap_err();
+        let dup = from_str::<serde_json::Value>("a: 1\na: 2\n", SMALL)
+            .unwrap_err()
+            .message;
         assert!(dup.contains("duplicate"), "{dup}");
         assert!(!dup.contains("DuplicateKeyPolicy"), "{dup}");
     }

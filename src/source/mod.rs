@@ -137,7 +137,7 @@ impl PolicyStore {
         let store = self.clone();
         match tokio::task::spawn_blocking(move || store.load(&text, &revision)).await {
             Ok(r) => r,
-            Err(e) => Err(AllowlistError::Invalid(format!(
+            Err(e) => Err(AllowlistError::invalid(format!(
                 "allowlist load task failed: {e}"
             ))),
         }

@@ -25,8 +25,30 @@ pub const EXAMPLE: &str = include_str!("../../../examples/allowlist.yaml");
 #[derive(Debug, thiserror::Error)]
 pub enum AllowlistError {
     /// YAML syntax, an unknown field or a bad value; the message names field and line.
-    #[error("invalid allowlist: {0}")]
-    Invalid(String),
+    #[error("invalid allowlist: {message}")]
+    Invalid {
+        /// What is wrong, and where.
+        message: String,
+        /// The line at fault, from 1, when known.
+        line: Option<u64>,
+    },
+}
+
+impl AllowlistError {
+    /// An error that names no line.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid {
+            message: message.into(),
+            line: None,
+        }
+    }
+
+    /// The line of the document at fault, from 1, when known.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            Self::Invalid { line, .. } => *line,
+        }
+    }
 }
 
 /// Which VirtualService routes get a default timeout.
@@ -178,6 +200,8 @@ pub enum Lookup<'a> {
         first: Vec<u16>,
         /// How many are denied in all.
         count: usize,
+        /// The ports the covering entries of that level allow.
+        allowed: Vec<u16>,
     },
 }
 
@@ -185,7 +209,7 @@ impl Allowlist {
     /// Parses and compiles an allowlist document.
     pub fn from_yaml(text: &str) -> Result<Self, AllowlistError> {
         if text.trim().is_empty() {
-            return Err(AllowlistError::Invalid("the document is empty".into()));
+            return Err(AllowlistError::invalid("the document is empty"));
         }
         Ok(Self::compile(parse(text)?))
     }
@@ -353,10 +377,26 @@ impl Allowlist {
             return Lookup::Allowed(Grant::Namespace, g);
         }
         match (global.result, local.map(|l| l.result)) {
-            (HostMatch::PortsDenied { first, count }, _)
-            | (_, Some(HostMatch::PortsDenied { first, count })) => {
-                Lookup::PortsDenied { first, count }
-            }
+            (
+                HostMatch::PortsDenied {
+                    first,
+                    count,
+                    allowed,
+                },
+                _,
+            )
+            | (
+                _,
+                Some(HostMatch::PortsDenied {
+                    first,
+                    count,
+                    allowed,
+                }),
+            ) => Lookup::PortsDenied {
+                first,
+                count,
+                allowed,
+            },
             _ => Lookup::NotCovered,
         }
     }
@@ -540,7 +580,10 @@ fn parse(text: &str) -> Result<Doc, AllowlistError> {
         nodes: 20_000_000,
         replayed: 100_000,
     };
-    crate::policy::yaml::from_str(text, limits).map_err(AllowlistError::Invalid)
+    crate::policy::yaml::from_str(text, limits).map_err(|e| AllowlistError::Invalid {
+        message: e.message,
+        line: e.line,
+    })
 }
 
 /// The allowlist's JSON Schema, pretty-printed: what `egress-guard schema` prints and
@@ -686,7 +729,8 @@ namespaces:
             a.lookup_host("x", &db, &PortSet::new(vec![3306]), None),
             Lookup::PortsDenied {
                 first: vec![3306],
-                count: 1
+                count: 1,
+                allowed: vec![5432],
             }
         );
     }

@@ -214,16 +214,18 @@ impl Findings<'_> {
                     "granted only to namespace {ns}; set exportTo: [\".\"] so the grant does not leak to the mesh"
                 ),
             ),
-            Lookup::PortsDenied { first, count } => {
-                let mut ports: Vec<String> = first.iter().map(u16::to_string).collect();
-                if count > first.len() {
-                    ports.push(format!("and {} more", count - first.len()));
-                }
-                (
-                    Code::PortNotAllowed,
-                    format!("not allowed on port(s) {}", ports.join(", ")),
-                )
-            }
+            Lookup::PortsDenied {
+                first,
+                count,
+                allowed,
+            } => (
+                Code::PortNotAllowed,
+                format!(
+                    "not allowed on port(s) {}; the allowlist allows it on port(s) {}",
+                    port_list(&first, count),
+                    port_list(&allowed, allowed.len())
+                ),
+            ),
             Lookup::NotCovered => {
                 let expired = expired_grant(cx, &target, ports.unwrap_or(&none));
                 match &target {
@@ -255,6 +257,19 @@ impl Findings<'_> {
         self.record(code, path, value, &message);
         true
     }
+}
+
+/// Ports named in an `EG104` message, per list; the rest are counted.
+const PORTS_NAMED: usize = 10;
+
+/// "25, 465 and 3 more": the first ports of a list of `count`.
+fn port_list(ports: &[u16], count: usize) -> String {
+    let mut named: Vec<String> = ports.iter().take(PORTS_NAMED).map(u16::to_string).collect();
+    let more = count.saturating_sub(named.len());
+    if more > 0 {
+        named.push(format!("and {more} more"));
+    }
+    named.join(", ")
 }
 
 /// "allowlist entry 3 (hooks.slack.com; owner team-payments, reason CHG-42, expires

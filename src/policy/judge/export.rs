@@ -14,12 +14,11 @@ pub enum Export {
     /// Only its own namespace.
     #[default]
     Local,
-    /// Other namespaces too (named, not `*`): whether one of them is in enforce mode,
-    /// which is all that is asked of them (a list as long as the body allows is not
-    /// kept).
+    /// Other namespaces too (named, not `*`): the first of them in enforce mode, which
+    /// is all that is asked of them (a list as long as the body allows is not kept).
     To {
-        /// Some namespace it is exported to is in enforce mode.
-        enforced: bool,
+        /// The first namespace it is exported to that is in enforce mode.
+        enforced: Option<Box<str>>,
     },
     /// Every namespace.
     Everywhere,
@@ -91,7 +90,7 @@ struct ScopeBuilder {
     any: bool,
     everywhere: bool,
     others: bool,
-    enforced: bool,
+    enforced: Option<Box<str>>,
 }
 
 impl ScopeBuilder {
@@ -102,7 +101,9 @@ impl ScopeBuilder {
         } else if !(v == "." || v == "~" || v == cx.namespace) {
             self.others = true;
             // One namespace in enforce mode decides it; the rest need no lookup.
-            self.enforced = self.enforced || cx.allowlist.mode_for(v) == Mode::Enforce;
+            if self.enforced.is_none() && cx.allowlist.mode_for(v) == Mode::Enforce {
+                self.enforced = Some(v.into());
+            }
         }
     }
 

@@ -115,7 +115,7 @@ pub(crate) fn judge_annotation<K: Keys>(
         Ok(Value::Object(m)) => m,
         Ok(Value::Null) => return,
         Ok(_) => return unreadable("not a mapping", out),
-        Err(e) => return unreadable(&e, out),
+        Err(e) => return unreadable(&e.message, out),
     };
     let opt_out_granted = cx.allowlist.may_opt_out(cx.namespace);
     if !opt_out_granted {

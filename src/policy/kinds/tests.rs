@@ -166,6 +166,22 @@ fn service_entry_port_restrictions() {
 }
 
 #[test]
+fn a_port_denial_names_the_ports_that_would_pass() {
+    let a = Allowlist::from_yaml("hosts: [{host: smtp.example.com, ports: [587, 465]}]\n").unwrap();
+    let d = eval_with(
+        &a,
+        Kind::ServiceEntry,
+        "default",
+        "hosts: [smtp.example.com]\nports: [{number: 25, name: smtp, protocol: TCP}]\nresolution: DNS\n",
+    );
+    assert_eq!(codes(&d), [cp("EG104", "spec.hosts[0]")]);
+    assert_eq!(
+        d.violations[0].message,
+        "not allowed on port(s) 25; the allowlist allows it on port(s) 465, 587"
+    );
+}
+
+#[test]
 fn namespace_grants_stay_in_their_namespace() {
     let se = |export: &str| {
         format!(
@@ -461,6 +477,43 @@ fn wildcard_destinations_are_valid_match_keys() {
         codes(&eval(Kind::VirtualService, "default", &spec("*"))),
         [cp("EG203", path)]
     );
+}
+
+#[test]
+fn net_admin_denials_quote_the_setting_not_the_container() {
+    for (context, setting) in [
+        ("{privileged: true}", "privileged: true"),
+        (
+            "{capabilities: {add: [NET_RAW, cap_net_admin]}}",
+            "capabilities.add: cap_net_admin",
+        ),
+    ] {
+        let d = eval(
+            Kind::Pod,
+            "default",
+            &format!("containers: [{{name: app, image: app, securityContext: {context}}}]"),
+        );
+        let v = d.violations.iter().find(|v| v.code == Code::NetAdmin);
+        assert_eq!(
+            v.map(|v| (v.path.as_str(), v.value.as_str())),
+            Some(("spec.containers[0].securityContext", setting)),
+            "{:?}",
+            d.violations
+        );
+    }
+}
+
+#[test]
+fn an_audit_namespace_exported_to_enforcement_names_where_it_is_seen() {
+    for (export, seen) in [("", "*"), ("exportTo: [\"*\"]", "*"), ("exportTo: [\".\", other]", "other")] {
+        let d = eval(
+            Kind::ServiceEntry,
+            "payments",
+            &format!("hosts: [evil.example.org]\nresolution: DNS\n{export}"),
+        );
+        let v = d.violations.iter().find(|v| v.code == Code::AuditExported);
+        assert_eq!(v.map(|v| v.value.as_str()), Some(seen), "{export}");
+    }
 }
 
 #[test]

@@ -135,14 +135,21 @@ impl Container<'_> {
         .filter_map(|(at, h)| Some((at, h?)))
     }
 
-    /// True when the container may rewrite the pod's packet filter: `privileged`, or
-    /// `NET_ADMIN` (or `ALL`) among the added capabilities.
-    pub(crate) fn net_admin(&self) -> bool {
-        let sc = self.security_context.as_deref();
-        sc.and_then(|s| s.privileged) == Some(true)
-            || sc
-                .and_then(|s| s.capabilities.as_ref())
-                .is_some_and(|caps| caps.add.iter().any(|c| grants_net_admin(c)))
+    /// The setting that lets the container rewrite the pod's packet filter, as the
+    /// denial quotes it: `privileged: true`, or `NET_ADMIN` (or `ALL`) among the added
+    /// capabilities, spelled as written.
+    pub(crate) fn net_admin(&self) -> Option<String> {
+        let sc = self.security_context.as_deref()?;
+        if sc.privileged == Some(true) {
+            return Some("privileged: true".to_owned());
+        }
+        let cap = sc
+            .capabilities
+            .as_ref()?
+            .add
+            .iter()
+            .find(|c| grants_net_admin(c))?;
+        Some(format!("capabilities.add: {}", &**cap))
     }
 }
 

@@ -235,7 +235,7 @@ pub(crate) fn customisation(c: &Container<'_>, cx: &Context<'_>) -> Option<Strin
     if sc.is_some_and(|s| other(s.run_as_user) || other(s.run_as_group)) {
         return Some("identity (a user or group other than 1337)".to_owned());
     }
-    if c.net_admin() {
+    if c.net_admin().is_some() {
         return Some("privileges (NET_ADMIN or privileged)".to_owned());
     }
     None

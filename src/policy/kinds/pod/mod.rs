@@ -883,11 +883,11 @@ fn judge_container(
     }
     let ids = identity(c, pod.defaults);
     runs_as_proxy(ids, (&pod.proxy_users, &pod.proxy_groups), path, out);
-    if c.net_admin() {
+    if let Some(setting) = c.net_admin() {
         out.record(
             Code::NetAdmin,
             || format!("{}.securityContext", path()),
-            &*c.name,
+            setting,
             "can rewrite the pod's packet filter and remove the capture rules",
         );
     }
