@@ -41,7 +41,9 @@ pub(crate) fn judge(object: &RawValue, cx: &Context<'_>, out: &mut Findings<'_>)
     if size > MAX_CONFIGMAP_DATA {
         return invalid(
             &format!("{size} bytes"),
-            &format!("the ConfigMap's data is too large; Kubernetes stores at most {MAX_CONFIGMAP_DATA}"),
+            &format!(
+                "the ConfigMap's data is too large; Kubernetes stores at most {MAX_CONFIGMAP_DATA}"
+            ),
         );
     }
     let Some(text) = data.get(key) else {
@@ -117,7 +119,10 @@ mod tests {
         };
         let d = policy::evaluate(&req, &Allowlist::default(), &env);
         let v = &d.violations[0];
-        assert_eq!((v.code, v.path.as_str()), (Code::InvalidAllowlist, "data[allowlist.yaml]"));
+        assert_eq!(
+            (v.code, v.path.as_str()),
+            (Code::InvalidAllowlist, "data[allowlist.yaml]")
+        );
         (v.value.clone(), v.message.clone())
     }
 

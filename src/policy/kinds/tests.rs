@@ -505,7 +505,11 @@ fn net_admin_denials_quote_the_setting_not_the_container() {
 
 #[test]
 fn an_audit_namespace_exported_to_enforcement_names_where_it_is_seen() {
-    for (export, seen) in [("", "*"), ("exportTo: [\"*\"]", "*"), ("exportTo: [\".\", other]", "other")] {
+    for (export, seen) in [
+        ("", "*"),
+        ("exportTo: [\"*\"]", "*"),
+        ("exportTo: [\".\", other]", "other"),
+    ] {
         let d = eval(
             Kind::ServiceEntry,
             "payments",
