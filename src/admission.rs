@@ -624,14 +624,14 @@ fn validate_response<T: Resource>(
     if d.skipped == Some(Skip::NotIstio) {
         warnings.push(|| {
             format!(
-                "egress-guard: {} is not a kind egress-guard checks; not checked",
+                "{PREFIX}{} is not a kind egress-guard checks; not checked",
                 truncated(&req.kind.kind, MAX_FIELD_IN_MESSAGE)
             )
         });
     }
     if d.violations.is_empty() {
         for w in &d.warnings {
-            warnings.push(|| w.clone());
+            warnings.push(|| note(w));
         }
         return warnings.apply(resp);
     }
@@ -656,7 +656,7 @@ fn validate_response<T: Resource>(
     }
     warnings.extra += d.omitted;
     for w in &d.warnings {
-        warnings.push(|| w.clone());
+        warnings.push(|| note(w));
     }
     resp.audit_annotations = audit_annotations(codes, d);
     warnings.apply(resp)
@@ -666,8 +666,8 @@ fn validate_response<T: Resource>(
 /// proportional to the routes (a million of them fit in a 3 MiB body), so not copied.
 fn mutate_response(resp: AdmissionResponse, d: &mut Decision) -> AdmissionResponse {
     let mut warnings = Warnings::default();
-    for note in d.mutation_notes() {
-        warnings.push(|| format!("egress-guard: {note}"));
+    for n in d.mutation_notes() {
+        warnings.push(|| note(&n));
     }
     if d.patch().is_none() {
         return warnings.apply(resp);
@@ -679,10 +679,19 @@ fn mutate_response(resp: AdmissionResponse, d: &mut Decision) -> AdmissionRespon
         // admitting unpatched beats failing every VirtualService change.
         Err(e) => {
             let mut w = Warnings::default();
-            w.push(|| format!("egress-guard: timeout patch not applied: {e}"));
+            w.push(|| note(&format!("timeout patch not applied: {e}")));
             w.apply(resp)
         }
     }
+}
+
+/// What every warning a tenant sees starts with: `kubectl` prints warnings from every
+/// webhook and from the apiserver alike, and this says whose it is.
+const PREFIX: &str = "egress-guard: ";
+
+/// A warning from the engine or the mutation, prefixed once.
+fn note(text: &str) -> String {
+    format!("{PREFIX}{text}")
 }
 
 /// Longest kind, namespace or name quoted in a message.
@@ -779,7 +788,7 @@ impl Warnings {
     fn apply(mut self, mut resp: AdmissionResponse) -> AdmissionResponse {
         if self.extra > 0 {
             self.kept
-                .push(format!("egress-guard: and {} more warnings", self.extra));
+                .push(note(&format!("and {} more warnings", self.extra)));
         }
         if !self.kept.is_empty() {
             resp.warnings = Some(self.kept);

@@ -817,3 +817,44 @@ async fn a_namespace_grant_applies_only_in_its_namespace_and_unexported() {
     let msg = response(&review)["status"]["message"].as_str().unwrap();
     assert!(msg.contains("EG105 spec.hosts[0]"), "{msg}");
 }
+
+#[tokio::test]
+async fn every_warning_says_it_is_egress_guards() {
+    // A grant ending within 14 days warns; the warning comes from the engine.
+    let soon = egress_guard::unix_now() + 3 * 86_400;
+    let date = time_date(soon);
+    let s = TestServer::start_with(common::Options {
+        allowlist: format!("hosts: [{{host: api.github.com, expires: \"{date}\"}}]\n"),
+        ..Default::default()
+    })
+    .await;
+    let review = s
+        .review(
+            "/validate",
+            fixture("validate-create-serviceentry-v1-github-api"),
+        )
+        .await;
+    let r = response(&review);
+    assert_eq!(r["allowed"], true);
+    let warnings = r["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("ends within")),
+        "{warnings:?}"
+    );
+    for w in warnings {
+        let w = w.as_str().unwrap();
+        assert!(w.starts_with("egress-guard: "), "{w}");
+        assert!(
+            !w["egress-guard: ".len()..].contains("egress-guard: "),
+            "{w}"
+        );
+    }
+}
+
+/// `YYYY-MM-DD` of a Unix time (UTC), for an `expires` date.
+fn time_date(t: i64) -> String {
+    let d = time::OffsetDateTime::from_unix_timestamp(t).unwrap().date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
