@@ -24,6 +24,7 @@ REFUSED = [
     {"hosts": [{"host": "a.example", "ports": []}]},
     {"hosts": [{"host": "a.example", "ports": [70000]}]},
     {"hosts": [{"host": "a.example", "expires": "soon"}]},
+    {"hosts": [{"host": "a.example", "expires": 20261210}]},
     {"cidrs": [{"cidr": "10.0.0.0/8", "owner": 7}]},
     {"namespaces": {"payments": {"allowAny": True}}},
     {"defaultTimeout": "soon"},
@@ -50,6 +51,8 @@ def main() -> int:
                 if obj and obj.get("kind") == "ConfigMap" and "allowlist.yaml" in (obj.get("data") or {}):
                     name = f"{path}: ConfigMap {obj['metadata'].get('namespace')}/{obj['metadata']['name']}"
                     documents.append((name, yaml.safe_load(obj["data"]["allowlist.yaml"])))
+    # The README's unquoted date: PyYAML loads it as a datetime.date.
+    documents.append(("an unquoted expires date", yaml.safe_load("hosts: [{host: a.example, expires: 2026-12-10}]")))
     failures = 0
     for name, doc in documents:
         errors = sorted(validator.iter_errors(doc), key=str)

@@ -184,6 +184,10 @@ pub(super) trait Described {
     const DESCRIPTION: &'static str;
     /// A regular expression it matches, when one is simple enough to state.
     const PATTERN: Option<&'static str> = None;
+    /// Also a YAML date: written unquoted (`expires: 2026-12-10`), YAML 1.1 readers
+    /// (PyYAML, and so most CI schema checks) load it as a date, not a string, where
+    /// the server reads the same text.
+    const YAML_DATE: bool = false;
 }
 
 impl Described for Duration {
@@ -220,6 +224,7 @@ impl Described for Expiry {
     const DESCRIPTION: &'static str =
         "when the entry stops granting: a date (through that whole day, UTC) or an RFC 3339 time";
     const PATTERN: Option<&'static str> = Some(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T.+)?$");
+    const YAML_DATE: bool = true;
 }
 
 impl<T: Described> JsonSchema for FromStrValue<T> {
@@ -228,6 +233,15 @@ impl<T: Described> JsonSchema for FromStrValue<T> {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        if T::YAML_DATE {
+            // No `type: string`: a date object is no JSON type, so it passes `not` and,
+            // not being a string, the pattern; every JSON type but a string is refused.
+            return json_schema!({
+                "description": T::DESCRIPTION,
+                "pattern": T::PATTERN.unwrap_or(".*"),
+                "not": {"type": ["number", "boolean", "null", "array", "object"]}
+            });
+        }
         match T::PATTERN {
             Some(p) => {
                 json_schema!({"type": "string", "description": T::DESCRIPTION, "pattern": p})
