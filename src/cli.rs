@@ -51,6 +51,21 @@ pub enum Command {
     Uninstall(UninstallArgs),
 }
 
+/// The allowlist ConfigMap a command reads with the caller's kubeconfig.
+#[derive(Debug, Clone, Args)]
+pub struct AllowlistConfigMapArgs {
+    /// The ConfigMap holding the allowlist, read with your kubeconfig.
+    #[arg(
+        long = "allowlist-configmap",
+        value_name = "NAMESPACE/NAME",
+        default_value = "egress-guard/egress-guard-allowlist"
+    )]
+    pub configmap: ObjectRef,
+    /// Key of the allowlist in the ConfigMap.
+    #[arg(long = "allowlist-key", default_value = "allowlist.yaml")]
+    pub key: String,
+}
+
 /// `uninstall` flags.
 #[derive(Debug, Clone, Args)]
 pub struct UninstallArgs {

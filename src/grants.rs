@@ -16,7 +16,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::{NowArg, ObjectRef, OutputFormat};
+use crate::cli::{AllowlistConfigMapArgs, NowArg, OutputFormat};
 use crate::policy::allowlist::Expiry;
 use crate::policy::{Allowlist, Mode};
 
@@ -29,16 +29,9 @@ pub struct GrantsArgs {
     /// Read the allowlist from this file instead of the ConfigMap.
     #[arg(long)]
     pub allowlist_file: Option<PathBuf>,
-    /// The ConfigMap holding the allowlist, read with your kubeconfig.
-    #[arg(
-        long,
-        value_name = "NAMESPACE/NAME",
-        default_value = "egress-guard/egress-guard-allowlist"
-    )]
-    pub allowlist_configmap: ObjectRef,
-    /// Key of the allowlist in the ConfigMap.
-    #[arg(long, default_value = "allowlist.yaml")]
-    pub allowlist_key: String,
+    /// The allowlist ConfigMap, when no file is given.
+    #[command(flatten)]
+    pub allowlist: AllowlistConfigMapArgs,
     /// Mark entries expired as of this time (RFC 3339, or a date) instead of now.
     #[arg(long, value_name = "TIME")]
     pub now: Option<NowArg>,
@@ -222,15 +215,11 @@ pub async fn run(args: &GrantsArgs) -> anyhow::Result<u8> {
             let client = kube::Client::try_default()
                 .await
                 .context("connecting to the Kubernetes API (kubeconfig or in-cluster config)")?;
-            let cm = &args.allowlist_configmap;
-            let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
-                kube::Api::namespaced(client, &cm.namespace);
-            let obj = api.get(&cm.name).await.with_context(|| {
-                format!("reading ConfigMap {cm} (the Role egress-guard-allowlist-reader grants it to every authenticated user)")
-            })?;
-            obj.data
-                .and_then(|mut d| d.remove(&args.allowlist_key))
-                .with_context(|| format!("ConfigMap {cm} has no key {}", args.allowlist_key))?
+            crate::audit::configmap_text(&client, &args.allowlist.configmap, &args.allowlist.key)
+                .await
+                .context(
+                    "the allowlist (the Role egress-guard-allowlist-reader lets every authenticated user read its ConfigMap)",
+                )?
         }
     };
     let now = args.now.map_or_else(crate::unix_now, |n| n.0);

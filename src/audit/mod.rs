@@ -126,17 +126,20 @@ pub async fn configmap_allowlist(
     cm: &ObjectRef,
     key: &str,
 ) -> anyhow::Result<Allowlist> {
+    let text = configmap_text(client, cm, key).await?;
+    Allowlist::from_yaml(&text).with_context(|| format!("allowlist in ConfigMap {cm}"))
+}
+
+/// The text under `key` of the ConfigMap `cm`.
+pub async fn configmap_text(client: &Client, cm: &ObjectRef, key: &str) -> anyhow::Result<String> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm.namespace);
     let obj = api
         .get(&cm.name)
         .await
         .with_context(|| format!("reading ConfigMap {cm}"))?;
-    let text = obj
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .with_context(|| format!("ConfigMap {cm} has no key {key}"))?;
-    Allowlist::from_yaml(text).with_context(|| format!("allowlist in ConfigMap {cm}"))
+    obj.data
+        .and_then(|mut d| d.remove(key))
+        .with_context(|| format!("ConfigMap {cm} has no key {key}"))
 }
 
 /// Lists every object of one kind in `scope`, paging, at the newest version the API

@@ -252,19 +252,45 @@ pub async fn uninstall(
         "{}={},{INSTANCE}={instance}",
         MANAGED_BY.0, MANAGED_BY.1
     ));
-    let validating = Api::<ValidatingWebhookConfiguration>::all(client.clone());
-    for c in validating.list_metadata(&selector).await?.items {
-        let name = c.metadata.name.unwrap_or_default();
-        delete_ignoring_gone(&validating, &name).await?;
-        deleted.push(format!("ValidatingWebhookConfiguration/{name}"));
-    }
-    let mutating = Api::<MutatingWebhookConfiguration>::all(client.clone());
-    for c in mutating.list_metadata(&selector).await?.items {
-        let name = c.metadata.name.unwrap_or_default();
-        delete_ignoring_gone(&mutating, &name).await?;
-        deleted.push(format!("MutatingWebhookConfiguration/{name}"));
+    for config in live(client, &selector).await? {
+        let name = config.name();
+        match &config {
+            Configuration::Validating(_) => {
+                delete_ignoring_gone(
+                    &Api::<ValidatingWebhookConfiguration>::all(client.clone()),
+                    name,
+                )
+                .await?
+            }
+            Configuration::Mutating(_) => {
+                delete_ignoring_gone(
+                    &Api::<MutatingWebhookConfiguration>::all(client.clone()),
+                    name,
+                )
+                .await?
+            }
+        }
+        deleted.push(config.describe());
     }
     Ok(deleted)
+}
+
+/// The configurations of both kinds that `selector` selects, as they are live.
+async fn live(client: &Client, selector: &ListParams) -> anyhow::Result<Vec<Configuration>> {
+    let validating = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .list(selector)
+        .await
+        .context("listing ValidatingWebhookConfigurations")?;
+    let mutating = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .list(selector)
+        .await
+        .context("listing MutatingWebhookConfigurations")?;
+    Ok(validating
+        .items
+        .into_iter()
+        .map(Configuration::Validating)
+        .chain(mutating.items.into_iter().map(Configuration::Mutating))
+        .collect())
 }
 
 async fn delete_ignoring_gone<K>(api: &Api<K>, name: &str) -> anyhow::Result<()>

@@ -7,16 +7,13 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 use clap::Args;
 use ipnet::IpNet;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
 use super::desired::{self, Configuration, INSTANCE};
-use crate::cli::ObjectRef;
+use crate::cli::AllowlistConfigMapArgs;
 
 /// The Istio kinds egress-guard cannot work without: what tenants write to reach out.
 const ISTIO_CRDS: [&str; 4] = [
@@ -32,16 +29,9 @@ pub struct PreflightArgs {
     /// The namespace egress-guard is installed in (its configurations' instance label).
     #[arg(long, default_value = "egress-guard")]
     pub namespace: String,
-    /// The ConfigMap holding the allowlist.
-    #[arg(
-        long,
-        value_name = "NAMESPACE/NAME",
-        default_value = "egress-guard/egress-guard-allowlist"
-    )]
-    pub allowlist_configmap: ObjectRef,
-    /// Key of the allowlist in the ConfigMap.
-    #[arg(long, default_value = "allowlist.yaml")]
-    pub allowlist_key: String,
+    /// The allowlist whose clusterNetworks are checked.
+    #[command(flatten)]
+    pub allowlist: AllowlistConfigMapArgs,
     /// The oldest Kubernetes minor version accepted (deploy/ needs matchConditions and
     /// the preStop sleep action).
     #[arg(long, default_value = "1.30", value_name = "1.MINOR")]
@@ -137,29 +127,10 @@ async fn istio_crds(client: &Client) -> Outcome {
 /// a ready endpoint behind every Service they call.
 async fn registered(client: &Client, instance: &str) -> Vec<Outcome> {
     let lp = ListParams::default().labels(&format!("{INSTANCE}={instance}"));
-    let mut live = Vec::new();
-    match Api::<ValidatingWebhookConfiguration>::all(client.clone())
-        .list(&lp)
-        .await
-    {
-        Ok(l) => live.extend(l.items.into_iter().map(Configuration::Validating)),
-        Err(e) => {
-            return vec![Outcome::Fail(format!(
-                "listing webhook configurations: {e}"
-            ))];
-        }
-    }
-    match Api::<MutatingWebhookConfiguration>::all(client.clone())
-        .list(&lp)
-        .await
-    {
-        Ok(l) => live.extend(l.items.into_iter().map(Configuration::Mutating)),
-        Err(e) => {
-            return vec![Outcome::Fail(format!(
-                "listing webhook configurations: {e}"
-            ))];
-        }
-    }
+    let live = match super::live(client, &lp).await {
+        Ok(live) => live,
+        Err(e) => return vec![Outcome::Fail(format!("{e:#}"))],
+    };
     if live.is_empty() {
         return vec![Outcome::Fail(format!(
             "no webhook configuration registered by the install in {instance}: the server is not \
@@ -197,8 +168,8 @@ async fn registered(client: &Client, instance: &str) -> Vec<Outcome> {
 async fn cluster_networks(client: &Client, args: &PreflightArgs) -> Vec<Outcome> {
     let allowlist = match crate::audit::configmap_allowlist(
         client,
-        &args.allowlist_configmap,
-        &args.allowlist_key,
+        &args.allowlist.configmap,
+        &args.allowlist.key,
     )
     .await
     {
