@@ -243,7 +243,6 @@ pub fn too_complex(endpoint: Endpoint, body: &[u8], allowlist: Option<&Allowlist
     let Some(allowlist) = allowlist else {
         return not_ready(&req);
     };
-    let decision = policy::too_complex(req.namespace.as_deref().unwrap_or_default(), allowlist);
     let subject = Subject {
         // A CONNECT carries the options of the session (`PodExecOptions`), not the pod.
         kind: match req.operation {
@@ -257,6 +256,10 @@ pub fn too_complex(endpoint: Endpoint, body: &[u8], allowlist: Option<&Allowlist
         operation: operation(&req.operation),
         name: req.name.clone(),
     };
+    let namespace = req.namespace.as_deref().unwrap_or_default();
+    let mut decision = policy::too_complex(namespace, allowlist);
+    let kind: &str = subject.kind.map_or(&req.kind.kind, |k| k.as_str());
+    policy::add_help(&mut decision, allowlist, namespace, kind, &subject.name);
     answer(endpoint, req, subject, decision)
 }
 
@@ -651,6 +654,10 @@ fn validate_response<T: Resource>(
     } else {
         "audit mode, not enforced"
     };
+    warnings.help = d
+        .help
+        .as_deref()
+        .map(|h| truncated(&note(h), MAX_WARNING_LEN));
     for v in &d.violations {
         warnings.push(|| format!("egress-guard ({why}): {}", describe(v)));
     }
@@ -735,6 +742,10 @@ pub fn denial_message(subject: &str, d: &Decision) -> String {
     if more > 0 {
         msg.push_str(&format!("; and {more} more"));
     }
+    if let Some(help) = &d.help {
+        msg.push_str(". ");
+        msg.push_str(help);
+    }
     msg
 }
 
@@ -774,11 +785,14 @@ const MAX_ANNOTATION: usize = 1024;
 struct Warnings {
     kept: Vec<String>,
     extra: usize,
+    /// The platform's help, always last and never counted away.
+    help: Option<String>,
 }
 
 impl Warnings {
     fn push(&mut self, w: impl FnOnce() -> String) {
-        if self.kept.len() < MAX_WARNINGS - 1 {
+        // Room is kept for the "and N more" line and the help.
+        if self.kept.len() < MAX_WARNINGS - 1 - usize::from(self.help.is_some()) {
             self.kept.push(truncated(&w(), MAX_WARNING_LEN));
         } else {
             self.extra += 1;
@@ -790,6 +804,7 @@ impl Warnings {
             self.kept
                 .push(note(&format!("and {} more warnings", self.extra)));
         }
+        self.kept.extend(self.help);
         if !self.kept.is_empty() {
             resp.warnings = Some(self.kept);
         }

@@ -172,6 +172,34 @@ fn custom_allowlist_changes_the_verdict() {
 }
 
 #[test]
+fn check_shows_the_platforms_help_with_each_denial() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowlist = dir.path().join("allow.yaml");
+    std::fs::write(&allowlist, "help: \"ask #egress for {host} ({code})\"\n").unwrap();
+    let path = allowlist.to_str().unwrap();
+    let manifest = "examples/manifests/denied/exfiltration.yaml";
+    let out = run(&["check", "--allowlist", path, manifest]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("      help: ask #egress for upload.evil.example.org (EG101)"),
+        "{text}"
+    );
+    let out = run(&["check", "-o", "json", "--allowlist", path, manifest]);
+    let report = json(&out);
+    assert_eq!(
+        report["objects"][0]["help"],
+        "ask #egress for upload.evil.example.org (EG101)"
+    );
+
+    std::fs::write(&allowlist, "help: \"ask #egress for {hots}\"\n").unwrap();
+    let out = run(&["check", "--allowlist", path, manifest]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown placeholder {hots}"), "{err}");
+}
+
+#[test]
 fn input_errors_exit_two() {
     let dir = tempfile::tempdir().unwrap();
     let bad_allowlist = dir.path().join("bad.yaml");

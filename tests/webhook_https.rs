@@ -858,3 +858,66 @@ fn time_date(t: i64) -> String {
     let d = time::OffsetDateTime::from_unix_timestamp(t).unwrap().date();
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
+
+/// The platform's `help` joins every denial and audit warning, filled in for the
+/// object; a namespace's own replaces the global one.
+#[tokio::test]
+async fn denials_and_audit_warnings_carry_the_platforms_help() {
+    let help = "egress grants: #platform-egress ({namespace} {kind}/{name} wants {host}, {code})";
+    let s = TestServer::start_with(common::Options {
+        allowlist: format!(
+            "hosts: [api.github.com]\nhelp: \"{help}\"\nnamespaces:\n  audited:\n    mode: audit\n    help: \"see https://wiki.example/egress for {{host}}\"\n"
+        ),
+        ..Default::default()
+    })
+    .await;
+    let review = s
+        .review(
+            "/validate",
+            fixture("validate-create-serviceentry-v1-exfil"),
+        )
+        .await;
+    let r = response(&review);
+    assert_eq!(r["allowed"], false);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.ends_with(
+            ". egress grants: #platform-egress (default ServiceEntry/exfil wants upload.evil.example.org, EG101)"
+        ),
+        "{msg}"
+    );
+
+    let mut audited = fixture_json("validate-create-serviceentry-v1-exfil");
+    audited["request"]["namespace"] = json!("audited");
+    audited["request"]["object"]["metadata"]["namespace"] = json!("audited");
+    // Exported to its own namespace only, or the enforcing ones would see it (EG107).
+    audited["request"]["object"]["spec"]["exportTo"] = json!(["."]);
+    let review = s
+        .review("/validate", serde_json::to_vec(&audited).unwrap())
+        .await;
+    let r = response(&review);
+    assert_eq!(r["allowed"], true);
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(warnings[0].contains("EG101"), "{warnings:?}");
+    assert_eq!(
+        warnings.last().copied(),
+        Some("egress-guard: see https://wiki.example/egress for upload.evil.example.org"),
+        "{warnings:?}"
+    );
+
+    // Nothing wrong, nothing said.
+    let review = s
+        .review(
+            "/validate",
+            fixture("validate-create-serviceentry-v1-github-api"),
+        )
+        .await;
+    let r = response(&review);
+    assert_eq!(r["allowed"], true);
+    assert!(r["warnings"].is_null(), "{r}");
+}

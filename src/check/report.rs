@@ -44,6 +44,9 @@ pub struct ObjectReport {
     /// Which allowlist entry granted each reference (`--explain`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub explanations: Vec<String>,
+    /// The platform's help text, as the webhook appends it to the denial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
 }
 
 impl ObjectReport {
@@ -71,6 +74,7 @@ impl ObjectReport {
             warnings,
             patch: d.patch().cloned(),
             explanations: d.explanations.clone(),
+            help: d.help.clone(),
         }
     }
 }
@@ -171,6 +175,9 @@ impl Report {
             }
             for w in &o.warnings {
                 let _ = writeln!(out, "      warning: {w}");
+            }
+            if let Some(h) = &o.help {
+                let _ = writeln!(out, "      help: {h}");
             }
             for e in &o.explanations {
                 let _ = writeln!(out, "      {e}");

@@ -430,6 +430,8 @@ pub struct Decision {
     /// Problems of the mutation itself (an unreadable `egress-guard.io/default-timeout`):
     /// the mutating answer's, not the validating one's.
     pub mutation_warnings: Vec<String>,
+    /// The platform's help text, rendered for this object, when it has violations.
+    pub help: Option<String>,
 }
 
 impl Decision {

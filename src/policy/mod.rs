@@ -8,6 +8,7 @@ pub mod allowlist;
 pub mod budget;
 pub mod decision;
 pub mod duration;
+pub mod help;
 pub mod host;
 pub mod istio;
 pub mod judge;
@@ -112,6 +113,30 @@ pub struct Env<'a> {
 
 /// Judges one object under one allowlist.
 pub fn evaluate(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Decision {
+    let mut decision = decide(req, allowlist, env);
+    let kind = req.kind.map_or("", Kind::as_str);
+    add_help(&mut decision, allowlist, req.namespace, kind, req.name);
+    decision
+}
+
+/// Renders the platform's help for a decision with violations (a denial, or the
+/// warnings of audit mode), from the namespace's template or the global one.
+pub fn add_help(d: &mut Decision, allowlist: &Allowlist, namespace: &str, kind: &str, name: &str) {
+    let Some(first) = d.violations.first() else {
+        return;
+    };
+    d.help = allowlist.help_for(namespace).map(|t| {
+        t.render(&help::Subject {
+            namespace,
+            kind,
+            name,
+            code: first.code.as_str(),
+            host: &first.value,
+        })
+    });
+}
+
+fn decide(req: &Request<'_>, allowlist: &Allowlist, env: &Env<'_>) -> Decision {
     let Some(kind) = req.kind else {
         return Decision::skip(Skip::NotIstio);
     };

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::decision::Mode;
 use super::duration::Duration;
+use super::help::Template as HelpTemplate;
 use super::host::{self, HostPattern};
 use super::matcher::{CidrIndex, Granted, HostIndex, HostMatch, PortSet, Rule};
 use super::review_hash::{Map, Set};
@@ -130,6 +131,8 @@ pub struct NamespacePolicy {
     pub allow_envoy_filter: bool,
     /// May workloads here opt out of the sidecar's capture or replace the proxy.
     pub allow_capture_opt_out: bool,
+    /// Replaces the global help text here.
+    pub help: Option<HelpTemplate>,
 }
 
 /// A validated, compiled allowlist. Built once per load, shared read-only.
@@ -172,6 +175,8 @@ pub struct Allowlist {
     pub global: Grants,
     /// Per-namespace grants and overrides.
     pub namespaces: Map<String, NamespacePolicy>,
+    /// The platform's words on every denial and audit warning.
+    pub help: Option<HelpTemplate>,
     /// Owners, reasons and expiries of the entries that have them.
     pub notes: Vec<Note>,
     /// Things worth logging at load time (e.g. a `*` entry).
@@ -242,6 +247,7 @@ impl Allowlist {
                     allow_any_outbound: ns.allow_any_outbound,
                     allow_envoy_filter: ns.allow_envoy_filter,
                     allow_capture_opt_out: ns.allow_capture_opt_out,
+                    help: ns.help.map(|h| h.0),
                 };
                 (name.0.0, policy)
             })
@@ -293,6 +299,7 @@ impl Allowlist {
                 .collect(),
             global: Grants::build(doc.hosts, doc.cidrs, "", &mut notes),
             namespaces,
+            help: doc.help.map(|h| h.0),
             notes,
             warnings,
         }
@@ -320,6 +327,13 @@ impl Allowlist {
                 .namespaces
                 .values()
                 .any(|n| n.mode == Some(Mode::Enforce))
+    }
+
+    /// The help text for a namespace's objects: its own, else the global one.
+    pub fn help_for(&self, ns: &str) -> Option<&HelpTemplate> {
+        self.namespace(ns)
+            .and_then(|n| n.help.as_ref())
+            .or(self.help.as_ref())
     }
 
     /// The mode in force for a namespace.
@@ -820,6 +834,14 @@ namespaces:
             ("hosts: api.github.com\n", &["hosts"]),
             ("", &["empty"]),
             ("mode: [\n", &["line"]),
+            (
+                "hosts: [a.example]\nhelp: \"ask in #egress for {hots}\"\n",
+                &["help", "line 2", "unknown placeholder {hots}"],
+            ),
+            (
+                "namespaces:\n  team:\n    help: \"see {namespace\"\n",
+                &["namespaces.team.help", "line 3", "without its `}`"],
+            ),
         ];
         for (yaml, needles) in cases {
             let err = load_err(yaml);
@@ -830,6 +852,41 @@ namespaces:
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_readmes_allowlist_loads() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```yaml\nmode: enforce")
+            .expect("README has the allowlist example");
+        let body = &readme[start + "```yaml\n".len()..];
+        let doc = &body[..body.find("```").expect("the example is closed")];
+        let a = Allowlist::from_yaml(doc).unwrap_or_else(|e| panic!("{e}"));
+        assert!(a.help_for("payments").is_some() && a.help_for("other").is_some());
+    }
+
+    #[test]
+    fn a_namespace_help_replaces_the_global_one() {
+        let a = Allowlist::from_yaml(
+            "help: \"global {namespace}\"\nnamespaces:\n  team:\n    help: \"team's own\"\n  other: {}\n",
+        )
+        .unwrap();
+        let render = |ns: &str| {
+            a.help_for(ns).map(|t| {
+                t.render(&crate::policy::help::Subject {
+                    namespace: ns,
+                    ..Default::default()
+                })
+            })
+        };
+        assert_eq!(render("team").as_deref(), Some("team's own"));
+        assert_eq!(render("other").as_deref(), Some("global other"));
+        assert_eq!(render("unlisted").as_deref(), Some("global unlisted"));
+        assert_eq!(
+            Allowlist::from_yaml("hosts: []\n").unwrap().help_for("x"),
+            None
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use super::{Note, TimeoutScope};
 use crate::policy::decision::Mode;
 use crate::policy::duration::Duration;
+use crate::policy::help::Template as HelpTemplate;
 use crate::policy::host::{self, HostPattern};
 use crate::policy::matcher::{CidrIndex, HostIndex, PortRule, Rule};
 
@@ -77,6 +78,9 @@ pub(super) struct Doc {
     /// Networks allowed for every namespace.
     #[serde(default)]
     pub cidrs: CidrList,
+    /// The platform's words appended to every denial and audit warning: where to ask for a grant. Placeholders: `{namespace}`, `{kind}`, `{name}`, `{code}`, `{host}` (the first violation's code and value); `{{` and `}}` are braces.
+    #[serde(default)]
+    pub help: Option<FromStrValue<HelpTemplate>>,
     /// Grants and overrides for one namespace each.
     #[serde(default)]
     pub namespaces: BTreeMap<FromStrValue<NamespaceName>, NamespaceDoc>,
@@ -107,6 +111,9 @@ pub(super) struct NamespaceDoc {
     /// May workloads here skip the sidecar's capture or replace the proxy.
     #[serde(default)]
     pub allow_capture_opt_out: bool,
+    /// Replaces the global `help` for this namespace's objects.
+    #[serde(default)]
+    pub help: Option<FromStrValue<HelpTemplate>>,
 }
 
 /// How the mesh installs capture: what the injector will do to the pods of a template.
@@ -195,6 +202,12 @@ impl Described for Duration {
     const DESCRIPTION: &'static str = "a Go duration: 15s, 250ms, 1m30s";
     const PATTERN: Option<&'static str> =
         Some(r"^\+?(0|([0-9]*\.?[0-9]+(ns|us|µs|μs|ms|s|m|h))+)$");
+}
+
+impl Described for HelpTemplate {
+    const NAME: &'static str = "HelpTemplate";
+    const DESCRIPTION: &'static str = "text on one line, at most 240 bytes, with the placeholders {namespace}, {kind}, {name}, {code} and {host}";
+    const PATTERN: Option<&'static str> = Some(r"^[^\u0000-\u001f\u007f]{1,240}$");
 }
 
 impl Described for NamespaceName {
