@@ -141,6 +141,8 @@ pub struct Judgement {
     pub operation: Operation,
     /// `request.dryRun`.
     pub dry_run: bool,
+    /// `request.userInfo.username` (unbounded: escape before logging).
+    pub user: String,
     /// The distinct violation codes, sorted, comma-separated.
     pub codes: String,
     /// What was answered.
@@ -301,6 +303,7 @@ fn answer<T: Resource>(
             kind_label: subject.kind.map_or("other", Kind::as_str),
             namespace: req.namespace.unwrap_or_default(),
             name: subject.name,
+            user: req.user_info.username.unwrap_or_default(),
             dry_run: req.dry_run,
             codes,
             decision,
@@ -752,6 +755,19 @@ pub fn denial_message(subject: &str, d: &Decision) -> String {
 /// Annotations for the audit log: the distinct codes, and the violations (as many as
 /// fit in 1 KiB), and the mode.
 fn audit_annotations(codes: &str, d: &Decision) -> HashMap<String, String> {
+    HashMap::from([
+        ("codes".to_owned(), codes.to_owned()),
+        ("violations".to_owned(), violation_list(d, MAX_ANNOTATION)),
+        ("mode".to_owned(), d.mode.as_str().to_owned()),
+    ])
+}
+
+/// Longest audit annotation value.
+const MAX_ANNOTATION: usize = 1024;
+
+/// `EG101 spec.hosts[0]=evil.example, …`: each violation's code, path and value, as
+/// many as fit in `max` bytes (the audit annotation, the decision log line).
+pub fn violation_list(d: &Decision, max: usize) -> String {
     let mut listed = String::new();
     for v in &d.violations {
         let item = format!(
@@ -760,7 +776,7 @@ fn audit_annotations(codes: &str, d: &Decision) -> HashMap<String, String> {
             truncated(&v.path, MAX_QUOTED),
             truncated(&v.value, MAX_QUOTED)
         );
-        if listed.len() + item.len() + 2 > MAX_ANNOTATION {
+        if listed.len() + item.len() + 2 > max {
             listed.push_str(", …");
             break;
         }
@@ -769,15 +785,8 @@ fn audit_annotations(codes: &str, d: &Decision) -> HashMap<String, String> {
         }
         listed.push_str(&item);
     }
-    HashMap::from([
-        ("codes".to_owned(), codes.to_owned()),
-        ("violations".to_owned(), listed),
-        ("mode".to_owned(), d.mode.as_str().to_owned()),
-    ])
+    listed
 }
-
-/// Longest audit annotation value.
-const MAX_ANNOTATION: usize = 1024;
 
 /// Warnings for one response: at most [`MAX_WARNINGS`], each at most
 /// [`MAX_WARNING_LEN`] bytes; beyond that they are only counted, never built.

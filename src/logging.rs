@@ -20,7 +20,7 @@ use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{DefaultFields, DefaultVisitor, Writer};
 
-use crate::admission::{Endpoint, Judgement, Rejection};
+use crate::admission::{Endpoint, Judgement, Rejection, violation_list};
 use crate::{cli, log_writer};
 
 /// Initialises `tracing` with text or JSON lines on stderr, batched by a background
@@ -240,10 +240,13 @@ pub fn decision(endpoint: Endpoint, j: &Judgement, revision: &str, elapsed: Dura
         kind = %Clean(&j.kind),
         namespace = %Clean(&j.namespace),
         name = %Clean(&j.name),
+        user = %Clean(&j.user),
         dry_run = j.dry_run,
         decision = j.answer.as_str(),
         mode = d.mode.as_str(),
         codes = j.codes.as_str(),
+        // Built only when there is something to say: an allowed review costs nothing.
+        values = %Clean(&if d.violations.is_empty() { String::new() } else { violation_list(d, Clean::MAX) }),
         violations = d.violation_count(),
         patched = d.patched_routes.len(),
         allowlist_revision = revision,

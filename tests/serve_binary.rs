@@ -178,14 +178,15 @@ async fn each_decision_is_logged_with_its_request_context() {
             "validate-create-serviceentry-v1-exfil",
             json!({"operation": "CREATE", "kind": "ServiceEntry", "namespace": "default",
                    "name": "exfil", "dry_run": false, "decision": "deny",
-                   "codes": "EG101", "patched": 0}),
+                   "codes": "EG101", "patched": 0, "user": "e2e-admin",
+                   "values": "EG101 spec.hosts[0]=upload.evil.example.org"}),
         ),
         (
             "validate",
             "validate-create-serviceentry-v1-dryrun-github-api",
             json!({"operation": "CREATE", "kind": "ServiceEntry", "namespace": "default",
                    "name": "github-api", "dry_run": true, "decision": "allow",
-                   "codes": "", "patched": 0}),
+                   "codes": "", "patched": 0, "values": ""}),
         ),
         (
             "mutate",
