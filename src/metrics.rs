@@ -403,6 +403,7 @@ mod tests {
             kind_label,
             namespace: namespace.into(),
             name: "n".into(),
+            user: "alice".into(),
             operation: Operation::Create,
             dry_run: false,
             codes: String::new(),
