@@ -73,6 +73,24 @@ AUDIT_RESOURCES = {("networking.istio.io", r) for r in ISTIO_NETWORKING} | {
     ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("apps", "replicasets"),
     ("batch", "jobs"), ("batch", "cronjobs"),
 }
+
+
+def use_kinds_table(path: Path | None) -> None:
+    """Takes the judged kinds from `egress-guard schema --kinds` (the binary's one kinds
+    table) instead of the list above, which must then say the same."""
+    global AUDIT_RESOURCES
+    if path is None:
+        return
+    rows = json.loads(Path(path).read_text())
+    # audit lists every judged kind but ConfigMaps (src/audit/scope.rs): only the
+    # allowlist's own is judged, when it is written.
+    table = {(r["group"], r["plural"]) for r in rows if (r["group"], r["plural"]) != ("", "configmaps")}
+    if table != AUDIT_RESOURCES:
+        print(f"note: check_security.py's kinds differ from the binary's: missing {sorted(table - AUDIT_RESOURCES)}, "
+              f"extra {sorted(AUDIT_RESOURCES - table)}; the binary's are used")
+    AUDIT_RESOURCES = table
+
+
 AUDIT_ROLE = "egress-guard-audit"
 # The continuous audit (deploy/audit-watch): its Deployment, ServiceAccount and roles.
 AUDITOR = "egress-guard-auditor"
@@ -1485,7 +1503,9 @@ def main() -> int:
     p.add_argument("--repo", required=True, type=Path, help="repository root")
     for name in RENDERINGS:
         p.add_argument(f"--{name}", required=True, metavar="FILE", help=f"the rendering of {name}")
+    p.add_argument("--kinds", type=Path, metavar="FILE", help="`egress-guard schema --kinds` output")
     a = p.parse_args()
+    use_kinds_table(a.kinds)
 
     r = run({name: load(getattr(a, name.replace("-", "_"))) for name in RENDERINGS}, a.repo)
     print()

@@ -336,7 +336,9 @@ def main() -> int:
     p.add_argument("--repo", required=True, type=Path, help="repository root")
     for name in cs.RENDERINGS:
         p.add_argument(f"--{name}", required=True, metavar="FILE", help=f"the rendering of {name}")
+    p.add_argument("--kinds", type=Path, metavar="FILE", help="`egress-guard schema --kinds` output")
     a = p.parse_args()
+    cs.use_kinds_table(a.kinds)
     renders = {name: cs.load(getattr(a, name.replace("-", "_"))) for name in cs.RENDERINGS}
 
     base_failures = failures(renders, a.repo)

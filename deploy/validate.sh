@@ -110,6 +110,12 @@ crds="$(sed -n 's/.*; \([0-9]*\) custom resources shape-checked$/\1/p' "$out/sch
 echo "==> security and consistency checks"
 rargs=()
 for name in "${names[@]}"; do rargs+=("--$name" "$out/$name.yaml"); done
+# The judged kinds come from the binary's kinds table when cargo is here (CI).
+if command -v cargo >/dev/null 2>&1; then
+    (cd "$repo" && cargo run --quiet --locked -- schema --kinds) >"$out/kinds.json" \
+        || die "egress-guard schema --kinds failed"
+    rargs+=(--kinds "$out/kinds.json")
+fi
 "$py" "$here/check_security.py" --repo "$repo" "${rargs[@]}" | tee "$out/security.log"
 checks="$(sed -n 's/^security: \([0-9]*\) checks passed$/\1/p' "$out/security.log")"
 

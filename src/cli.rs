@@ -40,8 +40,9 @@ pub enum Command {
     Grants(crate::grants::GrantsArgs),
     /// Write a self-signed CA and a serving certificate for development or manual installs.
     Certs(CertsArgs),
-    /// Print the allowlist's JSON Schema (for editors and CI).
-    Schema,
+    /// Print the allowlist's JSON Schema (for editors and CI), or with --kinds the
+    /// table of the kinds egress-guard judges.
+    Schema(SchemaArgs),
     /// Check a cluster before (and after) installing: Kubernetes version, Istio's CRDs,
     /// the registered webhook configurations and their caBundle, ready endpoints, and
     /// the allowlist's clusterNetworks against the cluster's addresses.
@@ -349,4 +350,13 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+}
+
+/// `egress-guard schema`.
+#[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// Print the kinds table as JSON (group, kind, plural, versions, webhook entry and
+    /// operations, …): what `deploy/` must register and the audit role must list.
+    #[arg(long)]
+    pub kinds: bool,
 }

@@ -14,10 +14,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => return ExitCode::from(egress_guard::check::run(&args)),
         Command::Certs(args) => egress_guard::certs::run(&args),
-        Command::Schema => {
-            println!("{}", egress_guard::policy::allowlist::schema_json());
-            Ok(())
-        }
+        Command::Schema(args) => print(&if args.kinds {
+            egress_guard::policy::kind::table_json()
+        } else {
+            egress_guard::policy::allowlist::schema_json()
+        }),
         Command::Serve(args) => runtime().and_then(|rt| {
             let result = rt.block_on(egress_guard::server::run(*args));
             // A review still running past its deadline must not hold the exit: the
@@ -57,6 +58,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Writes a document to stdout; a reader that stops early (`| head`) is no error.
+fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
     }
 }
 

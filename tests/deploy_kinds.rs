@@ -123,3 +123,26 @@ fn the_audit_role_lists_every_judged_kind() {
         "deploy/base/rbac.yaml egress-guard-audit vs the kinds table"
     );
 }
+
+/// `egress-guard schema --kinds` prints the table the checks outside Rust read
+/// (`deploy/check_security.py --kinds`): every row, with the names the webhooks use.
+#[test]
+fn schema_kinds_prints_the_table() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_egress-guard"))
+        .args(["schema", "--kinds"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), KINDS.len());
+    for (row, kind) in rows.iter().zip(KINDS) {
+        assert_eq!(row["group"], kind.group);
+        assert_eq!(row["name"], kind.name);
+        assert_eq!(row["plural"], kind.plural);
+        assert_eq!(row["webhook"]["entry"], kind.webhook.entry);
+    }
+}
