@@ -18,6 +18,9 @@ import yaml
 # Documents the server refuses whose fault is visible to a schema.
 REFUSED = [
     {"mode": "block"},
+    {"namespaces": {"*": {}}},
+    {"namespaces": {"team**": {}}},
+    {"help": "two\nlines"},
     {"bogus": 1},
     {"hosts": "api.github.com"},
     {"hosts": [{"host": "a.example", "port": [443]}]},
@@ -51,6 +54,11 @@ def main() -> int:
                 if obj and obj.get("kind") == "ConfigMap" and "allowlist.yaml" in (obj.get("data") or {}):
                     name = f"{path}: ConfigMap {obj['metadata'].get('namespace')}/{obj['metadata']['name']}"
                     documents.append((name, yaml.safe_load(obj["data"]["allowlist.yaml"])))
+    # The README's allowlist, as a reader copies it.
+    with open(f"{args.repo}/README.md") as f:
+        readme = f.read()
+    start = readme.index("```yaml\nmode: enforce") + len("```yaml\n")
+    documents.append(("README.md's allowlist", yaml.safe_load(readme[start:readme.index("```", start)])))
     # The README's unquoted date: PyYAML loads it as a datetime.date.
     documents.append(("an unquoted expires date", yaml.safe_load("hosts: [{host: a.example, expires: 2026-12-10}]")))
     failures = 0

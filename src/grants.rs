@@ -46,6 +46,9 @@ pub struct GrantsArgs {
 pub struct Grants {
     /// The namespace.
     pub namespace: String,
+    /// The `prefix*` entry that applies, when the namespace has none of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
     /// `enforce` or `audit`.
     pub mode: Mode,
     /// Listed in `exemptNamespaces`: nothing is checked there.
@@ -94,10 +97,12 @@ pub fn grants(text: &str, ns: &str, now: i64) -> anyhow::Result<Grants> {
     let limits = crate::policy::yaml::manifest_limits(text.len());
     let doc: Value = crate::policy::yaml::from_str(text, limits)
         .map_err(|e| anyhow::anyhow!("reading the allowlist's entries: {e}"))?;
-    let own = &doc["namespaces"][ns];
+    let key = allowlist.namespace_key(ns);
+    let own = key.map_or(&Value::Null, |k| &doc["namespaces"][k]);
     let policy = allowlist.namespace(ns);
     Ok(Grants {
         namespace: ns.to_owned(),
+        entry: key.filter(|k| *k != ns).map(|k| format!("namespaces.{k}")),
         mode: allowlist.mode_for(ns),
         exempt: allowlist.exempt_namespaces.contains(ns),
         default_timeout: allowlist.default_timeout_for(ns).map(|d| d.to_string()),
@@ -159,6 +164,9 @@ impl Grants {
             self.namespace,
             self.mode.as_str()
         );
+        if let Some(e) = &self.entry {
+            let _ = write!(out, " (by {e})");
+        }
         if self.exempt {
             out.push_str(", exempt (nothing is checked)");
         }
@@ -320,6 +328,20 @@ namespaces:
             json["global"][0],
             serde_json::json!({"kind": "host", "value": "api.github.com", "expired": false})
         );
+    }
+
+    #[test]
+    fn a_prefix_entry_is_shown_as_the_namespaces_own_with_its_key() {
+        let text = "namespaces:\n  team-*:\n    hosts: [api.slack.com]\n    mode: audit\n";
+        let g = grants(text, "team-a", 0).unwrap();
+        assert_eq!(g.entry.as_deref(), Some("namespaces.team-*"));
+        assert_eq!(g.mode, Mode::Audit);
+        assert_eq!(g.local[0].value, "api.slack.com");
+        assert!(
+            g.render(OutputFormat::Text)
+                .starts_with("namespace team-a: mode audit (by namespaces.team-*)")
+        );
+        assert!(grants(text, "other", 0).unwrap().local.is_empty());
     }
 
     #[test]

@@ -921,3 +921,30 @@ async fn denials_and_audit_warnings_carry_the_platforms_help() {
     assert_eq!(r["allowed"], true);
     assert!(r["warnings"].is_null(), "{r}");
 }
+
+/// A grant under `namespaces: {team-*: …}` reaches every namespace whose name starts
+/// with `team-`, and no other.
+#[tokio::test]
+async fn a_namespace_prefix_grants_to_every_team_namespace() {
+    let s = TestServer::start_with(common::Options {
+        allowlist: "namespaces:\n  team-*:\n    hosts: [upload.evil.example.org]\n".to_owned(),
+        ..Default::default()
+    })
+    .await;
+    for (ns, allowed) in [
+        ("team-payments", true),
+        ("team-x", true),
+        ("teamx", false),
+        ("default", false),
+    ] {
+        let mut review = fixture_json("validate-create-serviceentry-v1-exfil");
+        review["request"]["namespace"] = json!(ns);
+        review["request"]["object"]["metadata"]["namespace"] = json!(ns);
+        // Namespace grants hold for objects the namespace keeps to itself.
+        review["request"]["object"]["spec"]["exportTo"] = json!(["."]);
+        let answer = s
+            .review("/validate", serde_json::to_vec(&review).unwrap())
+            .await;
+        assert_eq!(response(&answer)["allowed"], allowed, "{ns}: {answer}");
+    }
+}

@@ -28,7 +28,7 @@ while IFS= read -r line; do
     mkdir -p "$(dirname "$file")"
     if ! git -C "$git" cat-file blob "$blob" >"$file" 2>/dev/null; then
         echo "MISSING $project/$path: blob $blob not in $git" >&2; rm -f "$file"; failed=$((failed + 1))
-    elif got=$(sha "$file") && [[ $got != "$want" ]]; then
+    elif got=$(sha "$file"); [[ $got != "$want" ]]; then
         echo "BAD SHA $project/$path: sha256 $got, SOURCES.md says $want" >&2; rm -f "$file"; failed=$((failed + 1))
     else written=$((written + 1)); fi
 done <"$sources"

@@ -173,8 +173,10 @@ pub struct Allowlist {
     pub egress_gateway_labels: Vec<BTreeMap<String, String>>,
     /// Grants for every namespace.
     pub global: Grants,
-    /// Per-namespace grants and overrides.
+    /// Per-namespace grants and overrides, keyed by name or by `prefix*`.
     pub namespaces: Map<String, NamespacePolicy>,
+    /// The `prefix*` keys of `namespaces` with their prefix, longest prefix first.
+    pub namespace_prefixes: Vec<(Box<str>, Box<str>)>,
     /// The platform's words on every denial and audit warning.
     pub help: Option<HelpTemplate>,
     /// Owners, reasons and expiries of the entries that have them.
@@ -251,8 +253,15 @@ impl Allowlist {
                 };
                 (name.0.0, policy)
             })
+            .collect::<Map<String, NamespacePolicy>>();
+        // Longest first: the first prefix a namespace starts with is the most specific.
+        let mut namespace_prefixes: Vec<(Box<str>, Box<str>)> = namespaces
+            .keys()
+            .filter_map(|k| Some((k.strip_suffix('*')?.into(), k.as_str().into())))
             .collect();
+        namespace_prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         Allowlist {
+            namespace_prefixes,
             mode: doc.mode,
             default_timeout: doc.default_timeout.and_then(|d| non_zero(d.0)),
             timeout_scope: doc.timeout_scope,
@@ -315,9 +324,22 @@ impl Allowlist {
                 .sum::<usize>()
     }
 
-    /// The namespace's policy, if it has one.
+    /// The namespace's policy, if it has one: its own entry, else that of the longest
+    /// prefix (`team-*`) it starts with.
     pub fn namespace(&self, ns: &str) -> Option<&NamespacePolicy> {
-        self.namespaces.get(ns)
+        self.namespaces.get(self.namespace_key(ns)?)
+    }
+
+    /// The key of `namespaces` that applies to `ns`: its name, or the longest
+    /// `prefix*` it starts with.
+    pub fn namespace_key<'a>(&'a self, ns: &'a str) -> Option<&'a str> {
+        if self.namespaces.contains_key(ns) {
+            return Some(ns);
+        }
+        self.namespace_prefixes
+            .iter()
+            .find(|(prefix, _)| ns.starts_with(&**prefix))
+            .map(|(_, key)| &**key)
     }
 
     /// True when some namespace is in enforce mode: globally, or by its own override.
@@ -851,6 +873,38 @@ namespaces:
                     "error for {yaml:?} should mention {n:?}: {err}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn namespace_prefixes_grant_to_every_namespace_they_start() {
+        let a = Allowlist::from_yaml(
+            "namespaces:\n  team-*:\n    mode: audit\n  team-pay*:\n    defaultTimeout: 5s\n  team-payments:\n    allowEnvoyFilter: true\n",
+        )
+        .unwrap();
+        assert_eq!(a.mode_for("team-a"), Mode::Audit);
+        assert_eq!(
+            a.mode_for("team-"),
+            Mode::Audit,
+            "the prefix alone is a name it starts"
+        );
+        assert_eq!(a.mode_for("teams"), Mode::Enforce);
+        assert_eq!(a.mode_for("ateam-a"), Mode::Enforce);
+        // The longest prefix wins, whole: its entry does not inherit the shorter one's.
+        assert_eq!(a.mode_for("team-payroll"), Mode::Enforce);
+        assert_eq!(
+            a.default_timeout_for("team-payroll")
+                .map(|d| d.to_string())
+                .as_deref(),
+            Some("5s")
+        );
+        // The namespace's own entry wins over every prefix.
+        assert!(a.may_envoy_filter("team-payments"));
+        assert_eq!(a.mode_for("team-payments"), Mode::Enforce);
+        assert!(!a.may_envoy_filter("team-payroll"));
+        for bad in ["*", "-team*", "Team*", "team**", "te*am", "a.b*"] {
+            let err = load_err(&format!("namespaces:\n  {bad:?}: {{}}\n"));
+            assert!(err.contains("namespace"), "{bad}: {err}");
         }
     }
 

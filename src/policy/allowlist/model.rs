@@ -81,9 +81,9 @@ pub(super) struct Doc {
     /// The platform's words appended to every denial and audit warning: where to ask for a grant. Placeholders: `{namespace}`, `{kind}`, `{name}`, `{code}`, `{host}` (the first violation's code and value); `{{` and `}}` are braces.
     #[serde(default)]
     pub help: Option<FromStrValue<HelpTemplate>>,
-    /// Grants and overrides for one namespace each.
+    /// Grants and overrides for one namespace each, by name, or by a name prefix ending in `*` (`team-*`): a namespace's own entry wins over every prefix, a longer prefix over a shorter one.
     #[serde(default)]
-    pub namespaces: BTreeMap<FromStrValue<NamespaceName>, NamespaceDoc>,
+    pub namespaces: BTreeMap<FromStrValue<NamespaceKey>, NamespaceDoc>,
 }
 
 /// Grants and overrides for one namespace.
@@ -340,6 +340,42 @@ impl FromStr for NamespaceName {
             .map(|()| Self(s.to_owned()))
             .map_err(|e| format!("invalid namespace name {s:?}: {e}"))
     }
+}
+
+/// A key of `namespaces`: a namespace name, or a prefix ending in `*` (`team-*`) that
+/// names every namespace starting with it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NamespaceKey(pub(super) String);
+
+impl FromStr for NamespaceKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let Some(prefix) = s.strip_suffix('*') else {
+            return s.parse::<NamespaceName>().map(|n| Self(n.0));
+        };
+        // Any namespace name may follow the prefix, so it is a name's start: 1 to 62
+        // characters of [a-z0-9-], not starting with `-`.
+        let ok = (1..=62).contains(&prefix.len())
+            && !prefix.starts_with('-')
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "invalid namespace prefix {s:?}: the start of a namespace name ([a-z0-9-], not starting with '-') followed by one '*'"
+            ))
+        }
+    }
+}
+
+impl Described for NamespaceKey {
+    const NAME: &'static str = "NamespaceKey";
+    const DESCRIPTION: &'static str =
+        "a Kubernetes namespace name, or the start of one followed by * (team-*)";
+    const PATTERN: Option<&'static str> =
+        Some(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?|[a-z0-9][-a-z0-9]{0,61}\*)$");
 }
 
 /// An internal domain suffix such as `cluster.local`.
