@@ -5,26 +5,45 @@ use clap::Parser;
 use egress_guard::cli::{Cli, Command};
 use serde_json::Value;
 
-/// A Deployment's container and its command line (`egress-guard` and the args).
-fn container_argv(path: &str) -> (Value, Vec<String>) {
+/// A Deployment's container and its command line (`egress-guard` and the args) as the
+/// kubelet runs it in a pod of namespace `pod_namespace`: `$(VAR)` in the args becomes
+/// the container's env value, a fieldRef to `metadata.namespace` the pod's namespace.
+fn container_argv(path: &str, pod_namespace: &str) -> (Value, Vec<String>) {
     let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
     let deployment: Value =
         serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let container = deployment["spec"]["template"]["spec"]["containers"][0].clone();
+    let env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("metadata.namespace") => pod_namespace.to_owned(),
+                _ => e["value"].as_str()?.to_owned(),
+            };
+            Some((e["name"].as_str()?.to_owned(), value))
+        })
+        .collect();
     let mut argv = vec!["egress-guard".to_owned()];
     argv.extend(
         container["args"]
             .as_array()
             .expect("container args")
             .iter()
-            .map(|a| a.as_str().unwrap().to_owned()),
+            .map(|a| {
+                env.iter()
+                    .fold(a.as_str().unwrap().to_owned(), |a, (k, v)| {
+                        a.replace(&format!("$({k})"), v)
+                    })
+            }),
     );
     (container, argv)
 }
 
 #[test]
 fn deployment_args_parse_as_a_serve_command() {
-    let (_, argv) = container_argv("deploy/base/deployment.yaml");
+    let (_, argv) = container_argv("deploy/base/deployment.yaml", "egress-guard");
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     let Command::Serve(args) = cli.command else {
         panic!("the Deployment must run `serve`");
@@ -44,7 +63,7 @@ fn deployment_args_parse_as_a_serve_command() {
 
 #[test]
 fn the_auditor_args_parse_as_audit_watch_on_the_base_allowlist() {
-    let (container, argv) = container_argv("deploy/audit-watch/deployment.yaml");
+    let (container, argv) = container_argv("deploy/audit-watch/deployment.yaml", "egress-guard");
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     let Command::Audit(args) = cli.command else {
         panic!("the auditor must run `audit`");
@@ -59,4 +78,33 @@ fn the_auditor_args_parse_as_audit_watch_on_the_base_allowlist() {
         Some(i64::from(args.watch.metrics_listen.port())),
         container["ports"][0]["containerPort"].as_i64()
     );
+}
+
+#[test]
+fn both_deployments_read_the_allowlist_in_their_own_namespace() {
+    for path in [
+        "deploy/base/deployment.yaml",
+        "deploy/audit-watch/deployment.yaml",
+    ] {
+        let (_, argv) = container_argv(path, "platform-egress");
+        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let configmap = match cli.command {
+            Command::Serve(args) => {
+                // The server's namespace comes from POD_NAMESPACE, never from a flag
+                // that would stay behind when the install moves.
+                assert!(
+                    !argv.iter().any(|a| a.starts_with("--namespace")),
+                    "{argv:?}"
+                );
+                args.allowlist.allowlist_configmap
+            }
+            Command::Audit(args) => args.allowlist_configmap,
+            _ => panic!("{path}: neither serve nor audit"),
+        };
+        assert_eq!(
+            configmap.map(|c| c.to_string()).as_deref(),
+            Some("platform-egress/egress-guard-allowlist"),
+            "{path}"
+        );
+    }
 }
