@@ -108,3 +108,81 @@ fn both_deployments_read_the_allowlist_in_their_own_namespace() {
         );
     }
 }
+
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every `egress-guard:<version>` tag written in `text` (a digit after the colon).
+fn tags(text: &str) -> Vec<&str> {
+    text.match_indices("egress-guard:")
+        .map(|(i, m)| {
+            let rest = &text[i + m.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            rest[..end].trim_end_matches('.')
+        })
+        .filter(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+        .collect()
+}
+
+#[test]
+fn the_image_tag_is_the_crate_version_everywhere() {
+    let version = env!("CARGO_PKG_VERSION");
+    for path in [
+        "deploy/base/deployment.yaml",
+        "deploy/audit-watch/deployment.yaml",
+    ] {
+        let (container, _) = container_argv(path, "egress-guard");
+        assert_eq!(
+            container["image"],
+            format!("egress-guard:{version}"),
+            "{path}"
+        );
+    }
+    let overlay: Value =
+        serde_norway::from_str(&repo_file("deploy/overlays/registry/kustomization.yaml")).unwrap();
+    assert_eq!(overlay["images"][0]["name"], "egress-guard");
+    assert_eq!(overlay["images"][0]["newTag"], version);
+
+    let dockerfile = repo_file("Dockerfile");
+    assert!(
+        dockerfile.contains(&format!("docker build -t egress-guard:{version} ."))
+            && dockerfile.contains(&format!("org.opencontainers.image.version=\"{version}\"")),
+        "the Dockerfile's build command and label name {version}"
+    );
+    let readme = repo_file("README.md");
+    assert!(readme.contains(&format!(
+        "docker build -t REGISTRY/egress-guard:{version} ."
+    )));
+    let deploy_md = repo_file("docs/deploy.md");
+    assert!(deploy_md.contains(&format!(
+        "docker build -t registry.example.com/platform/egress-guard:{version} ."
+    )));
+    // No other version is written down as a tag anywhere the image is named.
+    for (path, text) in [
+        ("Dockerfile", dockerfile.as_str()),
+        ("README.md", readme.as_str()),
+        ("docs/deploy.md", deploy_md.as_str()),
+        (
+            "deploy/base/kustomization.yaml",
+            &repo_file("deploy/base/kustomization.yaml"),
+        ),
+        (
+            "deploy/overlays/registry/kustomization.yaml",
+            &repo_file("deploy/overlays/registry/kustomization.yaml"),
+        ),
+    ] {
+        let other: Vec<&str> = tags(text).into_iter().filter(|t| *t != version).collect();
+        assert!(
+            other.is_empty(),
+            "{path} names egress-guard:{other:?}, not {version}"
+        );
+    }
+    assert!(
+        repo_file("CHANGELOG.md").contains(&format!("\n## [{version}] - ")),
+        "CHANGELOG.md has a section for {version}"
+    );
+}
