@@ -1210,9 +1210,21 @@ def check_monitoring(r: Report, base: list[dict], mon: list[dict]) -> None:
     svc = one(base, "Service", APP)
     sm = one(mon, "ServiceMonitor", APP)
     r.check(
-        "ServiceMonitor selects the egress-guard Service in its namespace",
+        "ServiceMonitor selects the egress-guard Service in its own namespace (no namespaceSelector)",
         lambda: selects(sm["spec"]["selector"], svc["metadata"]["labels"])
-        and NS in sm["spec"]["namespaceSelector"]["matchNames"],
+        and "namespaceSelector" not in sm["spec"] and sm["metadata"]["namespace"] == svc["metadata"]["namespace"],
+    )
+
+    def pinned() -> list[str]:
+        placed = copy.deepcopy([o for o in mon if FROM_CM not in o])
+        for o in placed:
+            o["metadata"].pop("namespace", None)
+        return names_base_namespace(placed)
+
+    r.check(
+        f"beyond metadata.namespace nothing names {NS} (ServiceMonitors, rules, dashboard): "
+        "kustomize `namespace:` moves it whole",
+        lambda: not pinned(), lambda: "; ".join(pinned()[:8]),
     )
     r.check(
         "ServiceMonitor scrapes the Service port named metrics",
@@ -1525,7 +1537,7 @@ def names_base_namespace(objs: list[dict]) -> list[str]:
     NAMESPACE/NAME reference, a Service DNS name, a namespace-name selector or a
     ServiceMonitor's namespaces. The webhooks ConfigMap is left out (the server rewrites
     it, see as_registered); file paths like /etc/egress-guard/... are not references."""
-    ref = re.compile(rf"(^|[^\w/.$()-]){NS}/|\.{NS}\.svc|^{NS}$")
+    ref = re.compile(rf"(^|[^\w/.$()-]){NS}/|\.{NS}\.svc|^{NS}$|namespace=~?\\?\"{NS}\\?\"")
     out = []
     for o in objs:
         if FROM_CM in o:

@@ -373,6 +373,12 @@ CASES: list[tuple[str, str, Callable[[list[dict]], None], str]] = [
     ("other-namespace: more than the namespace changed", "other-namespace",
      lambda o: obj(o, "Deployment", cs.APP)["spec"].update(revisionHistoryLimit=9),
      "apart from the namespace, identical"),
+    ("monitoring: an alert pinned to namespace egress-guard", "monitoring",
+     lambda o: alert(o, "EgressGuardDown").update(expr='absent(up{job="egress-guard", namespace="egress-guard"} == 1)'),
+     "beyond metadata.namespace nothing names"),
+    ("monitoring: a ServiceMonitor looks in egress-guard by name", "monitoring",
+     lambda o: obj(o, "ServiceMonitor", cs.APP)["spec"].update(namespaceSelector={"matchNames": [cs.NS]}),
+     "ServiceMonitor selects the egress-guard Service in its own namespace"),
     # --- the image from your registry (deploy/overlays/registry)
     ("registry: the auditor left on the base's image", "registry",
      lambda o: auditor(o).update(image="egress-guard:0.2.0"), "both Deployments run"),
