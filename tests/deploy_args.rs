@@ -186,3 +186,18 @@ fn the_image_tag_is_the_crate_version_everywhere() {
         "CHANGELOG.md has a section for {version}"
     );
 }
+
+#[test]
+fn an_unexpanded_pod_namespace_is_refused_with_its_reason() {
+    // As the kubelet would leave the args if the env lost POD_NAMESPACE.
+    let (container, _) = container_argv("deploy/base/deployment.yaml", "egress-guard");
+    let argv = std::iter::once("egress-guard").chain(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap()),
+    );
+    let e = Cli::try_parse_from(argv).unwrap_err().to_string();
+    assert!(e.contains("$(POD_NAMESPACE) was not expanded"), "{e}");
+}
