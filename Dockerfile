@@ -3,7 +3,12 @@
 # egress-guard image: a release build on Debian bookworm, run from distroless (glibc,
 # libgcc, CA certificates; no shell, no package manager) as uid/gid 65532.
 #
-#   docker build -t egress-guard:latest .
+#   docker build -t egress-guard:0.2.0 .
+#
+# The tag is Cargo.toml's version, as are the label below and the image in deploy/
+# (tests/deploy_args.rs checks that they agree). To run it in a cluster, tag it for your
+# registry, push it and point an overlay's `images:` at it (deploy/overlays/registry,
+# docs/deploy.md "The image").
 #
 # Needs BuildKit (the default builder since Docker 23) for the cache mounts below.
 
@@ -35,6 +40,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 target/release/egress-guard /out/egress-guard
 
 FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.title="egress-guard" \
+      org.opencontainers.image.version="0.2.0" \
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/egress-guard /usr/local/bin/egress-guard
 # Return freed memory promptly (see deploy/base/deployment.yaml).
 ENV _RJEM_MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0

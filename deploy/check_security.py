@@ -324,6 +324,33 @@ def flags(args: list[str]) -> dict[str, str]:
     return out
 
 
+def kubelet_args(objs: list[dict], name: str) -> dict[str, str]:
+    """The flags of Deployment `name`'s first container as the kubelet passes them: each
+    $(VAR) replaced by the container's env value, a fieldRef to metadata.namespace by the
+    Deployment's namespace (the pod's). An unknown $(VAR) stays as written, as it does
+    for the kubelet."""
+    dep = one(objs, "Deployment", name)
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env: dict[str, str] = {}
+    for e in c.get("env") or []:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif (e.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            env[e["name"]] = dep["metadata"]["namespace"]
+    expanded = [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), a)
+                for a in c.get("args") or []]
+    return flags(expanded)
+
+
+def own_namespace_flag(objs: list[dict], name: str) -> bool:
+    """--allowlist-configmap names the pod's namespace through $(POD_NAMESPACE), set from
+    the pod's metadata.namespace: kustomize `namespace:` moves it with the install."""
+    c = one(objs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in c.get("env") or []}
+    return (flags(c.get("args") or []).get("allowlist-configmap") == f"$(POD_NAMESPACE)/{ALLOWLIST_CM}"
+            and env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace")
+
+
 def port_of(addr: str) -> int:
     return int(addr.rsplit(":", 1)[1])
 
@@ -628,9 +655,13 @@ def check_base(r: Report, objs: list[dict]) -> None:
         lambda: port_of(f["listen"]) == ports["https"] and port_of(f["metrics-listen"]) == ports["metrics"],
     )
     r.check(
-        f"--allowlist-configmap names the rendered ConfigMap {NS}/{ALLOWLIST_CM}",
-        lambda: f["allowlist-configmap"] == f"{NS}/{ALLOWLIST_CM}" and one(objs, "ConfigMap", ALLOWLIST_CM),
+        f"--allowlist-configmap names the rendered ConfigMap {NS}/{ALLOWLIST_CM} (as the kubelet expands it)",
+        lambda: kubelet_args(objs, APP)["allowlist-configmap"] == f"{NS}/{ALLOWLIST_CM}"
+        and one(objs, "ConfigMap", ALLOWLIST_CM),
+        lambda: f"--allowlist-configmap={kubelet_args(objs, APP).get('allowlist-configmap')}",
     )
+    r.check("--allowlist-configmap is in the pod's own namespace: $(POD_NAMESPACE), from metadata.namespace",
+            lambda: own_namespace_flag(objs, APP))
 
     def tls_from_secret() -> bool:
         for name, m in mounts.items():
@@ -1197,9 +1228,21 @@ def check_monitoring(r: Report, base: list[dict], mon: list[dict]) -> None:
     svc = one(base, "Service", APP)
     sm = one(mon, "ServiceMonitor", APP)
     r.check(
-        "ServiceMonitor selects the egress-guard Service in its namespace",
+        "ServiceMonitor selects the egress-guard Service in its own namespace (no namespaceSelector)",
         lambda: selects(sm["spec"]["selector"], svc["metadata"]["labels"])
-        and NS in sm["spec"]["namespaceSelector"]["matchNames"],
+        and "namespaceSelector" not in sm["spec"] and sm["metadata"]["namespace"] == svc["metadata"]["namespace"],
+    )
+
+    def pinned() -> list[str]:
+        placed = copy.deepcopy([o for o in mon if FROM_CM not in o])
+        for o in placed:
+            o["metadata"].pop("namespace", None)
+        return names_base_namespace(placed)
+
+    r.check(
+        f"beyond metadata.namespace nothing names {NS} (ServiceMonitors, rules, dashboard): "
+        "kustomize `namespace:` moves it whole",
+        lambda: not pinned(), lambda: "; ".join(pinned()[:8]),
     )
     r.check(
         "ServiceMonitor scrapes the Service port named metrics",
@@ -1295,9 +1338,13 @@ def check_audit_watch(r: Report, base: list[dict], aw: list[dict], crd: list[dic
             and spec["selector"]["matchLabels"]["app.kubernetes.io/component"] == "auditor")
     r.check("runs `audit --watch`", lambda: (c.get("args") or [])[:2] == ["audit", "--watch"])
     r.check(
-        f"--allowlist-configmap names the base's ConfigMap {NS}/{ALLOWLIST_CM}",
-        lambda: f["allowlist-configmap"] == f"{NS}/{ALLOWLIST_CM}" and one(base, "ConfigMap", ALLOWLIST_CM),
+        f"--allowlist-configmap names the base's ConfigMap {NS}/{ALLOWLIST_CM} (as the kubelet expands it)",
+        lambda: kubelet_args(aw, AUDITOR)["allowlist-configmap"] == f"{NS}/{ALLOWLIST_CM}"
+        and one(base, "ConfigMap", ALLOWLIST_CM),
+        lambda: f"--allowlist-configmap={kubelet_args(aw, AUDITOR).get('allowlist-configmap')}",
     )
+    r.check("--allowlist-configmap is in the pod's own namespace: $(POD_NAMESPACE), from metadata.namespace",
+            lambda: own_namespace_flag(aw, AUDITOR))
     r.check("--metrics-listen is the metrics container port",
             lambda: port_of(f["metrics-listen"]) == ports["metrics"])
     r.check("liveness /healthz and readiness /readyz on port metrics",
@@ -1468,12 +1515,172 @@ def check_no_applied_webhooks(r: Report, renders: dict[str, list[dict]]) -> None
         )
 
 
+NAME_LABEL = "kubernetes.io/metadata.name"
+CLUSTER_KINDS = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+
+
+def as_registered(objs: list[dict], ns: str) -> list[dict]:
+    """The webhook configurations of the rendering's ConfigMap as a server in `ns`
+    registers them (src/registration/desired.rs): each entry calls the Service in `ns`,
+    and `ns` replaces the file's Service namespace in the In/NotIn namespace-name
+    expressions."""
+    out = []
+    for o in objs:
+        if o.get("kind") not in WEBHOOK_KINDS or FROM_CM not in o:
+            continue
+        o = copy.deepcopy(o)
+        for w in o["webhooks"]:
+            svc = w["clientConfig"].get("service")
+            if not svc:
+                continue
+            old, svc["namespace"] = svc["namespace"], ns
+            for e in (w.get("namespaceSelector") or {}).get("matchExpressions") or []:
+                if e["key"] == NAME_LABEL and e["operator"] in ("In", "NotIn"):
+                    e["values"] = [ns if v == old else v for v in e["values"]]
+        out.append(o)
+    return out
+
+
+def strings(v: Any, path: str = "") -> list[tuple[str, str]]:
+    """(path, string) for every string in v, keys included."""
+    if isinstance(v, dict):
+        return [x for k, x2 in v.items() for x in [(f"{path}.{k}", str(k))] + strings(x2, f"{path}.{k}")]
+    if isinstance(v, list):
+        return [x for i, x2 in enumerate(v) for x in strings(x2, f"{path}[{i}]")]
+    return [(path, v)] if isinstance(v, str) else []
+
+
+def names_base_namespace(objs: list[dict]) -> list[str]:
+    """Where a rendering still names the base's namespace: a namespace field, a
+    NAMESPACE/NAME reference, a Service DNS name, a namespace-name selector or a
+    ServiceMonitor's namespaces. The webhooks ConfigMap is left out (the server rewrites
+    it, see as_registered); file paths like /etc/egress-guard/... are not references."""
+    ref = re.compile(rf"(^|[^\w/.$()-]){NS}/|\.{NS}\.svc|^{NS}$|namespace=~?\\?\"{NS}\\?\"")
+    out = []
+    for o in objs:
+        if FROM_CM in o:
+            continue
+        data_free = {k: v for k, v in o.items() if not (is_webhooks_cm(o) and k == "data")}
+        for path, v in strings(data_free):
+            if ref.search(v) and (v != NS or re.search(r"namespace$|matchNames\[\d+\]$|values\[\d+\]$|\.kubernetes\.io/metadata\.name$", path)):
+                out.append(f"{'/'.join(key(o))}{path}={v}")
+    return out
+
+
+def moved_back(o: dict, ns: str) -> dict:
+    """Object o of a rendering in namespace ns, with what `namespace:` and the overlay's
+    replacements change put back to the base's namespace."""
+    o = copy.deepcopy(o)
+    m = o["metadata"]
+    if m.get("namespace") == ns:
+        m["namespace"] = NS
+    if o["kind"] == "Namespace" and m.get("name") == ns:
+        m["name"] = NS
+    for sub in o.get("subjects") or []:
+        if sub.get("namespace") == ns:
+            sub["namespace"] = NS
+    if o["kind"] == "Certificate" and "dnsNames" in o["spec"]:
+        o["spec"]["dnsNames"] = [d.replace(f".{ns}.", f".{NS}.") for d in o["spec"]["dnsNames"]]
+    return o
+
+
+def check_other_namespace(r: Report, cm: list[dict], aw: list[dict], other: list[dict]) -> None:
+    r.section("overlay other-namespace: the install moved to another namespace")
+    spaces = [o["metadata"]["name"] for o in find(other, "Namespace")]
+    ns = spaces[0] if len(spaces) == 1 else ""
+    r.check(f"exactly one Namespace, not {NS}", lambda: ns and ns != NS, lambda: f"namespaces: {spaces}")
+    r.check(
+        f"every namespaced object is in {ns}",
+        lambda: all(o["metadata"]["namespace"] == ns for o in other
+                    if FROM_CM not in o and o["kind"] not in CLUSTER_KINDS),
+        lambda: ", ".join("/".join(key(o)) for o in other if o["metadata"].get("namespace") not in (ns, None)),
+    )
+    r.check(
+        f"every ServiceAccount subject of a (Cluster)RoleBinding is in {ns}",
+        lambda: all(sub["namespace"] == ns for o in other if o["kind"] in ("RoleBinding", "ClusterRoleBinding")
+                    for sub in o.get("subjects") or [] if sub["kind"] == "ServiceAccount"),
+    )
+    for name in (APP, AUDITOR):
+        r.check(
+            f"Deployment {name}: --allowlist-configmap is {ns}/{ALLOWLIST_CM} as the kubelet expands it",
+            lambda: kubelet_args(other, name)["allowlist-configmap"] == f"{ns}/{ALLOWLIST_CM}",
+            lambda: f"--allowlist-configmap={kubelet_args(other, name).get('allowlist-configmap')}",
+        )
+    dep = one(other, "Deployment", APP)
+    r.check("the server's --namespace is its pod's (POD_NAMESPACE from metadata.namespace, no flag)",
+            lambda: "namespace" not in kubelet_args(other, APP) and own_namespace_flag(other, APP)
+            and dep["metadata"]["namespace"] == ns)
+    dns = set(one(other, "Certificate", TLS_SECRET)["spec"]["dnsNames"])
+    r.check(f"Certificate {TLS_SECRET} names egress-guard.{ns}.svc and its cluster.local form, only",
+            lambda: dns == {f"{APP}.{ns}.svc", f"{APP}.{ns}.svc.cluster.local"}, lambda: f"dnsNames={sorted(dns)}")
+    registered = as_registered(other, ns)
+    entries = [w for c in registered for w in c["webhooks"]]
+
+    def uncovered() -> list[str]:
+        return [w["name"] for w in entries
+                if f"{w['clientConfig']['service']['name']}.{w['clientConfig']['service']['namespace']}.svc" not in dns]
+
+    r.check(f"as the server registers them, the five entries call a Service Certificate {TLS_SECRET} names",
+            lambda: len(entries) == 5 and not uncovered(), lambda: f"not covered: {uncovered()}")
+
+    def names(w: dict, op: str) -> set[str]:
+        return {v for e in (w.get("namespaceSelector") or {}).get("matchExpressions") or []
+                if e["key"] == NAME_LABEL and e["operator"] == op for v in e["values"]}
+
+    r.check(f"as registered, every NotIn exclusion spares {ns} and not {NS}, the allowlist entry judges only {ns}",
+            lambda: all((names(w, "NotIn") >= {ns} and NS not in names(w, "NotIn")) if names(w, "NotIn")
+                        else names(w, "In") == {ns} for w in entries))
+    left = names_base_namespace(other)
+    r.check(f"no namespace field, reference, DNS name or selector names {NS} any more",
+            lambda: not left, lambda: "; ".join(left[:8]))
+    before = {key(o): o for o in cm + aw if FROM_CM not in o}
+    after = {key(moved_back(o, ns)): moved_back(o, ns) for o in other if FROM_CM not in o}
+    r.check(
+        "apart from the namespace, identical to cert-manager and audit-watch",
+        lambda: before == after,
+        lambda: "differs: " + ", ".join("/".join(k) for k in set(before) | set(after) if before.get(k) != after.get(k)),
+    )
+
+
+def cargo_version(repo: Path) -> str:
+    """The package version, "" without a Cargo.toml (the image check then fails)."""
+    try:
+        m = re.search(r'^version = "([^"]+)"', (repo / "Cargo.toml").read_text(), re.M)
+    except OSError:
+        return ""
+    return m[1] if m else ""
+
+
+def check_registry(r: Report, repo: Path, cm: list[dict], aw: list[dict], reg: list[dict]) -> None:
+    r.section("overlay registry: the image from your own registry")
+    want = f"registry.example.com/platform/egress-guard:{cargo_version(repo)}"
+    images = {(where, c["name"]): c["image"] for where, pod in pod_specs(reg)
+              for c in (pod.get("initContainers") or []) + pod["containers"]}
+    r.check(f"both Deployments run {want} (Cargo.toml's version)",
+            lambda: len(images) == 2 and set(images.values()) == {want}, lambda: f"images={images}")
+
+    def without_images(objs: list[dict]) -> dict:
+        out = {}
+        for o in objs:
+            if FROM_CM in o:
+                continue
+            o = copy.deepcopy(o)
+            for _, pod in pod_specs([o]):
+                for c in pod["containers"]:
+                    c.pop("image", None)
+            out[key(o)] = o
+        return out
+
+    r.check("apart from the image, identical to cert-manager and audit-watch",
+            lambda: without_images(reg) == without_images(cm + aw))
+
+
 def container_of(objs: list[dict]) -> dict:
     return one(objs, "Deployment", APP)["spec"]["template"]["spec"]["containers"][0]
 
 
 RENDERINGS = ["base", "cert-manager", "audit", "restricted-apiserver", "networkpolicy", "monitoring",
-              "audit-watch", "policyreport-crd"]
+              "audit-watch", "policyreport-crd", "other-namespace", "registry"]
 
 
 def run(renders: dict[str, list[dict]], repo: Path) -> Report:
@@ -1495,6 +1702,10 @@ def run(renders: dict[str, list[dict]], repo: Path) -> Report:
     check_dashboard(r, repo, renders["monitoring"])
     check_images(r, "audit-watch", renders["audit-watch"])
     check_audit_watch(r, base, renders["audit-watch"], renders["policyreport-crd"])
+    check_other_namespace(r, renders["cert-manager"], renders["audit-watch"], renders["other-namespace"])
+    for name in ("other-namespace", "registry"):
+        check_images(r, name, renders[name])
+    check_registry(r, repo, renders["cert-manager"], renders["audit-watch"], renders["registry"])
     return r
 
 

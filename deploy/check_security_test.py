@@ -55,6 +55,24 @@ def drop_alert(objs: list[dict], name: str) -> None:
         g["rules"] = [rule for rule in g["rules"] if rule.get("alert") != name]
 
 
+def auditor(objs: list[dict]) -> dict:
+    return obj(objs, "Deployment", cs.AUDITOR)["spec"]["template"]["spec"]["containers"][0]
+
+
+def set_flag(c: dict, flag: str, value: str) -> None:
+    c["args"] = [f"--{flag}={value}" if a.startswith(f"--{flag}=") else a for a in c["args"]]
+
+
+def registered_hook(objs: list[dict], name: str) -> dict:
+    """The entry as the ConfigMap holds it (what the server registers)."""
+    for o in objs:
+        if o.get("kind") in cs.WEBHOOK_KINDS and cs.FROM_CM in o:
+            for w in o["webhooks"]:
+                if w["name"] == name:
+                    return w
+    raise LookupError(name)
+
+
 WORKLOADS = "workloads.validate.egress-guard.io"
 ENDPOINTS = "endpoints.validate.egress-guard.io"
 ALLOWLIST = "allowlist.validate.egress-guard.io"
@@ -323,8 +341,51 @@ CASES: list[tuple[str, str, Callable[[list[dict]], None], str]] = [
      "ingress only on 9090"),
     ("auditor egress on every port", "audit-watch",
      lambda o: netpol(o, cs.AUDITOR)["egress"].append({}), "egress only to DNS and the Kubernetes API"),
+    # --- the install in another namespace (deploy/overlays/other-namespace)
+    ("base: the allowlist flag names a namespace, not the pod's", "base",
+     lambda o: set_flag(container(o), "allowlist-configmap", f"{cs.NS}/{cs.ALLOWLIST_CM}"),
+     "is in the pod's own namespace"),
+    ("audit-watch: POD_NAMESPACE no longer set", "audit-watch",
+     lambda o: auditor(o).update(env=[e for e in auditor(o)["env"] if e["name"] != "POD_NAMESPACE"]),
+     "--allowlist-configmap names the base's ConfigMap"),
+    ("other-namespace: the server's allowlist flag still names egress-guard", "other-namespace",
+     lambda o: set_flag(container(o), "allowlist-configmap", f"{cs.NS}/{cs.ALLOWLIST_CM}"),
+     "Deployment egress-guard: --allowlist-configmap is platform-egress/"),
+    ("other-namespace: the auditor's allowlist flag still names egress-guard", "other-namespace",
+     lambda o: set_flag(auditor(o), "allowlist-configmap", f"{cs.NS}/{cs.ALLOWLIST_CM}"),
+     "Deployment egress-guard-auditor: --allowlist-configmap is platform-egress/"),
+    ("other-namespace: the server told to run as egress-guard", "other-namespace",
+     lambda o: container(o)["args"].append(f"--namespace={cs.NS}"), "the server's --namespace is its pod's"),
+    ("other-namespace: replacements dropped, the certificate names egress-guard's Service", "other-namespace",
+     lambda o: obj(o, "Certificate", cs.TLS_SECRET)["spec"].update(
+         dnsNames=[f"{cs.APP}.{cs.NS}.svc", f"{cs.APP}.{cs.NS}.svc.cluster.local"]),
+     "Certificate egress-guard-tls names egress-guard.platform-egress.svc"),
+    ("other-namespace: a binding's subject left in egress-guard", "other-namespace",
+     lambda o: obj(o, "ClusterRoleBinding", cs.REGISTER)["subjects"][0].update(namespace=cs.NS),
+     "ServiceAccount subject"),
+    ("other-namespace: an entry calls a Service the server does not retarget", "other-namespace",
+     lambda o: registered_hook(o, WORKLOADS)["clientConfig"]["service"].update(namespace="elsewhere"),
+     "every NotIn exclusion spares platform-egress"),
+    ("other-namespace: a ServiceMonitor-style selector of egress-guard's namespace", "other-namespace",
+     lambda o: netpol(o)["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"].update(
+         {"kubernetes.io/metadata.name": cs.NS}),
+     "names egress-guard any more"),
+    ("other-namespace: more than the namespace changed", "other-namespace",
+     lambda o: obj(o, "Deployment", cs.APP)["spec"].update(revisionHistoryLimit=9),
+     "apart from the namespace, identical"),
+    ("monitoring: an alert pinned to namespace egress-guard", "monitoring",
+     lambda o: alert(o, "EgressGuardDown").update(expr='absent(up{job="egress-guard", namespace="egress-guard"} == 1)'),
+     "beyond metadata.namespace nothing names"),
+    ("monitoring: a ServiceMonitor looks in egress-guard by name", "monitoring",
+     lambda o: obj(o, "ServiceMonitor", cs.APP)["spec"].update(namespaceSelector={"matchNames": [cs.NS]}),
+     "ServiceMonitor selects the egress-guard Service in its own namespace"),
+    # --- the image from your registry (deploy/overlays/registry)
+    ("registry: the auditor left on the base's image", "registry",
+     lambda o: auditor(o).update(image="egress-guard:0.2.0"), "both Deployments run"),
+    ("registry: more than the image changed", "registry",
+     lambda o: obj(o, "Deployment", cs.APP)["spec"].update(revisionHistoryLimit=9),
+     "apart from the image, identical"),
 ]
-
 
 def failures(renders: Renders, repo: Path) -> list[str]:
     with contextlib.redirect_stdout(io.StringIO()):

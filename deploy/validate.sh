@@ -6,7 +6,8 @@
 #
 # 1. kubectl kustomize: deploy/, deploy/cert-manager, deploy/overlays/audit,
 #    deploy/overlays/restricted-apiserver, deploy/networkpolicy (examples), deploy/monitoring,
-#    deploy/audit-watch and deploy/audit-watch/crd
+#    deploy/audit-watch, deploy/audit-watch/crd, deploy/overlays/other-namespace and
+#    deploy/overlays/registry
 # 2. validate_schemas.py: every object in strict mode against the Kubernetes versions
 #    in KUBE_VERSIONS, and the webhook configurations inside the ConfigMap
 #    egress-guard-webhooks (the server registers them; no rendering applies them); the
@@ -14,7 +15,9 @@
 #    directories
 # 3. check_security.py: hardening, webhook (on the configurations the server registers),
 #    registration and its RBAC, network policy, autoscaling, alert and overlay checks; the
-#    base allowlist grants nothing
+#    base allowlist grants nothing; the install moved to another namespace names
+#    egress-guard's nowhere (flags, Certificate DNS names, RBAC subjects, the
+#    configurations as the server registers them); the registry overlay sets both images
 # 4. check_security_test.py: breaks the renderings one way at a time and requires the
 #    check meant for each break to fail
 # 5. check_allowlist_schema.py: the shipped allowlists against docs/allowlist.schema.json
@@ -78,7 +81,8 @@ trap 'rm -rf "$out"' EXIT
 
 # Rendering name -> kustomization. The names are the ones validate_schemas.py and
 # check_security.py know.
-names=(base cert-manager audit restricted-apiserver networkpolicy monitoring audit-watch policyreport-crd)
+names=(base cert-manager audit restricted-apiserver networkpolicy monitoring audit-watch policyreport-crd
+       other-namespace registry)
 declare -A dirs=(
     [base]="$here"
     [cert-manager]="$here/cert-manager"
@@ -88,6 +92,8 @@ declare -A dirs=(
     [monitoring]="$here/monitoring"
     [audit-watch]="$here/audit-watch"
     [policyreport-crd]="$here/audit-watch/crd"
+    [other-namespace]="$here/overlays/other-namespace"
+    [registry]="$here/overlays/registry"
 )
 echo "==> rendering with $("$KUBECTL" version --client 2>/dev/null | grep -i kustomize || echo "$KUBECTL kustomize")"
 for name in "${names[@]}"; do

@@ -27,6 +27,15 @@ CRD_KINDS: dict[str, set[tuple[str, str]]] = {
         ("cert-manager.io/v1", "Certificate"),
         ("cert-manager.io/v1", "Issuer"),
     },
+    # Both overlays build on deploy/cert-manager.
+    "other-namespace": {
+        ("cert-manager.io/v1", "Certificate"),
+        ("cert-manager.io/v1", "Issuer"),
+    },
+    "registry": {
+        ("cert-manager.io/v1", "Certificate"),
+        ("cert-manager.io/v1", "Issuer"),
+    },
     "monitoring": {
         ("monitoring.coreos.com/v1", "ServiceMonitor"),
         ("monitoring.coreos.com/v1", "PrometheusRule"),

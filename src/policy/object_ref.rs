@@ -18,6 +18,21 @@ impl FromStr for ObjectRef {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                // The manifests write `$(POD_NAMESPACE)/...` for the kubelet to expand; left
+                // unexpanded, it would be watched as a namespace that cannot exist, and the
+                // server would wait for it without saying why.
+                if ns.contains("$(") {
+                    return Err(format!(
+                        "{s:?}: {ns} was not expanded; the kubelet replaces $(VAR) in args only \
+                         when the container's env defines VAR"
+                    ));
+                }
+                if !is_namespace_name(ns) {
+                    return Err(format!(
+                        "{s:?}: {ns:?} is not a namespace name (lower-case letters, digits \
+                         and '-', at most 63)"
+                    ));
+                }
                 Ok(Self {
                     namespace: ns.to_owned(),
                     name: name.to_owned(),
@@ -26,6 +41,16 @@ impl FromStr for ObjectRef {
             _ => Err(format!("expected NAMESPACE/NAME, got {s:?}")),
         }
     }
+}
+
+/// An RFC 1123 label, as Kubernetes requires of a namespace's name.
+fn is_namespace_name(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = s.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes.iter().all(|&b| alnum(b) || b == b'-')
+        && bytes.first().copied().is_some_and(alnum)
+        && bytes.last().copied().is_some_and(alnum)
 }
 
 impl fmt::Display for ObjectRef {
@@ -49,8 +74,21 @@ mod tests {
             }
         );
         assert_eq!(r.to_string().parse::<ObjectRef>(), Ok(r));
-        for bad in ["x", "/x", "x/", "a/b/c", ""] {
+        for bad in [
+            "x", "/x", "x/", "a/b/c", "", "Egress/x", "-a/x", "a-/x", "a.b/x",
+        ] {
             assert!(bad.parse::<ObjectRef>().is_err(), "{bad}");
         }
+        let long = format!("{}/x", "a".repeat(64));
+        assert!(long.parse::<ObjectRef>().is_err());
+        assert!(format!("{}/x", "a".repeat(63)).parse::<ObjectRef>().is_ok());
+    }
+
+    #[test]
+    fn an_unexpanded_variable_says_so() {
+        let e = "$(POD_NAMESPACE)/egress-guard-allowlist"
+            .parse::<ObjectRef>()
+            .unwrap_err();
+        assert!(e.contains("$(POD_NAMESPACE) was not expanded"), "{e}");
     }
 }
