@@ -11,7 +11,8 @@ use crate::policy::url::{self, UrlError};
 
 impl Findings<'_> {
     /// Judges the host `raw` connects to (`default_scheme` when it names none);
-    /// `strict` reports a URL that does not parse.
+    /// `strict` reports a URL the fetcher refuses too. A host the fetcher dials but this
+    /// crate cannot read is reported either way.
     pub fn fetch(
         &mut self,
         cx: &Context<'_>,
@@ -31,7 +32,12 @@ impl Findings<'_> {
             Err(UrlError::Invalid(why)) if strict => {
                 self.record(Code::InvalidHost, path, raw, why);
             }
+            // The fetcher refuses it too: nothing is fetched.
             Err(UrlError::Invalid(_)) => {}
+            // Fetched from a host not read here: refused whatever the field.
+            Err(UrlError::Unreadable(why)) => {
+                self.record(Code::InvalidHost, path, raw, why);
+            }
         }
     }
 }

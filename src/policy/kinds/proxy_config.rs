@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::pod::injected;
 use crate::policy::decision::Code;
+use crate::policy::istio;
 use crate::policy::judge::{Context, EgressRef, Findings, Reach};
 use crate::policy::matcher::PortSet;
 use crate::policy::spec::{Keys, Object, Pairs, Str, null_default};
@@ -139,9 +140,15 @@ pub(crate) fn judge_annotation<K: Keys>(
         let Some(address) = value.filter(|a| !a.is_empty()) else {
             continue;
         };
-        let (host, port) = split_host_port(address);
-        let ports = PortSet::new(port.into_iter().collect());
         let at = || format!("{}.{}", path(), written.join("."));
+        let (host, port) = match split_host_port(address) {
+            Ok(split) => split,
+            Err(why) => {
+                out.record(Code::InvalidHost, at, address, why);
+                continue;
+            }
+        };
+        let ports = PortSet::new(port.into_iter().collect());
         out.egress(
             cx,
             EgressRef::new(&at, host, Reach::ClusterDns).on(Some(&ports)),
@@ -251,17 +258,48 @@ pub(crate) fn capture_environment<'k>(
     }
 }
 
-/// `host:port`, `[v6]:port` or a bare host.
-fn split_host_port(address: &str) -> (&str, Option<u16>) {
-    if let Some(v6) = address.strip_prefix('[')
-        && let Some((host, rest)) = v6.split_once(']')
-    {
-        return (host, rest.strip_prefix(':').and_then(|p| p.parse().ok()));
+/// `host:port`, `[v6]:port` or a bare host, split as Go's `net.SplitHostPort` splits
+/// it. istio-agent writes host and port into the bootstrap JSON unescaped
+/// (`addressConverter` in pkg/bootstrap/option/convert.go), so Envoy reads a `"` or a
+/// JSON escape in either as JSON (`\u0000` would end the name it resolves): only a
+/// plain name or an IP literal, and a decimal port, are judged.
+fn split_host_port(address: &str) -> Result<(&str, Option<u16>), &'static str> {
+    const PORT: &str = "the port must be a number from 0 to 65535";
+    if istio::parse_ip(address).is_some() && !address.contains('%') {
+        return Ok((address, None));
     }
-    match address.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
-        _ => (address, None),
-    }
+    let (host, port) = match address.strip_prefix('[') {
+        Some(v6) => {
+            let (host, rest) = v6.split_once(']').ok_or("unclosed IPv6 literal")?;
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err("brackets must hold an IPv6 address (without zone)");
+            }
+            let port = match rest {
+                "" => None,
+                _ => Some(rest.strip_prefix(':').ok_or(PORT)?),
+            };
+            (host, port)
+        }
+        None => {
+            let (host, port) = match address.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (address, None),
+            };
+            let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+            if host.is_empty() || !host.bytes().all(plain) {
+                return Err("the host must be a DNS name or an IP address");
+            }
+            (host, port)
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().map_err(|_| PORT)?)
+        }
+        Some(_) => return Err(PORT),
+    };
+    Ok((host, port))
 }
 
 #[cfg(test)]
@@ -272,14 +310,49 @@ mod tests {
     fn splits_addresses() {
         assert_eq!(
             split_host_port("zipkin.example.com:9411"),
-            ("zipkin.example.com", Some(9411))
+            Ok(("zipkin.example.com", Some(9411)))
         );
         assert_eq!(
             split_host_port("[2001:db8::1]:9411"),
-            ("2001:db8::1", Some(9411))
+            Ok(("2001:db8::1", Some(9411)))
         );
-        assert_eq!(split_host_port("collector"), ("collector", None));
-        assert_eq!(split_host_port("2001:db8::1"), ("2001:db8::1", None));
+        assert_eq!(split_host_port("collector"), Ok(("collector", None)));
+        assert_eq!(split_host_port("2001:db8::1"), Ok(("2001:db8::1", None)));
+        assert_eq!(
+            split_host_port("Zipkin.Example.com:09411"),
+            Ok(("Zipkin.Example.com", Some(9411)))
+        );
+    }
+
+    /// The bootstrap is JSON with host and port pasted in: what Envoy would decode
+    /// differently from the text is refused, and so is what Go cannot split.
+    #[test]
+    fn refuses_addresses_envoy_reads_otherwise() {
+        let host = Err("the host must be a DNS name or an IP address");
+        let port = Err("the port must be a number from 0 to 65535");
+        for (address, want) in [
+            // JSON escapes: Envoy resolves "evil.example\0...", c-ares "evil.example".
+            (r"evil.example\u0000.googleapis.com:9411", host),
+            (r"\u0065vil.example:9411", host),
+            (
+                r#"[evil.example", "address": "x.googleapis.com]:9411"#,
+                Err("brackets must hold an IPv6 address (without zone)"),
+            ),
+            ("collector.googleapis.com:9411}", port),
+            ("collector.googleapis.com:+9411", port),
+            ("collector.googleapis.com:", port),
+            ("collector.googleapis.com:65536", port),
+            ("a:b:9411", host),
+            (":9411", host),
+            ("%65vil.example:9411", host),
+            (
+                "[fe80::1%eth0]:9411",
+                Err("brackets must hold an IPv6 address (without zone)"),
+            ),
+            ("[::1]x", port),
+        ] {
+            assert_eq!(split_host_port(address), want, "{address}");
+        }
     }
 
     #[test]
