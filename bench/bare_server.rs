@@ -5,7 +5,11 @@
 //! (jemalloc) and the same multi-threaded tokio runtime as `egress-guard serve`.
 //!
 //! `cargo run --release --example bare-server -- --listen 127.0.0.1:9443 \
-//!     --tls-cert certs/tls.crt --tls-key certs/tls.key`
+//!     --tls-cert certs/tls.crt --tls-key certs/tls.key [--floor]`
+//!
+//! `--floor` is the floor no webhook can go below: the same stack reads the whole body
+//! and answers a constant AdmissionReview without parsing it (its uid is empty, which an
+//! apiserver would refuse; load generators do not look).
 //!
 //! `GET /readyz` answers `ready` (over HTTPS) once the listener is up.
 
@@ -30,11 +34,12 @@ struct Args {
     listen: SocketAddr,
     cert: PathBuf,
     key: PathBuf,
+    floor: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut listen: SocketAddr = "127.0.0.1:9443".parse()?;
-    let (mut cert, mut key) = (None, None);
+    let (mut cert, mut key, mut floor) = (None, None, false);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -42,13 +47,19 @@ fn args() -> anyhow::Result<Args> {
             "--listen" => listen = value()?.parse().context("--listen")?,
             "--tls-cert" => cert = Some(PathBuf::from(value()?)),
             "--tls-key" => key = Some(PathBuf::from(value()?)),
+            "--floor" => floor = true,
             other => bail!(
-                "unexpected argument {other:?}; usage: bare-server --listen ADDR --tls-cert PEM --tls-key PEM"
+                "unexpected argument {other:?}; usage: bare-server --listen ADDR --tls-cert PEM --tls-key PEM [--floor]"
             ),
         }
     }
     match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Args { listen, cert, key }),
+        (Some(cert), Some(key)) => Ok(Args {
+            listen,
+            cert,
+            key,
+            floor,
+        }),
         _ => bail!("--tls-cert and --tls-key are required"),
     }
 }
@@ -64,14 +75,22 @@ fn main() -> anyhow::Result<()> {
     .context("loading TLS material")?;
     let rustls = RustlsConfig::from_config(Arc::new(tls));
     let app = Router::new()
-        .route("/validate", post(validate))
+        .route(
+            "/validate",
+            if args.floor {
+                post(floor)
+            } else {
+                post(validate)
+            },
+        )
         .route("/readyz", get(|| async { "ready\n" }));
     // The same runtime as `egress-guard serve` (src/main.rs).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        eprintln!("bare-server listening on https://{}", args.listen);
+        let mode = if args.floor { " (floor)" } else { "" };
+        eprintln!("bare-server{mode} listening on https://{}", args.listen);
         axum_server::bind_rustls(args.listen, rustls)
             .serve(app.into_make_service())
             .await
@@ -97,4 +116,11 @@ async fn validate(body: Bytes) -> Response {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// Reads the body (axum collects it before the handler runs) and answers a constant.
+async fn floor(body: Bytes) -> Response {
+    const ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true}}"#;
+    std::hint::black_box(body.len());
+    ([(header::CONTENT_TYPE, "application/json")], ANSWER).into_response()
 }

@@ -22,9 +22,11 @@ BODY_MUTATE=$FIXTURES/mutate-create-virtualservice-v1-github-api.json
 EG_PORT=${EG_PORT:-18443}
 EG_METRICS_PORT=${EG_METRICS_PORT:-19090}
 BARE_PORT=${BARE_PORT:-18444}
+FLOOR_PORT=${FLOOR_PORT:-18445}
 ENTRIES=${ENTRIES:-100000}
 EG_URL=https://127.0.0.1:$EG_PORT
 BARE_URL=https://127.0.0.1:$BARE_PORT
+FLOOR_URL=https://127.0.0.1:$FLOOR_PORT
 METRICS_URL=http://127.0.0.1:$EG_METRICS_PORT
 OHA=${OHA:-oha}
 PY=$(command -v /usr/bin/python3 || command -v python3)
@@ -149,22 +151,36 @@ start_eg() {
 
 # start_bare CERT KEY CA: sets BARE_PID.
 start_bare() {
-    local cert=$1 key=$2 ca=$3
-    check_port_free "$BARE_PORT"
-    "$BARE" --listen "127.0.0.1:$BARE_PORT" --tls-cert "$cert" --tls-key "$key" \
-        >>"$WORK/bare.log" 2>&1 &
-    BARE_PID=$!
-    PIDS+=("$BARE_PID")
+    start_reference bare "$BARE_PORT" "$BARE_URL" "$@"
+    BARE_PID=$REF_PID
+}
+
+# start_floor CERT KEY CA: the floor server (bare-server --floor), sets FLOOR_PID.
+start_floor() {
+    start_reference floor "$FLOOR_PORT" "$FLOOR_URL" "$@" --floor
+    FLOOR_PID=$REF_PID
+}
+
+# start_reference NAME PORT URL CERT KEY CA [bare-server flags...]: sets REF_PID once
+# the server answers /readyz.
+start_reference() {
+    local name=$1 port=$2 url=$3 cert=$4 key=$5 ca=$6
+    shift 6
+    check_port_free "$port"
+    "$BARE" --listen "127.0.0.1:$port" --tls-cert "$cert" --tls-key "$key" "$@" \
+        >>"$WORK/$name.log" 2>&1 &
+    REF_PID=$!
+    PIDS+=("$REF_PID")
     local i
     for i in $(seq 1 100); do
-        if curl -fsS --cacert "$ca" -o /dev/null "$BARE_URL/readyz" 2>/dev/null; then
-            log "bare-server ready (pid $BARE_PID)"
+        if curl -fsS --cacert "$ca" -o /dev/null "$url/readyz" 2>/dev/null; then
+            log "$name server ready (pid $REF_PID)"
             return
         fi
-        kill -0 "$BARE_PID" 2>/dev/null || { cat "$WORK/bare.log" >&2; die "bare-server exited"; }
+        kill -0 "$REF_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name server exited"; }
         sleep 0.1
     done
-    die "bare-server not ready within 10 s"
+    die "$name server not ready within 10 s"
 }
 
 # review URL BODY CA: prints response.allowed of one review.
@@ -265,3 +281,57 @@ results_file() { # PREFIX
 machine_line() {
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); oha $("$OHA" --version 2>/dev/null | awk '{print $2}'); egress-guard $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo "+dirty")"
 }
+
+# Samples VmRSS of PID every 0.25 s while oha runs; prints the maximum.
+rss_sampler() {
+    local pid=$1 out=$2 max=0 v
+    while [[ -e $out.run ]]; do
+        v=$(rss_mib "$pid" VmRSS)
+        max=$(awk -v a="$max" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
+        sleep 0.25
+    done
+    echo "$max" >"$out"
+}
+
+# measure NAME SERVER BODY oha-args...: one oha run against ${URL_OF[SERVER]} with CPU
+# and RSS bookkeeping for ${PID_OF[SERVER]} (the caller declares both arrays and
+# LOAD_RSS). Sets CPU_US (server CPU per request) and OTHER (the share of the machine
+# used by anything else).
+measure() {
+    local name=$1 server=$2 body=$3
+    shift 3
+    local pid=${PID_OF[$server]} t0 t1 m0 m1 c0 c1
+    touch "$WORK/$name.rss.run"
+    rss_sampler "$pid" "$WORK/$name.rss" &
+    local sampler=$!
+    t0=$(cpu_ticks "$pid")
+    m0=$(machine_ticks)
+    c0=$(children_ticks)
+    oha_run "$name" --cacert "$CA" -D "$body" "$@" "${URL_OF[$server]}/validate"
+    t1=$(cpu_ticks "$pid")
+    m1=$(machine_ticks)
+    c1=$(children_ticks)
+    rm -f "$WORK/$name.rss.run"
+    wait "$sampler"
+    # CPU used by anything but this server and the load generator, % of all cores:
+    # another build on the machine shows up here and makes the row unreliable.
+    OTHER=$(awk -v m0="$m0" -v m1="$m1" -v s="$((t1 - t0))" -v c="$((c1 - c0))" 'BEGIN {
+        split(m0, a, " "); split(m1, b, " "); busy = b[1] - a[1]; total = b[2] - a[2]
+        o = (total > 0) ? (100 * (busy - s - c) / total) : 0
+        printf "%.0f%%", (o < 0) ? 0 : o }')
+    if [[ ${OTHER%\%} -gt 10 ]]; then
+        log "$name: other processes used $OTHER of the CPU during the run; numbers are disturbed"
+    fi
+    local total rss
+    total=$(oha_total "$name")
+    rss=$(cat "$WORK/$name.rss")
+    LOAD_RSS[$server]=$(awk -v a="${LOAD_RSS[$server]}" -v b="$rss" 'BEGIN { print (b > a) ? b : a }')
+    # clock ticks are 10 ms
+    CPU_US=$(awk -v d="$((t1 - t0))" -v n="$total" 'BEGIN { printf "%.0f", (n > 0) ? (d * 10000 / n) : 0 }')
+    local failed
+    failed=$(oha_failed "$name")
+    if [[ $failed != 0 ]]; then
+        log "$name: $failed failed requests: $(oha_errors "$name")"
+    fi
+}
+

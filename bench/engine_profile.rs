@@ -220,6 +220,7 @@ fn main() {
         );
         drop(findings);
     }
+    reviews(&a, n / 4);
     reload_costs(&text);
     row(
         "virtualservice_10routes",
@@ -234,6 +235,44 @@ fn main() {
             serde_path_to_error::deserialize::<_, VsMirror>(&mut de).is_ok()
         }),
     );
+}
+
+/// The server's in-process share of one review on the bodies `bench/floor.sh` sends:
+/// the envelope decode alone, then the whole of `admission::review` (decode, judge,
+/// answer encoded), as `/validate` runs it (inline, the clock read for expiry).
+fn reviews(a: &Allowlist, n: u32) {
+    use egress_guard::admission::{self, Endpoint};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
+    for file in [
+        "validate-create-serviceentry-v1-github-api.json",
+        "validate-create-pod-v1-app-injected.json",
+        "validate-create-deployment-v1-shop.json",
+    ] {
+        let body = std::fs::read(format!("{dir}/{file}")).expect("fixture readable");
+        let name = file.trim_end_matches(".json");
+        row(
+            name,
+            "admission::decode (envelope, object kept raw)",
+            measure(n, || admission::decode(&body).is_ok()),
+        );
+        let env = policy::Env {
+            now: Some(egress_guard::unix_now()),
+            judge_only: true,
+            ..policy::Env::default()
+        };
+        row(
+            name,
+            "admission::review (decode, judge, encode)",
+            measure(n, || {
+                admission::review(Endpoint::Validate, &body, Some(a), &env).body.len()
+            }),
+        );
+        row(
+            name,
+            "floor: JSON scan of the body (IgnoredAny)",
+            measure(n, || serde_json::from_slice::<IgnoredAny>(&body).is_ok()),
+        );
+    }
 }
 
 /// What one reload of this allowlist costs besides `from_yaml`: hashing the text (the

@@ -16,6 +16,7 @@
 #     the bare server on the same body;
 #   - server RSS idle, under load and peak (VmRSS/VmHWM), server CPU per request.
 # Prints a Markdown report and writes it to bench/results/load-<date>.md.
+# bench/floor.sh measures the distance to the floor (no parse at all) per review kind.
 # Targets (issue 17): CPU per review at 4,000 rps <= bare's; throughput at c=16 >= 90%
 # of bare; p99 at 1,000 and 2,000 rps <= bare's; RSS <= 32 MiB steady with 100k entries.
 set -euo pipefail
@@ -60,56 +61,6 @@ declare -A LOAD_RSS=([eg]=0 [bare]=0)
 declare -A PID_OF=([eg]=$EG_PID [bare]=$BARE_PID)
 declare -A URL_OF=([eg]=$EG_URL [bare]=$BARE_URL)
 declare -A NAME_OF=([eg]=egress-guard [bare]=bare)
-
-# Samples VmRSS of PID every 0.25 s while oha runs; prints the maximum.
-rss_sampler() {
-    local pid=$1 out=$2 max=0 v
-    while [[ -e $out.run ]]; do
-        v=$(rss_mib "$pid" VmRSS)
-        max=$(awk -v a="$max" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
-        sleep 0.25
-    done
-    echo "$max" >"$out"
-}
-
-# measure NAME SERVER BODY oha-args...: one oha run with CPU and RSS bookkeeping.
-measure() {
-    local name=$1 server=$2 body=$3
-    shift 3
-    local pid=${PID_OF[$server]} t0 t1 m0 m1 c0 c1
-    touch "$WORK/$name.rss.run"
-    rss_sampler "$pid" "$WORK/$name.rss" &
-    local sampler=$!
-    t0=$(cpu_ticks "$pid")
-    m0=$(machine_ticks)
-    c0=$(children_ticks)
-    oha_run "$name" --cacert "$CA" -D "$body" "$@" "${URL_OF[$server]}/validate"
-    t1=$(cpu_ticks "$pid")
-    m1=$(machine_ticks)
-    c1=$(children_ticks)
-    rm -f "$WORK/$name.rss.run"
-    wait "$sampler"
-    # CPU used by anything but this server and the load generator, % of all cores:
-    # another build on the machine shows up here and makes the row unreliable.
-    OTHER=$(awk -v m0="$m0" -v m1="$m1" -v s="$((t1 - t0))" -v c="$((c1 - c0))" 'BEGIN {
-        split(m0, a, " "); split(m1, b, " "); busy = b[1] - a[1]; total = b[2] - a[2]
-        o = (total > 0) ? (100 * (busy - s - c) / total) : 0
-        printf "%.0f%%", (o < 0) ? 0 : o }')
-    if [[ ${OTHER%\%} -gt 10 ]]; then
-        log "$name: other processes used $OTHER of the CPU during the run; numbers are disturbed"
-    fi
-    local total rss
-    total=$(oha_total "$name")
-    rss=$(cat "$WORK/$name.rss")
-    LOAD_RSS[$server]=$(awk -v a="${LOAD_RSS[$server]}" -v b="$rss" 'BEGIN { print (b > a) ? b : a }')
-    # clock ticks are 10 ms
-    CPU_US=$(awk -v d="$((t1 - t0))" -v n="$total" 'BEGIN { printf "%.0f", (n > 0) ? (d * 10000 / n) : 0 }')
-    local failed
-    failed=$(oha_failed "$name")
-    if [[ $failed != 0 ]]; then
-        log "$name: $failed failed requests: $(oha_errors "$name")"
-    fi
-}
 
 log "warm-up (3 s each)"
 for s in eg bare; do
