@@ -264,7 +264,9 @@ fn reviews(a: &Allowlist, n: u32) {
             name,
             "admission::review (decode, judge, encode)",
             measure(n, || {
-                admission::review(Endpoint::Validate, &body, Some(a), &env).body.len()
+                admission::review(Endpoint::Validate, &body, Some(a), &env)
+                    .body
+                    .len()
             }),
         );
         row(

@@ -194,14 +194,31 @@ pub(crate) fn ranges_allowed(ranges: &str, cx: &Context<'_>) -> bool {
 /// where traffic goes, or `None`. Read with the namespace's grants for excluded ranges.
 pub(crate) fn customisation(c: &Container<'_>, cx: &Context<'_>) -> Option<String> {
     let proxy = &*c.name == PROXY;
-    if let Some(image) = c.image.as_deref().filter(|i| *i != "auto") {
-        return Some(format!("image ({image})"));
+    // What the injected container may run, it may also be customised to: the proxy
+    // image and the injector's own arguments (`istioctl kube-inject` output restates
+    // them), so the template gets the verdict of the pods it makes.
+    if let Some(image) = c.image.as_deref().filter(|i| *i != "auto")
+        && let Some(why) = image_problem(image, cx)
+    {
+        return Some(format!("image ({image}: {why})"));
     }
     if !c.command.is_empty() {
         return Some("command".to_owned());
     }
     if !c.args.is_empty() {
-        return Some("arguments".to_owned());
+        let ids = Injection {
+            proxy_users: &[PROXY_UID],
+            proxy_groups: &[PROXY_UID],
+        };
+        let at = || format!("{}.args", &*c.name);
+        let verdict = if proxy {
+            proxy_args(&c.args, &at)
+        } else {
+            iptables_args(&c.args, &*c.name == VALIDATION, ids, &at, cx)
+        };
+        if verdict.is_err() {
+            return Some("arguments".to_owned());
+        }
     }
     for e in &c.env {
         let value = e.value.as_deref();
@@ -227,6 +244,12 @@ pub(crate) fn customisation(c: &Container<'_>, cx: &Context<'_>) -> Option<Strin
     }
     if c.handlers().any(|(_, h)| h.exec.is_some()) {
         return Some("commands (an exec probe or hook runs as the proxy)".to_owned());
+    }
+    // istio-init and istio-validation run only istio-iptables with the arguments
+    // checked above: the identity and privileges they run with (the injector's root
+    // and NET_ADMIN, restated by kube-inject output) open nothing.
+    if !proxy {
+        return None;
     }
     // The istio/gateway chart restates the injector's own identity (1337): only
     // another identity, or a privilege the proxy does not have, changes anything.
@@ -338,22 +361,26 @@ fn judge_image(
     out: &mut Findings<'_>,
 ) {
     let image = c.image.as_deref().unwrap_or_default();
-    let allowed = &cx.allowlist.proxy_images;
-    let why = if !allowed.is_empty() {
-        (!allowed.iter().any(|p| image.starts_with(&**p)))
-            .then_some("not one of the allowlist's proxyImages")
-    } else if !is_proxy_image(image) {
-        Some("not a proxy image (proxyv2): the injected containers run the proxy image")
-    } else {
-        None
-    };
-    if let Some(why) = why {
+    if let Some(why) = image_problem(image, cx) {
         out.record(
             Code::ProxyReplaced,
             || format!("{}.image", path()),
             image,
             why,
         );
+    }
+}
+
+/// Why `image` is not one the injected containers may run, or `None`.
+fn image_problem(image: &str, cx: &Context<'_>) -> Option<&'static str> {
+    let allowed = &cx.allowlist.proxy_images;
+    if !allowed.is_empty() {
+        (!allowed.iter().any(|p| image.starts_with(&**p)))
+            .then_some("not one of the allowlist's proxyImages")
+    } else if !is_proxy_image(image) {
+        Some("not a proxy image (proxyv2): the injected containers run the proxy image")
+    } else {
+        None
     }
 }
 

@@ -388,35 +388,41 @@ impl<'m> PodView<'m> {
         cx: &Context<'_>,
         out: &mut Findings<'_>,
     ) -> Option<Self> {
-        let injected = injected(meta, source);
+        let injected = injected(meta);
         let defaults = (
             spec.security_context.run_as_user,
             spec.security_context.run_as_group,
         );
         // Init containers ordered before the injected `istio-init` (the injector puts
         // it last unless the proxy runs as a native sidecar; with the CNI plugin, shown
-        // by `istio-validation`, the rules exist before any container starts). In a
-        // template: all of them when `sidecar.istio.io/nativeSidecar: "false"` asks for
-        // that order.
-        let before_capture = match source {
-            Source::Pod if injected.contains(&VALIDATION) => 0,
-            Source::Pod if injected.contains(&INIT) => {
-                let at = format!("{}spec.initContainers", base());
-                let mut init_at = None;
-                let names = spec.init_containers.retyped::<Named<'_>>();
-                let decoded = out.each(&names, &at, |i, c, out| {
-                    if out.charge(1 + c.name.len()) && init_at.is_none() && &*c.name == INIT {
-                        init_at = Some(i);
-                    }
-                });
-                if !decoded {
-                    return None;
+        // by `istio-validation`, the rules exist before any container starts).
+        let laid_out = if injected.contains(&VALIDATION) {
+            0
+        } else if injected.contains(&INIT) {
+            let at = format!("{}spec.initContainers", base());
+            let mut init_at = None;
+            let names = spec.init_containers.retyped::<Named<'_>>();
+            let decoded = out.each(&names, &at, |i, c, out| {
+                if out.charge(1 + c.name.len()) && init_at.is_none() && &*c.name == INIT {
+                    init_at = Some(i);
                 }
-                init_at.unwrap_or(0)
+            });
+            if !decoded {
+                return None;
             }
-            Source::Pod => 0,
+            init_at.unwrap_or(0)
+        } else {
+            0
+        };
+        // A template's pods are injected one by one: all its init containers run first
+        // when the mesh lays pods out that way (`sidecar.istio.io/nativeSidecar:
+        // "false"`, or the mesh settings). An injected template (`istioctl kube-inject`
+        // output) gets the later of both: its pods run as laid out where the namespace
+        // has no injection, and are injected afresh where it has.
+        let before_capture = match source {
+            Source::Pod => laid_out,
             Source::Template if template_inits_before_capture(meta, cx) => usize::MAX,
-            Source::Template => 0,
+            Source::Template => laid_out,
         };
         Some(PodView {
             source,
@@ -677,9 +683,9 @@ fn metadata(
 }
 
 /// `sidecar.istio.io/status` is the injector's record that it added the proxy. Ambient
-/// capture skips any pod that carries it, as a sidecar pod: on a pod without the
-/// proxy it claims, or in a template (the injector writes it on pods, never on
-/// templates), it takes the workload out of both data planes.
+/// capture skips any pod that carries it, as a sidecar pod: on a pod or template
+/// without the proxy it claims, it takes the workload out of both data planes. A
+/// template carries it when it is `istioctl kube-inject` output, proxy included.
 fn forged_status(
     meta: &Meta,
     pod: &PodView<'_>,
@@ -689,7 +695,7 @@ fn forged_status(
     let Some(status) = meta.annotations.get(STATUS) else {
         return;
     };
-    if pod.source == Source::Template || !pod.has_proxy {
+    if !pod.has_proxy {
         out.record(
             Code::SidecarDisabled,
             || format!("{}metadata.annotations[{STATUS}]", base()),
@@ -774,8 +780,11 @@ fn overrides_replace_proxy(v: &str, cx: &Context<'_>) -> bool {
 }
 
 /// The containers the injector added, as its status annotation lists them; only the
-/// proxy's own names count.
-fn injected(meta: &Meta, source: Source) -> Vec<&str> {
+/// proxy's own names count. On a template (`istioctl kube-inject` output) they are held
+/// to the injector's shape as on a pod: its pods run them as written where the
+/// namespace has no injection, and get the injector's own where it has (the injector
+/// strips what the status lists before injecting again).
+pub(super) fn injected(meta: &Meta) -> Vec<&str> {
     #[derive(Deserialize, Default)]
     #[serde(default, rename_all = "camelCase")]
     struct Status<'s> {
@@ -783,9 +792,6 @@ fn injected(meta: &Meta, source: Source) -> Vec<&str> {
         containers: Streamed<'s, &'s str>,
         #[serde(borrow)]
         init_containers: Streamed<'s, &'s str>,
-    }
-    if source == Source::Template {
-        return Vec::new();
     }
     let Some(status) = meta.annotations.get(STATUS) else {
         return Vec::new();
@@ -821,7 +827,10 @@ fn containers(
         }
         let path = || format!("{at}[{i}]");
         container::kubelet_connections(&c, &path, pod.host_network, cx, out);
-        if field == Field::Init && i < pod.before_capture {
+        // A template's own injected containers are the injector's on re-injection, and
+        // in its layout where there is none: they are judged by their shape below.
+        let injected_in_template = pod.source == Source::Template && pod.is_proxy(&c.name);
+        if field == Field::Init && i < pod.before_capture && !injected_in_template {
             before_capture(pod, &c, &path, cx, out);
         }
         if pod.is_proxy(&c.name) {

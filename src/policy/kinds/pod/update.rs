@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use super::{
     DATAPLANE_MODE, GATEWAY_MANAGED, Identity, Meta, PROXY, PROXY_CONTAINERS, PROXY_UID, STATUS,
-    Source, proxy_config, with_defaults,
+    proxy_config, with_defaults,
 };
 use crate::policy::decision::Code;
 use crate::policy::judge::{Context, Findings};
@@ -71,7 +71,7 @@ pub(super) fn judge(new: &RawValue, old: &RawValue, cx: &Context<'_>, out: &mut 
     // The containers that are the proxy's, as the pod was admitted with them: the ones
     // the injector listed, a gateway's proxy, and any that is named as the proxy's or
     // runs as its identity (the kubelet restarts it with the new image as that UID).
-    let mut proxies = super::injected(&o.metadata, Source::Pod);
+    let mut proxies = super::injected(&o.metadata);
     if o.metadata.labels.get(GATEWAY_MANAGED).is_some() && !proxies.contains(&PROXY) {
         proxies.push(PROXY);
     }
