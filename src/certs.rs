@@ -11,7 +11,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 
-use crate::cli::CertsArgs;
+use clap::Args;
 
 /// PEM texts of a CA and a serving certificate it signed.
 #[derive(Debug, Clone)]
@@ -219,6 +219,26 @@ fn patch_every_entry(name: &str, bundle: &str) -> String {
   done
 done"#
     )
+}
+
+/// `certs` flags.
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// Service name of the webhook (for the certificate's DNS names).
+    #[arg(long, default_value = "egress-guard")]
+    pub service: String,
+    /// Namespace of the webhook Service.
+    #[arg(long, default_value = "egress-guard")]
+    pub namespace: String,
+    /// Output directory.
+    #[arg(long, default_value = "certs")]
+    pub out: PathBuf,
+    /// Validity of the serving certificate in days (at most the CA's ten years).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[cfg(test)]

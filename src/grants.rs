@@ -16,7 +16,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::{AllowlistConfigMapArgs, NowArg, OutputFormat};
+use crate::args::{AllowlistConfigMapArgs, NowArg, OutputFormat};
 use crate::policy::allowlist::Expiry;
 use crate::policy::{Allowlist, Mode};
 

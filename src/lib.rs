@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod args;
 pub mod audit;
 pub mod certs;
 pub mod check;

@@ -8,12 +8,15 @@
 //! allowlist's exempt namespaces are left out, so a clean cluster audits clean.
 
 use anyhow::Context as _;
+use std::path::PathBuf;
+
+use clap::Args;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::DynamicObject;
 use kube::{Api, Client};
 
+use crate::args::{JudgeArgs, OutputFormat};
 use crate::check::{self, DiffReport, Judge, Manifest, ObjectReport, Report};
-use crate::cli::AuditArgs;
 use crate::policy::{Allowlist, Kind, ObjectRef, Skip};
 
 pub mod live;
@@ -197,4 +200,38 @@ pub fn to_manifest(kind: Kind, obj: DynamicObject) -> anyhow::Result<Manifest> {
         name: obj.metadata.name.unwrap_or_default(),
         object,
     })
+}
+
+/// `audit` flags.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Allowlist YAML file (instead of a ConfigMap); the embedded example when no source
+    /// is set. Watched for changes with --watch.
+    #[arg(long, visible_alias = "allowlist-file", conflicts_with_all = ["allowlist_configmap"])]
+    pub allowlist: Option<PathBuf>,
+    /// ConfigMap holding the allowlist (watched with --watch).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub allowlist_configmap: Option<ObjectRef>,
+    /// Key of the allowlist in the ConfigMap.
+    #[arg(long, default_value = "allowlist.yaml")]
+    pub allowlist_key: String,
+    /// An older allowlist file: report only the objects whose verdict or violations
+    /// change between it and the allowlist (exit 1 when something becomes denied).
+    #[arg(long, value_name = "OLD", conflicts_with = "against_configmap")]
+    pub against: Option<PathBuf>,
+    /// Compare with the allowlist in this ConfigMap (the live one) instead of a file.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub against_configmap: Option<ObjectRef>,
+    /// Explain, time and allowlist ConfigMap.
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    /// Only this namespace (default: all namespaces).
+    #[arg(long, short)]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Continuous audit.
+    #[command(flatten)]
+    pub watch: crate::audit::watch::WatchArgs,
 }

@@ -25,13 +25,13 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use tokio::task::JoinHandle;
 
+use super::AuditArgs;
 use super::live::Live;
 use super::metrics::AuditMetrics;
 use super::publish::Publisher;
 use super::report::ObjectFindings;
 use super::scope::{self, Scope};
 use crate::check::Judge;
-use crate::cli::AuditArgs;
 use crate::metrics::Metrics;
 use crate::policy::Kind;
 use crate::policy::allowlist::EXAMPLE;

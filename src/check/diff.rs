@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{EXIT_ALLOWED, EXIT_DENIED, Manifest};
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
 use crate::policy::{Decision, Verdict, Violation};
 
 /// One object whose judgement changes.

@@ -5,9 +5,10 @@
 //! Exit codes: 0 every object allowed (or nothing newly denied), 1 at least one denied
 //! (newly denied), 2 usage or input error.
 
-use std::path::Path;
+use clap::Args;
+use std::path::{Path, PathBuf};
 
-use crate::cli::{CheckArgs, JudgeArgs};
+use crate::args::{JudgeArgs, OutputFormat};
 use crate::policy::{self, Allowlist, AllowlistSource, Decision, Env, Kind, Operation, Request};
 
 mod diff;
@@ -151,4 +152,31 @@ pub fn run(args: &CheckArgs) -> u8 {
         }
     };
     if failed { EXIT_INPUT_ERROR } else { code }
+}
+
+/// `check` flags.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Allowlist YAML file; the embedded example allowlist when omitted.
+    #[arg(long)]
+    pub allowlist: Option<PathBuf>,
+    /// An older allowlist: report only the objects whose verdict or violations change
+    /// between it and --allowlist (exit 1 when something becomes denied).
+    #[arg(long, value_name = "OLD")]
+    pub against: Option<PathBuf>,
+    /// Key of the allowlist in the ConfigMap named by --validate-configmap.
+    #[arg(long, default_value = "allowlist.yaml")]
+    pub allowlist_key: String,
+    /// Explain, time and allowlist ConfigMap.
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Namespace for objects that do not name one.
+    #[arg(long, short, default_value = "default")]
+    pub namespace: String,
+    /// Manifest files or directories (YAML, multi-document, JSON, `List`); `-` reads stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }

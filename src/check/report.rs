@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{EXIT_ALLOWED, EXIT_DENIED, Manifest};
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
 use crate::policy::{Decision, Skip, Verdict, Violation};
 
 /// The label a verdict gets in the text report.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use clap::Args;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -305,7 +306,7 @@ where
 }
 
 /// `egress-guard uninstall` as a command: deletes, then says what is left to do.
-pub async fn uninstall_cli(args: &crate::cli::UninstallArgs) -> anyhow::Result<()> {
+pub async fn uninstall_cli(args: &UninstallArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API (kubeconfig or in-cluster config)")?;
@@ -320,4 +321,15 @@ pub async fn uninstall_cli(args: &crate::cli::UninstallArgs) -> anyhow::Result<(
         "no egress-guard webhook is called now; delete the install: kubectl delete -k deploy/"
     );
     Ok(())
+}
+
+/// `uninstall` flags.
+#[derive(Debug, Clone, Args)]
+pub struct UninstallArgs {
+    /// The namespace egress-guard is installed in.
+    #[arg(long, default_value = "egress-guard")]
+    pub namespace: String,
+    /// The ClusterRoleBinding that lets the server register its configurations.
+    #[arg(long, default_value = "egress-guard-register")]
+    pub binding: String,
 }

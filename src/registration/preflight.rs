@@ -13,7 +13,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 
 use super::desired::{self, Configuration, INSTANCE};
-use crate::cli::AllowlistConfigMapArgs;
+use crate::args::AllowlistConfigMapArgs;
 
 /// The Istio kinds egress-guard cannot work without: what tenants write to reach out.
 const ISTIO_CRDS: [&str; 4] = [

@@ -14,7 +14,7 @@ mod ops;
 mod run;
 pub mod tls;
 
-pub use run::{run, shutdown_signal};
+pub use run::{RegisterArgs, ServeArgs, run, shutdown_signal};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,13 +1,17 @@
 //! Wires `egress-guard serve` flags to the allowlist source and the server.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use std::path::PathBuf;
+
+use clap::Args;
 
 use super::tls::TlsPaths;
 use super::{AppState, Metrics, ServeConfig, serve};
-use crate::cli::{AllowlistArgs, RegisterArgs, ServeArgs};
+use crate::args::{AllowlistArgs, DurationArg, ObjectRef};
 use crate::policy::AllowlistSource;
 use crate::policy::allowlist::EXAMPLE;
 use crate::registration::Target;
@@ -214,4 +218,95 @@ pub async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// How `serve` registers its own webhook configurations.
+#[derive(Debug, Clone, Args)]
+pub struct RegisterArgs {
+    /// The Validating- and MutatingWebhookConfigurations to register once the server is
+    /// ready (an allowlist, its TLS pair, a ready endpoint behind the Service), with the
+    /// caBundle and namespace filled in, and to keep registered.
+    #[arg(long, env = "EGRESS_GUARD_REGISTER_WEBHOOKS", value_name = "FILE")]
+    pub register_webhooks: Option<PathBuf>,
+    /// The CA bundle (PEM) set on every entry (default: ca.crt beside --tls-cert).
+    #[arg(long, env = "EGRESS_GUARD_WEBHOOK_CA_BUNDLE", value_name = "FILE")]
+    pub webhook_ca_bundle: Option<PathBuf>,
+    /// The ClusterRole the configurations belong to: deleting it (kubectl delete -k, a
+    /// GitOps prune) makes the garbage collector delete them.
+    #[arg(long, env = "EGRESS_GUARD_WEBHOOK_OWNER", value_name = "CLUSTERROLE")]
+    pub webhook_owner: Option<String>,
+    /// Call this base URL instead of the Service (out-of-cluster and development).
+    #[arg(long, env = "EGRESS_GUARD_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// The server's namespace: its Service's, and the one its webhooks spare.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "egress-guard")]
+    pub namespace: String,
+    /// Re-apply the configurations at least this often.
+    #[arg(long, env = "EGRESS_GUARD_REGISTER_INTERVAL", default_value = "60s")]
+    pub register_interval: DurationArg,
+}
+
+/// `serve` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// HTTPS address for /validate and /mutate.
+    #[arg(long, env = "EGRESS_GUARD_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Plain-HTTP address for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "EGRESS_GUARD_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Serving certificate chain (PEM). Reloaded when the file changes.
+    #[arg(long, env = "EGRESS_GUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving private key (PEM). Reloaded when the file changes.
+    #[arg(long, env = "EGRESS_GUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM): when set, clients must present a certificate it signed.
+    #[arg(long, env = "EGRESS_GUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Where a development certificate is generated (or reused) when no --tls-cert is given.
+    #[arg(long, env = "EGRESS_GUARD_CERTS_DIR", default_value = "certs")]
+    pub certs_dir: PathBuf,
+    /// The allowlist source; with none, the embedded example allowlist is used.
+    #[command(flatten)]
+    pub allowlist: AllowlistArgs,
+    /// Time allowed to read a request's headers and body.
+    #[arg(long, env = "EGRESS_GUARD_REQUEST_TIMEOUT", default_value = "10s")]
+    pub request_timeout: DurationArg,
+    /// Large reviews (over 16 KiB) queued or in evaluation at once; more get 503.
+    /// Smaller reviews are judged inline and need no slot.
+    #[arg(long, env = "EGRESS_GUARD_MAX_CONCURRENCY", default_value_t = 1024)]
+    pub max_concurrency: usize,
+    /// Open connections; more are closed on accept, before the TLS handshake.
+    #[arg(long, env = "EGRESS_GUARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Request-body bytes held in memory at once across all connections; past it, 503.
+    #[arg(long, env = "EGRESS_GUARD_MAX_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+    /// Memory large reviews may use at once while judged, estimated at 100 times their
+    /// body (the measured worst case of decoding, see README "Hostile input bounds");
+    /// more wait, within the review deadline. One review always fits.
+    #[arg(long, env = "EGRESS_GUARD_REVIEW_MEMORY", default_value_t = 256 * 1024 * 1024)]
+    pub review_memory: usize,
+    /// Time a large review may take before it is answered as too complex (EG901).
+    #[arg(long, env = "EGRESS_GUARD_REVIEW_DEADLINE", default_value = "2s")]
+    pub review_deadline: DurationArg,
+    /// The ConfigMap holding the allowlist, whose edits are validated as allowlists
+    /// (default: the --allowlist-configmap one). Name it when serving from a mounted file.
+    #[arg(
+        long,
+        env = "EGRESS_GUARD_VALIDATE_CONFIGMAP",
+        value_name = "NAMESPACE/NAME"
+    )]
+    pub validate_configmap: Option<ObjectRef>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "EGRESS_GUARD_SHUTDOWN_GRACE", default_value = "20s")]
+    pub shutdown_grace: DurationArg,
+    /// Self-registration of the webhook configurations.
+    #[command(flatten)]
+    pub register: RegisterArgs,
 }
