@@ -351,7 +351,8 @@ impl Field {
 /// What the checks need to know about the pod beyond one container.
 struct PodView<'m> {
     source: Source,
-    /// The containers the injector added (pods only).
+    /// The containers the injector added, as the status annotation lists them (a
+    /// template has one when it is `istioctl kube-inject` output).
     injected: Vec<&'m str>,
     /// A gateway Istio's Gateway API controller deployed: its `istio-proxy` is the
     /// gateway's proxy and injection is off by design.
@@ -393,37 +394,36 @@ impl<'m> PodView<'m> {
             spec.security_context.run_as_user,
             spec.security_context.run_as_group,
         );
-        // Init containers ordered before the injected `istio-init` (the injector puts
-        // it last unless the proxy runs as a native sidecar; with the CNI plugin, shown
-        // by `istio-validation`, the rules exist before any container starts).
-        let laid_out = if injected.contains(&VALIDATION) {
-            0
-        } else if injected.contains(&INIT) {
-            let at = format!("{}spec.initContainers", base());
-            let mut init_at = None;
-            let names = spec.init_containers.retyped::<Named<'_>>();
-            let decoded = out.each(&names, &at, |i, c, out| {
-                if out.charge(1 + c.name.len()) && init_at.is_none() && &*c.name == INIT {
-                    init_at = Some(i);
-                }
-            });
-            if !decoded {
-                return None;
-            }
-            init_at.unwrap_or(0)
-        } else {
-            0
-        };
         // A template's pods are injected one by one: all its init containers run first
         // when the mesh lays pods out that way (`sidecar.istio.io/nativeSidecar:
-        // "false"`, or the mesh settings). An injected template (`istioctl kube-inject`
-        // output) gets the later of both: its pods run as laid out where the namespace
-        // has no injection, and are injected afresh where it has.
-        let before_capture = match source {
-            Source::Pod => laid_out,
-            Source::Template if template_inits_before_capture(meta, cx) => usize::MAX,
-            Source::Template => laid_out,
-        };
+        // "false"`, or the mesh settings). Otherwise, and on a pod, the init containers
+        // ordered before the injected `istio-init` (the injector puts it last unless the
+        // proxy runs as a native sidecar; with the CNI plugin, shown by
+        // `istio-validation`, the rules exist before any container starts). An injected
+        // template (`istioctl kube-inject` output) gets the later of both: its pods run
+        // as laid out where the namespace has no injection, and are injected afresh
+        // where it has.
+        let before_capture =
+            if source == Source::Template && template_inits_before_capture(meta, cx) {
+                usize::MAX
+            } else if injected.contains(&VALIDATION) {
+                0
+            } else if injected.contains(&INIT) {
+                let at = format!("{}spec.initContainers", base());
+                let mut init_at = None;
+                let names = spec.init_containers.retyped::<Named<'_>>();
+                let decoded = out.each(&names, &at, |i, c, out| {
+                    if out.charge(1 + c.name.len()) && init_at.is_none() && &*c.name == INIT {
+                        init_at = Some(i);
+                    }
+                });
+                if !decoded {
+                    return None;
+                }
+                init_at.unwrap_or(0)
+            } else {
+                0
+            };
         Some(PodView {
             source,
             injected,
@@ -827,13 +827,14 @@ fn containers(
         }
         let path = || format!("{at}[{i}]");
         container::kubelet_connections(&c, &path, pod.host_network, cx, out);
+        let proxy = pod.is_proxy(&c.name);
         // A template's own injected containers are the injector's on re-injection, and
         // in its layout where there is none: they are judged by their shape below.
-        let injected_in_template = pod.source == Source::Template && pod.is_proxy(&c.name);
+        let injected_in_template = proxy && pod.source == Source::Template;
         if field == Field::Init && i < pod.before_capture && !injected_in_template {
             before_capture(pod, &c, &path, cx, out);
         }
-        if pod.is_proxy(&c.name) {
+        if proxy {
             if field != Field::Ephemeral && &*c.name != AGENTGATEWAY {
                 let ids = Injection {
                     proxy_users: &pod.proxy_users,
